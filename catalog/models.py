@@ -1,0 +1,70 @@
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+from core.models import EMBEDDING_DIMENSIONS, EmbeddedTextMixin
+from core.text import text_hash
+
+
+class Item(EmbeddedTextMixin):
+    """Something that can be recommended: a product, a video, an article or a service."""
+
+    external_id = models.CharField(max_length=200, unique=True)
+    title = models.CharField(max_length=500)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=200, blank=True, db_index=True)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["title", "id"]
+        indexes = [
+            GinIndex(fields=["tags"], name="item_tags_gin"),
+            HnswIndex(
+                name="item_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
+            models.CheckConstraint(condition=~Q(title=""), name="item_title_not_empty"),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="item_price_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def embedding_text(self) -> str:
+        """The text the encoder reads for this item: title, category, tags, then description.
+
+        Title first because the encoder truncates long input at its token limit and the title
+        says the most; category and tags are short and carry the vocabulary people search with.
+        """
+        parts = [self.title.strip()]
+        if self.category:
+            parts.append(f"Category: {self.category}")
+        if self.tags:
+            parts.append(f"Tags: {', '.join(self.tags)}")
+        if self.description:
+            parts.append(self.description.strip())
+        return ". ".join(part.rstrip(".") for part in parts if part) + "."
+
+    def refresh_text_hash(self) -> bool:
+        """Recompute text_hash; when the text changed, mark the vector pending. Returns changed."""
+        new_hash = text_hash(self.embedding_text())
+        if new_hash == self.text_hash:
+            return False
+        self.text_hash = new_hash
+        self.embedding_status = "pending"
+        self.embedding_error = ""
+        return True

@@ -1,0 +1,24 @@
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from catalog import selectors
+
+PAGE_SIZE = 24
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The catalog, searchable by words in title or description. Anyone may open it."""
+    query = request.GET.get("q", "").strip()[:200]
+    category = request.GET.get("category", "").strip()[:200]
+    page = Paginator(selectors.item_list_active(query=query, category=category), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "page": page,
+        "query": query,
+        "category": category,
+        "categories": selectors.item_category_counts(),
+        "embedding_progress": selectors.item_embedding_progress(),
+    }
+    return render(request, "catalog/home.html", context)

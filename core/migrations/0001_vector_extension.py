@@ -1,0 +1,9 @@
+# The vector extension comes first: every app's vector columns depend on it.
+from django.db import migrations
+from pgvector.django import VectorExtension
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [VectorExtension()]

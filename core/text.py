@@ -1,0 +1,27 @@
+"""Checks and fingerprints for text that arrives from outside (imports, API, forms)."""
+
+import hashlib
+
+from core.exceptions import ApplicationError
+
+
+class InvalidTextError(ApplicationError):
+    pass
+
+
+def text_clean(value: str, *, field: str, max_length: int) -> str:
+    """Return the text stripped, or raise InvalidTextError saying what is wrong with it.
+
+    NUL characters are refused (PostgreSQL cannot store them in text columns) and so is text
+    longer than max_length: silently cutting what a person wrote would lose it.
+    """
+    if "\x00" in value:
+        raise InvalidTextError(f"{field} contains a NUL character")
+    cleaned = value.strip()
+    if len(cleaned) > max_length:
+        raise InvalidTextError(f"{field} is {len(cleaned)} characters long; the limit is {max_length}")
+    return cleaned
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,131 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+from core.models import EMBEDDING_DIMENSIONS
+
+
+class UserInterest(models.Model):
+    """A vector of what one person is interested in, built from their text and their items.
+
+    A person with diverse tastes can have several (cluster 0, 1, ...), one per theme.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interests")
+    cluster = models.PositiveSmallIntegerField(default=0)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    embedding_model = models.CharField(max_length=200)
+    n_events = models.PositiveIntegerField(default=0, help_text="How many activities this vector was built from.")
+    weight = models.FloatField(default=1.0, help_text="Share of the person's activity behind this vector.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "embedding_model", "cluster"], name="user_interest_unique"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="user_interest_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"interest {self.cluster} of user {self.user_id}"
+
+
+class RankerAlgorithm(models.TextChoices):
+    LOGISTIC_REGRESSION = "logistic_regression", "Logistic regression"
+    LAMBDARANK = "lambdarank", "Gradient-boosted LambdaRank"
+    BLEND = "blend", "Hand-set blend"
+
+
+class RankerModel(models.Model):
+    """One trained version of the re-ranker. At most one is active."""
+
+    version = models.PositiveIntegerField(unique=True)
+    algorithm = models.CharField(max_length=32, choices=RankerAlgorithm.choices)
+    features = models.JSONField(default=list, help_text="Feature names, in the order the model reads them.")
+    trained_from = models.DateTimeField(null=True, blank=True)
+    trained_until = models.DateTimeField(null=True, blank=True)
+    validation_metrics = models.JSONField(default=dict, blank=True)
+    artifact = models.BinaryField(editable=False)
+    is_active = models.BooleanField(default=False)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_ranker"),
+            models.CheckConstraint(
+                condition=Q(trained_from__isnull=True)
+                | Q(trained_until__isnull=True)
+                | Q(trained_from__lte=models.F("trained_until")),
+                name="ranker_training_window_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"ranker v{self.version} ({self.algorithm})"
+
+
+class RecommendationContext(models.TextChoices):
+    USER = "user", "For a user"
+    TEXT = "text", "For a text"
+    SIMILAR = "similar", "Similar items"
+
+
+class Recommendation(models.Model):
+    """One answer the recommender gave: who asked, for what, which ranker answered."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="recommendations"
+    )
+    context = models.CharField(max_length=16, choices=RecommendationContext.choices)
+    query_text = models.TextField(blank=True)
+    anchor_item = models.ForeignKey(
+        "catalog.Item", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    ranker = models.ForeignKey(RankerModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(context__in=RecommendationContext.values), name="recommendation_context_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.context} recommendation {self.id}"
+
+
+class RecommendedItem(models.Model):
+    """One item shown in a recommendation, and what the person did with it (feedback)."""
+
+    recommendation = models.ForeignKey(Recommendation, on_delete=models.CASCADE, related_name="items")
+    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+    sources = models.JSONField(default=list)
+    reason = models.TextField(blank=True)
+    impressed_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["recommendation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["recommendation", "position"], name="recommended_item_position_unique"),
+            models.UniqueConstraint(fields=["recommendation", "item"], name="recommended_item_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} at {self.position}"

@@ -1,0 +1,111 @@
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+from core.models import EMBEDDING_DIMENSIONS, EmbeddedTextMixin
+
+# Ratings are stars on a 0.5 to 5 scale (MovieLens uses half stars).
+RATING_MIN = 0.5
+RATING_MAX = 5.0
+
+
+class User(AbstractUser):
+    # The id a bundle or an integrating system knows this person by (users.csv user_id).
+    external_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return self.display_name or self.username
+
+
+class ActivityKind(models.TextChoices):
+    VIEW = "view", "View"
+    CLICK = "click", "Click"
+    ADD_TO_CART = "add_to_cart", "Add to cart"
+    PURCHASE = "purchase", "Purchase"
+    RATING = "rating", "Rating"
+    REVIEW = "review", "Review"
+    COMMENT = "comment", "Comment"
+    TAG = "tag", "Tag"
+    SEARCH = "search", "Search"
+    CHAT = "chat", "Chat message"
+    DISMISS = "dismiss", "Dismiss"
+
+
+# Kinds that are about one item, and kinds that are the person's own words.
+ITEM_KINDS = frozenset(
+    {
+        ActivityKind.VIEW,
+        ActivityKind.CLICK,
+        ActivityKind.ADD_TO_CART,
+        ActivityKind.PURCHASE,
+        ActivityKind.RATING,
+        ActivityKind.REVIEW,
+        ActivityKind.COMMENT,
+        ActivityKind.TAG,
+        ActivityKind.DISMISS,
+    }
+)
+TEXT_KINDS = frozenset({ActivityKind.REVIEW, ActivityKind.COMMENT, ActivityKind.TAG, ActivityKind.SEARCH, ActivityKind.CHAT})
+TEXT_ONLY_KINDS = frozenset({ActivityKind.SEARCH, ActivityKind.CHAT})
+
+
+class Activity(EmbeddedTextMixin):
+    """One thing a person did or wrote: a view, a purchase, a rating, a review, a question."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="activities")
+    kind = models.CharField(max_length=16, choices=ActivityKind.choices)
+    item = models.ForeignKey(
+        "catalog.Item", on_delete=models.CASCADE, null=True, blank=True, related_name="activities"
+    )
+    text = models.TextField(null=True, blank=True)
+    rating = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    # Fingerprint of an imported event, so importing the same bundle twice adds nothing.
+    source_key = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name_plural = "activities"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="activity_user_recent_idx"),
+            models.Index(fields=["item", "kind"], name="activity_item_kind_idx"),
+            HnswIndex(
+                name="activity_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ActivityKind.values), name="activity_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=RATING_MIN, rating__lte=RATING_MAX),
+                name="activity_rating_in_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=ActivityKind.RATING) | Q(rating__isnull=False),
+                name="activity_rating_kind_has_rating",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=sorted(ITEM_KINDS)) | Q(item__isnull=False),
+                name="activity_item_kind_has_item",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=sorted(TEXT_ONLY_KINDS)) | (Q(text__isnull=False) & ~Q(text="")),
+                name="activity_text_kind_has_text",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind} {self.item_id or ''}".strip()
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.text)
