@@ -11,6 +11,8 @@ class EmbeddingStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     OK = "ok", "Embedded"
     FAILED = "failed", "Failed"
+    # Rows with no text to embed (a view, a purchase): nothing for the encoder to do.
+    NO_TEXT = "no_text", "No text"
 
 
 class EmbeddedTextMixin(models.Model):

@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.bundle_import import bundle_import
+from catalog.bundles import BundleError, bundle_open
+from catalog.management.commands._import_report import progress_bar, write_summary
+
+
+class Command(BaseCommand):
+    help = "Import a dataset bundle folder (items, users, events). Safe to run again: it upserts."
+
+    def add_arguments(self, parser):
+        parser.add_argument("folder")
+        parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument("--rejections-file", help="write every rejected row (file:line: reason) here")
+
+    def handle(self, *args, folder, batch_size, rejections_file, **options):
+        try:
+            source = bundle_open(folder)
+        except BundleError as error:
+            raise CommandError(str(error)) from error
+        summary = bundle_import(source=source, batch_size=batch_size, progress=progress_bar)
+        write_summary(self, summary, rejections_file)

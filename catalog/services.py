@@ -1,0 +1,61 @@
+from collections.abc import Sequence
+from django.db import transaction
+
+from catalog.bundles import ItemRow
+from catalog.models import Item
+from core.models import EmbeddingStatus
+from core.summaries import UpsertCounts
+
+_UPSERT_FIELDS = ("title", "description", "category", "tags", "price", "attributes")
+
+
+def item_bulk_upsert(*, rows: Sequence[ItemRow], reactivate: bool = True) -> UpsertCounts:
+    """Create or update items by external_id in one transaction.
+
+    An item whose fields are unchanged is skipped (and keeps its vector); one whose text
+    changed is marked pending so the encoder picks it up again.
+    """
+    counts = UpsertCounts()
+    with transaction.atomic():
+        existing = {
+            item.external_id: item
+            for item in Item.objects.select_for_update().filter(external_id__in=[row.external_id for row in rows])
+        }
+        to_create, to_update = [], []
+        for row in rows:
+            item = existing.get(row.external_id)
+            values = {name: getattr(row, name) for name in _UPSERT_FIELDS}
+            if item is None:
+                item = Item(external_id=row.external_id, **values)
+                item.refresh_text_hash()
+                to_create.append(item)
+                continue
+            changed = {name: value for name, value in values.items() if getattr(item, name) != value}
+            if reactivate and not item.is_active:
+                changed["is_active"] = True
+            if not changed:
+                counts.skipped += 1
+                continue
+            for name, value in changed.items():
+                setattr(item, name, value)
+            item.refresh_text_hash()
+            to_update.append(item)
+        Item.objects.bulk_create(to_create)
+        if to_update:
+            Item.objects.bulk_update(
+                to_update, [*_UPSERT_FIELDS, "is_active", "text_hash", "embedding_status", "embedding_error"]
+            )
+        counts.created += len(to_create)
+        counts.updated += len(to_update)
+    return counts
+
+
+def item_queue_reembedding(*, item_ids: Sequence[int]) -> int:
+    """Mark items pending so the encoder embeds them again (even if their text is unchanged)."""
+    return Item.objects.filter(id__in=item_ids).update(
+        embedding_status=EmbeddingStatus.PENDING, embedding_error="", text_hash=""
+    )
+
+
+def item_set_active(*, item_ids: Sequence[int], is_active: bool) -> int:
+    return Item.objects.filter(id__in=item_ids).exclude(is_active=is_active).update(is_active=is_active)
