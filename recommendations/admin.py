@@ -1,0 +1,56 @@
+from django.contrib import admin
+
+from recommendations.models import Recommendation, RecommendedItem, RankerModel, UserInterest
+
+
+@admin.register(UserInterest)
+class UserInterestAdmin(admin.ModelAdmin):
+    list_display = ("user", "cluster", "embedding_model", "n_events", "weight", "updated_at")
+    list_filter = ("embedding_model",)
+    search_fields = ("=user__username", "=user__external_id")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "cluster", "embedding_model", "n_events", "weight", "updated_at")
+    exclude = ("embedding",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(RankerModel)
+class RankerModelAdmin(admin.ModelAdmin):
+    list_display = ("version", "algorithm", "is_active", "trained_from", "trained_until", "created_at")
+    list_filter = ("algorithm", "is_active")
+    readonly_fields = (
+        "version",
+        "algorithm",
+        "features",
+        "trained_from",
+        "trained_until",
+        "validation_metrics",
+        "is_active",
+        "created_at",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+class RecommendedItemInline(admin.TabularInline):
+    model = RecommendedItem
+    fields = ("position", "item", "score", "sources", "reason", "impressed_at", "clicked_at", "dismissed_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Recommendation)
+class RecommendationAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "context", "user", "ranker")
+    list_filter = ("context",)
+    list_select_related = ("user", "ranker")
+    readonly_fields = ("id", "user", "context", "query_text", "anchor_item", "ranker", "created_at")
+    inlines = (RecommendedItemInline,)
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False

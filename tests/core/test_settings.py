@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_int
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _import_settings(**environment: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    env.update(environment)
+    return subprocess.run(
+        [sys.executable, "-c", "import config.settings"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = _import_settings(DJANGO_DEBUG="false")
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_production_starts_with_a_secret_key():
+    assert _import_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50).returncode == 0
+
+
+def test_a_bad_boolean_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("DJANGO_DEBUG", "ture")
+
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_DEBUG"):
+        env_bool("DJANGO_DEBUG", False)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("Yes", True), ("off", False), ("", True)])
+def test_booleans_accept_the_usual_spellings(monkeypatch, raw, expected):
+    monkeypatch.setenv("SOME_FLAG", raw)
+
+    assert env_bool("SOME_FLAG", True) is expected
+
+
+def test_integers_are_checked(monkeypatch):
+    monkeypatch.setenv("SOME_SIZE", "12k")
+    with pytest.raises(ImproperlyConfigured, match="SOME_SIZE must be an integer"):
+        env_int("SOME_SIZE", 1)
+
+    monkeypatch.setenv("SOME_SIZE", "0")
+    with pytest.raises(ImproperlyConfigured, match=">= 1"):
+        env_int("SOME_SIZE", 1, minimum=1)
+
+
+def test_database_url_must_be_postgresql():
+    result = _import_settings(DJANGO_DEBUG="true", DATABASE_URL="sqlite:///tmp/x.db")
+
+    assert result.returncode != 0
+    assert "DATABASE_URL must point to PostgreSQL" in result.stderr

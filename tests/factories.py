@@ -1,0 +1,42 @@
+from datetime import UTC, datetime
+
+import factory
+
+from catalog.models import Item
+from users.models import Activity, ActivityKind, User
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"person{n}")
+    display_name = factory.Faker("first_name")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+
+
+class StaffUserFactory(UserFactory):
+    is_staff = True
+    is_superuser = True
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Item
+
+    external_id = factory.Sequence(lambda n: f"item-{n}")
+    title = factory.Sequence(lambda n: f"Trail running shoe model {n}")
+    description = "A light shoe with a grippy sole for muddy trails."
+    category = "Sports"
+    tags = factory.LazyFunction(lambda: ["running", "outdoor"])
+
+
+class ActivityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Activity
+
+    user = factory.SubFactory(UserFactory)
+    item = factory.SubFactory(ItemFactory)
+    kind = ActivityKind.VIEW
+    created_at = factory.LazyFunction(lambda: datetime(2026, 10, 1, tzinfo=UTC))
