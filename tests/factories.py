@@ -9,11 +9,10 @@ from users.models import Activity, ActivityKind, User
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"person{n}")
     display_name = factory.Faker("first_name")
-    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+    password = factory.django.Password("correct horse battery")
 
 
 class StaffUserFactory(UserFactory):
