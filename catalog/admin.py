@@ -18,7 +18,10 @@ class ItemAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ("activate", "deactivate", "queue_reembedding")
     fieldsets = (
-        (None, {"fields": ("external_id", "title", "description", "category", "tags", "price", "attributes", "is_active")}),
+        (
+            None,
+            {"fields": ("external_id", "title", "description", "category", "tags", "price", "attributes", "is_active")},
+        ),
         ("Embedding", {"fields": EMBEDDING_FIELDS}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )

@@ -39,7 +39,9 @@ def _links(folder: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     return {
-        record["movieId"]: {key: value for key, value in (("imdb_id", record.get("imdbId")), ("tmdb_id", record.get("tmdbId"))) if value}
+        record["movieId"]: {
+            key: value for key, value in (("imdb_id", record.get("imdbId")), ("tmdb_id", record.get("tmdbId"))) if value
+        }
         for _line, record in _csv(path)
     }
 

@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+
 from django.db import transaction
 
 from catalog.bundles import ItemRow

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("DJANGO_DEBUG", "false")
+# Tests get an embedded server of their own, apart from the development data in var/postgres.
+os.environ.setdefault(
+    "EMBEDDED_POSTGRES_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-postgres")
+)
 
 from config.settings import *  # noqa: E402,F403
 

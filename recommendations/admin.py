@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from recommendations.models import Recommendation, RecommendedItem, RankerModel, UserInterest
+from recommendations.models import RankerModel, Recommendation, RecommendedItem, UserInterest
 
 
 @admin.register(UserInterest)

@@ -91,16 +91,16 @@ class Recommendation(models.Model):
     )
     context = models.CharField(max_length=16, choices=RecommendationContext.choices)
     query_text = models.TextField(blank=True)
-    anchor_item = models.ForeignKey(
-        "catalog.Item", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    anchor_item = models.ForeignKey("catalog.Item", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     ranker = models.ForeignKey(RankerModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(context__in=RecommendationContext.values), name="recommendation_context_valid"),
+            models.CheckConstraint(
+                condition=Q(context__in=RecommendationContext.values), name="recommendation_context_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -48,7 +48,9 @@ ITEM_KINDS = frozenset(
         ActivityKind.DISMISS,
     }
 )
-TEXT_KINDS = frozenset({ActivityKind.REVIEW, ActivityKind.COMMENT, ActivityKind.TAG, ActivityKind.SEARCH, ActivityKind.CHAT})
+TEXT_KINDS = frozenset(
+    {ActivityKind.REVIEW, ActivityKind.COMMENT, ActivityKind.TAG, ActivityKind.SEARCH, ActivityKind.CHAT}
+)
 TEXT_ONLY_KINDS = frozenset({ActivityKind.SEARCH, ActivityKind.CHAT})
 
 
@@ -57,10 +59,9 @@ class Activity(EmbeddedTextMixin):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="activities")
     kind = models.CharField(max_length=16, choices=ActivityKind.choices)
-    item = models.ForeignKey(
-        "catalog.Item", on_delete=models.CASCADE, null=True, blank=True, related_name="activities"
-    )
-    text = models.TextField(null=True, blank=True)
+    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, null=True, blank=True, related_name="activities")
+    # NULL, not "": a behaviour event has no text at all, and the constraints below test for it.
+    text = models.TextField(null=True, blank=True)  # noqa: DJ001
     rating = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
     # Fingerprint of an imported event, so importing the same bundle twice adds nothing.
@@ -82,9 +83,7 @@ class Activity(EmbeddedTextMixin):
             ),
         ]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(kind__in=ActivityKind.values), name="activity_kind_valid"
-            ),
+            models.CheckConstraint(condition=Q(kind__in=ActivityKind.values), name="activity_kind_valid"),
             models.CheckConstraint(
                 condition=Q(rating__isnull=True) | Q(rating__gte=RATING_MIN, rating__lte=RATING_MAX),
                 name="activity_rating_in_range",

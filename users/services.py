@@ -1,5 +1,6 @@
 import hashlib
 from collections.abc import Mapping, Sequence
+
 from django.db import transaction
 
 from catalog.bundles import EventRow, Rejection

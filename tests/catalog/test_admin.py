@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from catalog.models import Item
-from recommendations.models import Recommendation, RecommendedItem, RankerModel, UserInterest
+from recommendations.models import RankerModel, Recommendation, RecommendedItem, UserInterest
 from tests.factories import ActivityFactory, ItemFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,12 +85,14 @@ def test_item_filters_by_category_activity_and_embedding_status(client, staff_us
 
 @pytest.mark.parametrize(
     ("action", "field", "expected"),
-    [("deactivate", "is_active", False), ("activate", "is_active", True), ("queue_reembedding", "embedding_status", "pending")],
+    [
+        ("deactivate", "is_active", False),
+        ("activate", "is_active", True),
+        ("queue_reembedding", "embedding_status", "pending"),
+    ],
 )
 def test_bulk_actions_change_the_selected_items(client, staff_user, action, field, expected):
-    items = [ItemFactory(is_active=action != "deactivate" and False or True, embedding_status="ok") for _ in range(3)]
-    if action == "activate":
-        Item.objects.update(is_active=False)
+    items = [ItemFactory(is_active=action != "activate", embedding_status="ok") for _ in range(3)]
     client.force_login(staff_user)
 
     response = client.post(
@@ -112,8 +114,16 @@ def test_editing_item_text_in_admin_marks_it_for_embedding(client, staff_user):
 
     response = client.post(
         reverse("admin:catalog_item_change", args=[item.pk]),
-        {"external_id": item.external_id, "title": "Renamed boot", "description": item.description,
-         "category": item.category, "tags": "running,outdoor", "price": "", "attributes": "{}", "is_active": "on"},
+        {
+            "external_id": item.external_id,
+            "title": "Renamed boot",
+            "description": item.description,
+            "category": item.category,
+            "tags": "running,outdoor",
+            "price": "",
+            "attributes": "{}",
+            "is_active": "on",
+        },
     )
 
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""

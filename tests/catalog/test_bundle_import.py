@@ -21,8 +21,14 @@ help-1,How refunds work,Refunds reach your card in 5 to 10 days.,Billing,refund|
 
 EVENTS_JSONL = [
     {"user_id": "u1", "item_id": "boot-1", "kind": "purchase", "timestamp": "2026-10-01T10:00:00Z"},
-    {"user_id": "u1", "item_id": "boot-1", "kind": "review", "text": "Dry feet all day.", "rating": 5,
-     "timestamp": "2026-10-02T10:00:00Z"},
+    {
+        "user_id": "u1",
+        "item_id": "boot-1",
+        "kind": "review",
+        "text": "Dry feet all day.",
+        "rating": 5,
+        "timestamp": "2026-10-02T10:00:00Z",
+    },
     {"user_id": "u2", "item_id": None, "kind": "search", "text": "kettle for tea", "timestamp": 1790000000},
     {"user_id": "u2", "item_id": "kettle-1", "kind": "teleport", "timestamp": 1790000000},
     {"user_id": "u2", "item_id": "kettle-1", "kind": "view", "timestamp": "yesterday"},
@@ -31,7 +37,9 @@ EVENTS_JSONL = [
     {"user_id": "u2", "item_id": "nope-404", "kind": "view", "timestamp": 1790000000},
     {"user_id": "u3", "item_id": "help-1", "kind": "view", "timestamp": 1790000100},
 ]
-BROKEN_UTF8_LINE = b'{"user_id": "u3", "item_id": "help-1", "kind": "click", "timestamp": 1790000200, "text": "\xff\xfe"}\n'
+BROKEN_UTF8_LINE = (
+    b'{"user_id": "u3", "item_id": "help-1", "kind": "click", "timestamp": 1790000200, "text": "\xff\xfe"}\n'
+)
 
 
 def _write_bundle(folder: Path, *, huge_text_length: int = 10_001) -> Path:
@@ -39,8 +47,13 @@ def _write_bundle(folder: Path, *, huge_text_length: int = 10_001) -> Path:
     (folder / "items.csv").write_text(ITEMS_CSV, encoding="utf-8")
     (folder / "users.csv").write_text("user_id,display_name\nu1,Ana\nu2,Bo\n", encoding="utf-8")
     lines = [json.dumps(event) for event in EVENTS_JSONL]
-    huge = {"user_id": "u3", "item_id": "help-1", "kind": "comment", "text": "x" * huge_text_length,
-            "timestamp": 1790000300}
+    huge = {
+        "user_id": "u3",
+        "item_id": "help-1",
+        "kind": "comment",
+        "text": "x" * huge_text_length,
+        "timestamp": 1790000300,
+    }
     with open(folder / "events.jsonl", "wb") as handle:
         handle.write("\n".join(lines).encode() + b"\n")
         handle.write(BROKEN_UTF8_LINE)
@@ -133,8 +146,11 @@ def test_export_then_import_into_an_empty_database_gives_the_same_rows(tmp_path)
     bundle_import(source=bundle_open(_write_bundle(tmp_path / "bundle")))
     before = {
         "items": sorted(Item.objects.values_list("external_id", "title", "tags", "price", "attributes")),
-        "events": sorted(Activity.objects.values_list("user__external_id", "item__external_id", "kind", "text",
-                                                      "rating", "created_at")),
+        "events": sorted(
+            Activity.objects.values_list(
+                "user__external_id", "item__external_id", "kind", "text", "rating", "created_at"
+            )
+        ),
     }
     counts = bundle_export(folder=tmp_path / "out")
     Activity.objects.all().delete()
@@ -146,8 +162,14 @@ def test_export_then_import_into_an_empty_database_gives_the_same_rows(tmp_path)
     assert counts == {"items": 3, "users": 3, "events": 4}
     assert summary.rejections == []
     assert sorted(Item.objects.values_list("external_id", "title", "tags", "price", "attributes")) == before["items"]
-    assert sorted(Activity.objects.values_list("user__external_id", "item__external_id", "kind", "text", "rating",
-                                               "created_at")) == before["events"]
+    assert (
+        sorted(
+            Activity.objects.values_list(
+                "user__external_id", "item__external_id", "kind", "text", "rating", "created_at"
+            )
+        )
+        == before["events"]
+    )
 
 
 def test_command_prints_a_summary_and_the_rejected_rows(tmp_path, capsys):

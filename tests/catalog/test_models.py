@@ -79,6 +79,10 @@ def test_only_one_ranker_is_active():
 def test_ranker_training_window_must_be_ordered():
     _refused(
         lambda: RankerModel.objects.create(
-            version=1, algorithm="blend", artifact=b"", trained_from=WHEN, trained_until=datetime(2020, 1, 1, tzinfo=UTC)
+            version=1,
+            algorithm="blend",
+            artifact=b"",
+            trained_from=WHEN,
+            trained_until=datetime(2020, 1, 1, tzinfo=UTC),
         )
     )

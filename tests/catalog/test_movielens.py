@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from catalog.bundle_import import bundle_import
-from catalog.movielens import movielens_open
 from catalog.models import Item
+from catalog.movielens import movielens_open
 from users.models import Activity, User
 
 MOVIELENS_SMALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-small"
@@ -34,8 +34,12 @@ def test_movielens_movies_become_items_ratings_and_tags_become_events(tmp_path):
 
     toy_story = Item.objects.get(external_id="1")
     assert toy_story.category == "Adventure" and toy_story.tags == ["Adventure", "Animation", "Children"]
-    assert toy_story.attributes == {"genres": ["Adventure", "Animation", "Children"], "imdb_id": "0114709",
-                                    "tmdb_id": "862", "year": 1995}
+    assert toy_story.attributes == {
+        "genres": ["Adventure", "Animation", "Children"],
+        "imdb_id": "0114709",
+        "tmdb_id": "862",
+        "year": 1995,
+    }
     assert Item.objects.get(external_id="3").tags == []
     assert list(Activity.objects.order_by("created_at").values_list("kind", "rating", "text")) == [
         ("rating", 4.0, None),

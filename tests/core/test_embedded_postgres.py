@@ -80,7 +80,9 @@ def test_stale_lock_naming_an_unrelated_process_is_recovered(server):
     server.stop()
     # After a container restart the PID in postmaster.pid can belong to anything: here, us.
     pid_file = server.data_dir / "postmaster.pid"
-    pid_file.write_text(f"{os.getpid()}\n{server.data_dir}\n{int(time.time())}\n5432\n{server.socket_dir}\n\n0 0\nready\n")
+    pid_file.write_text(
+        f"{os.getpid()}\n{server.data_dir}\n{int(time.time())}\n5432\n{server.socket_dir}\n\n0 0\nready\n"
+    )
 
     status = server.ensure_running()
 

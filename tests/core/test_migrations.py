@@ -45,9 +45,7 @@ def test_cosine_top_k_query_uses_the_hnsw_index():
 
     query = random.normal(size=384).astype(np.float32)
     queryset = (
-        Item.objects.filter(is_active=True)
-        .alias(distance=CosineDistance("embedding", query))
-        .order_by("distance")[:20]
+        Item.objects.filter(is_active=True).alias(distance=CosineDistance("embedding", query)).order_by("distance")[:20]
     )
     plan = queryset.explain()
 

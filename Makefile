@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` (install, load the demo catalog, serve it) and
+# `make test` (install, run every test). .ci/run calls `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEV := DJANGO_DEBUG=true
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install demo test lint stop
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(DEV) $(BIN)/python manage.py migrate --no-input
+	$(DEV) $(BIN)/python manage.py load_demo
+	@echo "Open http://$(HOST):$(PORT)/ (catalog) and http://$(HOST):$(PORT)/admin/ (staff)"
+	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+stop:
+	$(DEV) $(BIN)/python manage.py embedded_postgres stop
+	DJANGO_SETTINGS_MODULE=config.settings_test $(BIN)/python manage.py embedded_postgres stop

@@ -1,0 +1,29 @@
+import secrets
+from pathlib import Path
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from users.models import User
+
+DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "demo_bundle"
+
+
+class Command(BaseCommand):
+    help = "Load the demo catalog (shop, video and help items, demo users and their activity) and a staff login."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--admin-username", default="admin")
+
+    def handle(self, *args, admin_username, **options):
+        call_command("import_bundle", str(DEMO_BUNDLE), stdout=self.stdout, stderr=self.stderr)
+        if not User.objects.filter(username=admin_username).exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser(username=admin_username, password=password, display_name="Demo staff")
+            self.stdout.write(
+                self.style.WARNING(f"staff login for /admin/: {admin_username} / {password} (shown once; keep it)")
+            )
+        else:
+            self.stdout.write(
+                f"staff user {admin_username!r} exists; `manage.py changepassword {admin_username}` resets it"
+            )
