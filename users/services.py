@@ -1,13 +1,18 @@
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from catalog.bundles import EventRow, Rejection
+from catalog.models import Item
+from core.exceptions import ApplicationError
 from core.models import EmbeddingStatus
 from core.summaries import UpsertCounts
-from core.text import text_hash
-from users.models import Activity, User
+from core.text import text_clean, text_hash
+from users.models import ITEM_KINDS, RATING_MAX, RATING_MIN, TEXT_ONLY_KINDS, Activity, ActivityKind, User
 
 
 def user_bulk_ensure(*, display_names: Mapping[str, str]) -> tuple[dict[str, int], UpsertCounts]:
@@ -84,6 +89,56 @@ def activity_bulk_import(
         ]
         # ignore_conflicts: a concurrent import of the same events must not fail the batch.
         Activity.objects.bulk_create(new, ignore_conflicts=True)
+        # Their interest vectors are rebuilt by the pending-embeddings batch, after the vectors
+        # of these texts and items exist.
+        User.objects.filter(id__in={activity.user_id for activity in new}, interest_stale=False).update(
+            interest_stale=True
+        )
     counts.created += len(new)
     counts.skipped += len(seen)
     return counts, rejections
+
+
+def activity_record(
+    *,
+    user: User,
+    kind: str,
+    item: Item | None = None,
+    text: str | None = None,
+    rating: float | None = None,
+    created_at: datetime | None = None,
+) -> Activity:
+    """Record one thing a person did or wrote; their vectors follow right after commit.
+
+    The row is written first, always; the encoding happens in a task queued on commit, so a
+    slow or absent encoder never loses what the person wrote.
+    """
+    if kind not in ActivityKind.values:
+        raise ApplicationError(f"unknown kind {kind!r}; expected one of {', '.join(ActivityKind.values)}")
+    if text is not None:
+        text = text_clean(text, field="text", max_length=settings.RECOMMENDER["MAX_TEXT_LENGTH"]) or None
+    if kind in ITEM_KINDS and item is None:
+        raise ApplicationError(f"kind {kind!r} needs an item")
+    if kind in TEXT_ONLY_KINDS and text is None:
+        raise ApplicationError(f"kind {kind!r} needs a text")
+    if rating is not None and not RATING_MIN <= rating <= RATING_MAX:
+        raise ApplicationError(f"rating must be between {RATING_MIN} and {RATING_MAX}")
+    if kind == ActivityKind.RATING and rating is None:
+        raise ApplicationError("kind 'rating' needs a rating")
+    activity = Activity.objects.create(
+        user=user,
+        kind=kind,
+        item=item,
+        text=text,
+        rating=rating,
+        created_at=created_at or timezone.now(),
+        text_hash=text_hash(text) if text else "",
+        embedding_status=EmbeddingStatus.PENDING if text else EmbeddingStatus.NO_TEXT,
+    )
+    from recommendations.tasks import embed_activity, refresh_user_interest
+
+    if text:
+        transaction.on_commit(lambda: embed_activity.delay(row_id=activity.id))
+    else:
+        transaction.on_commit(lambda: refresh_user_interest.delay(user_id=user.id))
+    return activity

@@ -35,3 +35,16 @@ def write_summary(command: BaseCommand, summary: ImportSummary, rejections_file:
         with open(rejections_file, "w", encoding="utf-8") as handle:
             handle.writelines(f"{rejection}\n" for rejection in summary.rejections)
     out.write(command.style.SUCCESS(f"done in {summary.seconds:.1f} s"))
+
+
+def queue_embedding(command: BaseCommand) -> None:
+    """After an import: queue the batch that embeds what changed, or say how to run it here."""
+    from django.conf import settings
+
+    from recommendations.tasks import embed_pending
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        command.stdout.write("no broker configured: run `manage.py embed --pending` to embed the new rows")
+    else:
+        embed_pending.delay()
+        command.stdout.write("queued the embedding of new and changed rows (bulk queue)")

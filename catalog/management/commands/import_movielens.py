@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.bundle_import import bundle_import
 from catalog.bundles import BundleError
-from catalog.management.commands._import_report import progress_bar, write_summary
+from catalog.management.commands._import_report import progress_bar, queue_embedding, write_summary
 from catalog.movielens import movielens_open
 
 
@@ -21,3 +21,4 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         summary = bundle_import(source=source, batch_size=batch_size, progress=progress_bar)
         write_summary(self, summary, rejections_file)
+        queue_embedding(self)

