@@ -17,6 +17,9 @@ def text_clean(value: str, *, field: str, max_length: int) -> str:
     """
     if "\x00" in value:
         raise InvalidTextError(f"{field} contains a NUL character")
+    if any("\ud800" <= character <= "\udfff" for character in value):
+        # Lone surrogates are what undecodable bytes become; they cannot be stored as UTF-8.
+        raise InvalidTextError(f"{field} is not valid UTF-8")
     cleaned = value.strip()
     if len(cleaned) > max_length:
         raise InvalidTextError(f"{field} is {len(cleaned)} characters long; the limit is {max_length}")

@@ -1,0 +1,185 @@
+"""Vectors in the database, made by the real encoder (tasks run in-process here; see test_worker.py)."""
+
+import numpy as np
+import psycopg
+import pytest
+from django.db import connection
+
+from catalog.models import Item
+from catalog.services import item_queue_reembedding, item_save
+from core.exceptions import ApplicationError
+from recommendations import embedding
+from recommendations.ml import encoder as encoder_module
+from recommendations.ml.encoder import get_encoder
+from recommendations.models import UserInterest
+from recommendations.tasks import embed_item, sweep_pending_embeddings
+from tests.factories import ItemFactory
+from users.models import Activity
+from users.services import activity_record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _default_encoder(settings):
+    yield
+    encoder_module.reset_encoder()
+
+
+class CountingEncoder:
+    """The real encoder, counting the texts it was asked to encode."""
+
+    def __init__(self, real):
+        self.real, self.name, self.texts = real, real.name, []
+
+    def encode(self, texts, **kwargs):
+        self.texts += texts
+        return self.real.encode(texts, **kwargs)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    counter = CountingEncoder(get_encoder())
+    monkeypatch.setattr(embedding, "get_encoder", lambda: counter)
+    return counter
+
+
+def test_item_save_embeds_the_item_text_with_the_model_name():
+    item = item_save(item=Item(external_id="boot", title="Alpine boot", description="Waterproof leather boot."))
+
+    item.refresh_from_db()
+    assert item.embedding_status == "ok" and item.embedding_model == "all-MiniLM-L6-v2" and item.embedded_at
+    expected = get_encoder().encode([item.embedding_text()]).vectors[0]
+    assert float(np.dot(item.embedding, expected)) > 0.999
+
+
+def test_same_text_twice_is_encoded_once(counting):
+    item = ItemFactory()
+    embedding.item_embeddings_refresh(item_ids=[item.id])
+    embedded_at = Item.objects.get(id=item.id).embedded_at
+
+    assert embedding.item_embeddings_refresh(item_ids=[item.id]) == 0
+    assert len(counting.texts) == 1
+    assert Item.objects.get(id=item.id).embedded_at == embedded_at
+
+
+def test_a_vector_is_not_written_over_text_that_changed_while_encoding(monkeypatch):
+    item = ItemFactory()
+    real = get_encoder()
+
+    class EditsMeanwhile(CountingEncoder):
+        def encode(self, texts, **kwargs):
+            Item.objects.filter(id=item.id).update(title="Renamed meanwhile", text_hash="changed")
+            return self.real.encode(texts, **kwargs)
+
+    monkeypatch.setattr(embedding, "get_encoder", lambda: EditsMeanwhile(real))
+
+    assert embedding.item_embeddings_refresh(item_ids=[item.id]) == 0
+    assert Item.objects.get(id=item.id).embedding is None
+
+
+def test_activity_text_gets_a_vector_and_the_user_an_interest(user):
+    item = item_save(item=Item(external_id="kettle", title="Steel kettle", description="Boils water fast."))
+
+    activity = activity_record(user=user, kind="review", item=item, text="Boils fast, great for tea", rating=5)
+
+    activity.refresh_from_db()
+    assert activity.embedding_status == "ok" and activity.embedding is not None
+    interest = UserInterest.objects.get(user=user, cluster=0)
+    assert interest.embedding_model == "all-MiniLM-L6-v2" and interest.n_events == 1
+    tea = get_encoder().encode(["tea kettle"]).vectors[0]
+    boots = get_encoder().encode(["winter hiking boots"]).vectors[0]
+    assert float(np.dot(interest.embedding, tea)) > float(np.dot(interest.embedding, boots))
+
+
+def test_behaviour_events_build_the_interest_from_item_vectors(user):
+    item = item_save(item=Item(external_id="boot", title="Alpine boot", description="Waterproof hiking boot."))
+
+    activity_record(user=user, kind="purchase", item=item)
+
+    assert Activity.objects.get().embedding_status == "no_text"
+    interest = UserInterest.objects.get(user=user)
+    assert float(np.dot(interest.embedding, Item.objects.get().embedding)) > 0.999
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nul \x00 here", "NUL character"),
+        ("broken \udcff bytes", "not valid UTF-8"),
+        ("x" * 10_001, "the limit is 10000"),
+    ],
+)
+def test_bad_text_is_refused_and_nothing_is_written(user, text, message):
+    with pytest.raises(ApplicationError, match=message):
+        activity_record(user=user, kind="search", text=text)
+
+    assert not Activity.objects.exists()
+
+
+def test_empty_review_text_is_a_review_without_words(user):
+    activity = activity_record(user=user, kind="review", item=ItemFactory(), text="   ", rating=4)
+
+    assert activity.text is None and activity.embedding_status == "no_text"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["保温杯可以装热水多久？", "Loved it 😍🔥", " ".join(["very long words"] * 600)],
+)
+def test_chinese_emoji_and_long_texts_get_vectors(user, text):
+    activity = activity_record(user=user, kind="search", text=text)
+
+    activity.refresh_from_db()
+    assert activity.embedding_status == "ok"
+    assert np.isclose(np.linalg.norm(activity.embedding), 1.0, atol=1e-4)
+
+
+def test_a_final_failure_marks_the_row_failed_with_the_error(settings):
+    item = ItemFactory()
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "ENCODER_MODEL": "/nonexistent/model"}
+    encoder_module.reset_encoder()
+
+    result = embed_item.apply(kwargs={"row_id": item.id})
+
+    assert result.failed()
+    item.refresh_from_db()
+    assert item.embedding_status == "failed"
+    assert "/nonexistent/model" in item.embedding_error
+
+
+def test_sweep_embeds_rows_left_pending_and_rebuilds_stale_interests(user):
+    items = ItemFactory.create_batch(3)
+    Activity.objects.create(user=user, kind="view", item=items[0], created_at="2026-10-01T00:00Z")
+    Activity.objects.create(
+        user=user, kind="search", text="trail shoes", created_at="2026-10-02T00:00Z", embedding_status="pending"
+    )
+    type(user).objects.filter(id=user.id).update(interest_stale=True)
+
+    assert sweep_pending_embeddings.apply().get() is True
+
+    assert set(Item.objects.values_list("embedding_status", flat=True)) == {"ok"}
+    assert Activity.objects.get(kind="search").embedding_status == "ok"
+    assert UserInterest.objects.filter(user=user).exists()
+    assert embedding.embeddings_waiting_count() == {"items": 0, "activities": 0, "users": 0}
+    assert sweep_pending_embeddings.apply().get() is False
+
+
+def test_queue_reembedding_re_encodes_unchanged_items(counting):
+    item = ItemFactory()
+    embedding.item_embeddings_refresh(item_ids=[item.id])
+
+    item_queue_reembedding(item_ids=[item.id])
+
+    assert len(counting.texts) == 2
+    assert Item.objects.get(id=item.id).embedding_status == "ok"
+
+
+def test_only_one_pending_batch_runs_at_a_time():
+    ItemFactory()
+    # Another process (here: another connection) holds the batch's lock.
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [embedding.PENDING_LOCK_KEY])
+
+        assert embedding.embeddings_process_pending()["skipped_locked"] == 1
+        assert Item.objects.get().embedding_status == "pending"

@@ -1,0 +1,116 @@
+"""A real Celery worker, the real Redis broker, the real PostgreSQL and the real encoder."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from django.db import connection
+
+from catalog.models import Item
+from catalog.services import item_save
+from config.celery import app
+from recommendations.models import UserInterest
+from recommendations.tasks import sweep_pending_embeddings
+from tests.factories import ItemFactory
+from users.models import Activity
+from users.services import activity_record
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+WAIT_SECONDS = 90
+
+
+def _wait_for(condition, what: str, log: Path) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def worker(tmp_path):
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.ping()  # Redis must answer: .ci/run starts it
+    broker.flushdb()
+    if connection.settings_dict["ENGINE"] != "core.embedded_db":
+        pytest.skip("the worker test points the worker at the test database of the embedded server")
+    log = tmp_path / "worker.log"
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "CELERY_BROKER_URL": BROKER_URL,
+        # The worker must read and write the database this test run created.
+        "EMBEDDED_POSTGRES_DATABASE": connection.settings_dict["NAME"],
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        "interactive,bulk",
+        "--concurrency=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        "info",
+    ]
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
+    previous = {"broker_url": app.conf.broker_url, "task_always_eager": app.conf.task_always_eager}
+    app.conf.update(broker_url=BROKER_URL, task_always_eager=False)
+    try:
+        _wait_for(lambda: "ready." in log.read_text(), "the worker to start", log)
+        _wait_for(lambda: "encoder loaded" in log.read_text(), "the worker to load the encoder", log)
+        yield log
+    finally:
+        app.conf.update(previous)
+        process.terminate()
+        process.wait(timeout=30)
+        broker.flushdb()
+
+
+def test_worker_embeds_a_new_item(worker):
+    item = item_save(item=Item(external_id="kettle", title="Steel kettle", description="Boils a litre fast."))
+
+    _wait_for(lambda: Item.objects.get(id=item.id).embedding_status == "ok", "the item vector", worker)
+
+    item.refresh_from_db()
+    assert item.embedding_model == "all-MiniLM-L6-v2"
+    assert np.isclose(np.linalg.norm(item.embedding), 1.0, atol=1e-4)
+    assert "catalog.Item embedded n=1" in worker.read_text()
+
+
+def test_worker_embeds_an_activity_and_rebuilds_the_interest(worker, user):
+    activity = activity_record(user=user, kind="chat", text="My parcel has not arrived after ten days")
+
+    _wait_for(lambda: UserInterest.objects.filter(user=user).exists(), "the interest vector", worker)
+
+    activity.refresh_from_db()
+    assert activity.embedding_status == "ok"
+    interest = UserInterest.objects.get(user=user)
+    assert float(np.dot(interest.embedding, activity.embedding)) > 0.999
+
+
+def test_worker_sweep_picks_up_rows_whose_messages_were_lost(worker, user):
+    # Rows written without any task queued, as after a broker restart.
+    items = ItemFactory.create_batch(5)
+    Activity.objects.create(user=user, kind="purchase", item=items[0], created_at="2026-10-01T00:00Z")
+    type(user).objects.filter(id=user.id).update(interest_stale=True)
+
+    sweep_pending_embeddings.delay()
+
+    _wait_for(lambda: UserInterest.objects.filter(user=user).exists(), "the swept rows", worker)
+    assert set(Item.objects.values_list("embedding_status", flat=True)) == {"ok"}
