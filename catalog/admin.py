@@ -5,7 +5,7 @@ from django.http import HttpRequest
 from catalog import services
 from catalog.models import Item
 
-EMBEDDING_FIELDS = ("embedding_status", "embedding_error", "embedding_model", "embedded_at", "text_hash", "has_vector")
+EMBEDDING_FIELDS = ("embedding_status", "embedding_error", "embedding_model", "embedded_at", "text_hash", "vectors")
 
 
 @admin.register(Item)
@@ -26,9 +26,13 @@ class ItemAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at")}),
     )
 
-    @admin.display(boolean=True, description="vector")
-    def has_vector(self, item: Item) -> bool:
-        return item.embedding is not None
+    @admin.display(description="vectors")
+    def vectors(self, item: Item) -> str:
+        made = item.vectors.order_by("model_name").values_list("model_name", "dimensions", "created_at")
+        return (
+            "; ".join(f"{name} ({dimensions} dims, {created:%Y-%m-%d %H:%M})" for name, dimensions, created in made)
+            or "none"
+        )
 
     def save_model(self, request: HttpRequest, obj: Item, form, change: bool) -> None:
         # A text edit in the admin queues a new vector, like an import or an API write.

@@ -2,9 +2,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
-from pgvector.django import HnswIndex, VectorField
 
-from core.models import EMBEDDING_DIMENSIONS, EmbeddedTextMixin
+from core.models import EmbeddedTextMixin, TextVector
 from core.text import text_hash
 
 
@@ -21,19 +20,11 @@ class Item(EmbeddedTextMixin):
     is_active = models.BooleanField(default=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["title", "id"]
         indexes = [
             GinIndex(fields=["tags"], name="item_tags_gin"),
-            HnswIndex(
-                name="item_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
@@ -68,3 +59,16 @@ class Item(EmbeddedTextMixin):
         self.embedding_status = "pending"
         self.embedding_error = ""
         return True
+
+
+class ItemVector(TextVector):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="vectors")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "model_name"], name="item_vector_one_per_model"),
+            TextVector.dimension_constraint("item_vector_dimensions_match"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} vector of item {self.item_id}"

@@ -13,3 +13,8 @@ from config.settings import *  # noqa: E402,F403
 
 # Password hashing dominates user-creating tests otherwise.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tasks run in-process unless a test starts a real worker (tests/recommendations/test_worker.py
+# turns eager mode off); the broker is set from the start so every producer points at it.
+CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+CELERY_TASK_ALWAYS_EAGER = True

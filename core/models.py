@@ -1,10 +1,8 @@
 """Pieces shared by the models of several apps."""
 
 from django.db import models
-
-# Width of the vector columns: all-MiniLM-L6-v2 gives 384 numbers. A model of another width
-# needs a migration of these columns (see README "Changing the encoder").
-EMBEDDING_DIMENSIONS = 384
+from django.db.models import F, Func, IntegerField, Q
+from pgvector.django import VectorField
 
 
 class EmbeddingStatus(models.TextChoices):
@@ -18,8 +16,8 @@ class EmbeddingStatus(models.TextChoices):
 class EmbeddedTextMixin(models.Model):
     """A row whose text gets a vector: the fingerprint of that text and how its vector stands.
 
-    The vector column itself is declared by each model (its index differs); the encoder's name
-    is stored beside every vector so vectors of different models are never compared.
+    The vectors themselves live in a TextVector table, one per model; embedding_model names the
+    model of the newest one.
     """
 
     text_hash = models.CharField(max_length=64, blank=True, editable=False)
@@ -32,3 +30,30 @@ class EmbeddedTextMixin(models.Model):
 
     class Meta:
         abstract = True
+
+
+def vector_dims(field: str) -> Func:
+    return Func(F(field), function="vector_dims", output_field=IntegerField())
+
+
+class TextVector(models.Model):
+    """One vector of one row's text, made by one model.
+
+    Vectors of several models coexist (during an encoder change the old model keeps serving
+    while the new one is built), so the column has no fixed width: each model gets its own
+    partial HNSW index over ``embedding::vector(<its width>)`` (core.vector_indexes), and every
+    query names its model, so vectors of different models are never compared.
+    """
+
+    model_name = models.CharField(max_length=200)
+    dimensions = models.PositiveSmallIntegerField()
+    embedding = VectorField()
+    text_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def dimension_constraint(cls, name: str) -> models.CheckConstraint:
+        return models.CheckConstraint(condition=Q(dimensions=vector_dims("embedding")), name=name)

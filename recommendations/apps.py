@@ -1,6 +1,23 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_vector_indexes(sender, using: str = "default", **kwargs) -> None:
+    """After migrate: the configured encoder's HNSW indexes exist before its first vector."""
+    from django.conf import settings
+
+    from core.vector_indexes import vector_indexes_ensure
+    from recommendations.ml.encoder import model_dimensions
+
+    model_name = settings.RECOMMENDER["ENCODER_MODEL"]
+    dimensions = model_dimensions(model_name)
+    if dimensions:
+        vector_indexes_ensure(model_name=model_name, dimensions=dimensions)
 
 
 class RecommendationsConfig(AppConfig):
     name = "recommendations"
     verbose_name = "Recommendations"
+
+    def ready(self) -> None:
+        post_migrate.connect(_ensure_vector_indexes, sender=self)

@@ -17,15 +17,18 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from pgvector import Vector
 
-from catalog.models import Item
+from catalog.models import Item, ItemVector
 from core.models import EmbeddingStatus
 from core.text import text_hash
+from core.vector_indexes import vector_indexes_ensure
 from recommendations.interest import Evidence, interests_build
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import UserInterest
-from users.models import Activity, User
+from users.models import Activity, ActivityVector, User
+
+# Where each embedded model keeps its vectors, and the name of the key to its row.
+VECTOR_MODELS = {Item: (ItemVector, "item_id"), Activity: (ActivityVector, "activity_id")}
 
 # Errors worth retrying the whole task for: the database went away, it will come back.
 DATABASE_OUTAGES = (OperationalError, InterfaceError)
@@ -45,27 +48,47 @@ def _needs_vector(row, text: str, model_name: str) -> bool:
 def _write_vectors(model, rows: list[tuple[int, str, str]], vectors: np.ndarray, model_name: str) -> int:
     """rows: (id, hash read before encoding, hash of the encoded text). Returns rows written.
 
-    One UPDATE for the whole chunk; the hash condition drops rows whose text changed meanwhile.
+    One UPDATE marks the rows whose text is still the one encoded (the hash condition drops
+    rows edited meanwhile); their vectors are then upserted, one per (row, model).
     """
     if not rows:
         return 0
+    vector_model, foreign_key = VECTOR_MODELS[model]
     table = connection.ops.quote_name(model._meta.db_table)
-    values = ", ".join(["(%s, %s, %s, %s::vector)"] * len(rows))
-    parameters = []
-    for (row_id, hash_read, hash_encoded), vector in zip(rows, vectors, strict=True):
-        parameters += [row_id, hash_read, hash_encoded, Vector(vector).to_text()]
+    values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    parameters = [value for row in rows for value in row]
+    now = timezone.now()
+    vector_of = dict(zip((row_id for row_id, _read, _encoded in rows), vectors, strict=True))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE {table} AS row SET
-                embedding = new.embedding, embedding_model = %s, embedded_at = %s,
-                embedding_status = %s, embedding_error = '', text_hash = new.hash_encoded
-            FROM (VALUES {values}) AS new (id, hash_read, hash_encoded, embedding)
+                embedding_model = %s, embedded_at = %s, embedding_status = %s, embedding_error = '',
+                text_hash = new.hash_encoded
+            FROM (VALUES {values}) AS new (id, hash_read, hash_encoded)
             WHERE row.id = new.id AND row.text_hash = new.hash_read
+            RETURNING row.id, row.text_hash
             """,  # noqa: S608 - only the table name is interpolated, from the model's own metadata
-            [model_name, timezone.now(), EmbeddingStatus.OK, *parameters],
+            [model_name, now, EmbeddingStatus.OK, *parameters],
         )
-        return cursor.rowcount
+        written = cursor.fetchall()
+        vector_model.objects.bulk_create(
+            [
+                vector_model(
+                    **{foreign_key: row_id},
+                    model_name=model_name,
+                    dimensions=len(vector_of[row_id]),
+                    embedding=vector_of[row_id],
+                    text_hash=written_hash,
+                    created_at=now,
+                )
+                for row_id, written_hash in written
+            ],
+            update_conflicts=True,
+            unique_fields=[foreign_key, "model_name"],
+            update_fields=["dimensions", "embedding", "text_hash", "created_at"],
+        )
+    return len(written)
 
 
 def _embed(model, rows: list, texts: list[str], *, force: bool) -> tuple[list, int]:
@@ -77,6 +100,7 @@ def _embed(model, rows: list, texts: list[str], *, force: bool) -> tuple[list, i
     if not todo:
         return [], 0
     started = time.monotonic()
+    vector_indexes_ensure(model_name=encoder.name, dimensions=encoder.dimensions)
     encoded = encoder.encode([text for _row, text in todo], batch_size=settings.RECOMMENDER["ENCODER_BATCH_SIZE"])
     encoded_at = time.monotonic()
     written = _write_vectors(
@@ -130,30 +154,28 @@ def user_interest_refresh(*, user_id: int) -> int:
     config = settings.RECOMMENDER
     activities = list(
         Activity.objects.filter(user_id=user_id)
-        .select_related(None)
         .order_by("-created_at", "-id")
-        .values(
-            "kind", "rating", "created_at", "embedding", "embedding_model", "item__embedding", "item__embedding_model"
-        )[: config["INTEREST_HISTORY"]]
+        .values("id", "kind", "rating", "created_at", "item_id")[: config["INTEREST_HISTORY"]]
+    )
+    text_vectors = dict(
+        ActivityVector.objects.filter(
+            activity_id__in=[activity["id"] for activity in activities], model_name=encoder.name
+        ).values_list("activity_id", "embedding")
+    )
+    item_vectors = dict(
+        ItemVector.objects.filter(
+            item_id__in={activity["item_id"] for activity in activities if activity["item_id"]},
+            model_name=encoder.name,
+        ).values_list("item_id", "embedding")
     )
     evidence = []
     for activity in activities:
         # A text activity is evidence through its own words; an item activity through the item.
-        if activity["embedding"] is not None and activity["embedding_model"] == encoder.name:
-            evidence.append(
-                Evidence(
-                    np.asarray(activity["embedding"]), activity["kind"], activity["rating"], activity["created_at"]
-                )
-            )
-        elif activity["item__embedding"] is not None and activity["item__embedding_model"] == encoder.name:
-            evidence.append(
-                Evidence(
-                    np.asarray(activity["item__embedding"]),
-                    activity["kind"],
-                    activity["rating"],
-                    activity["created_at"],
-                )
-            )
+        vector = text_vectors.get(activity["id"])
+        if vector is None:
+            vector = item_vectors.get(activity["item_id"])
+        if vector is not None:
+            evidence.append(Evidence(np.asarray(vector), activity["kind"], activity["rating"], activity["created_at"]))
     interests = interests_build(
         evidence,
         now=timezone.now(),
@@ -166,7 +188,12 @@ def user_interest_refresh(*, user_id: int) -> int:
                 user_id=user_id,
                 embedding_model=encoder.name,
                 cluster=cluster,
-                defaults={"embedding": interest.vector, "n_events": interest.n_events, "weight": interest.weight},
+                defaults={
+                    "embedding": interest.vector,
+                    "dimensions": len(interest.vector),
+                    "n_events": interest.n_events,
+                    "weight": interest.weight,
+                },
             )
         UserInterest.objects.filter(user_id=user_id, embedding_model=encoder.name, cluster__gte=len(interests)).delete()
     return len(interests)

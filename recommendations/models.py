@@ -3,9 +3,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import VectorField
 
-from core.models import EMBEDDING_DIMENSIONS
+from core.models import TextVector
 
 
 class UserInterest(models.Model):
@@ -16,7 +16,9 @@ class UserInterest(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interests")
     cluster = models.PositiveSmallIntegerField(default=0)
-    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # No fixed width: one row per model; see core.models.TextVector and core.vector_indexes.
+    embedding = VectorField()
+    dimensions = models.PositiveSmallIntegerField()
     embedding_model = models.CharField(max_length=200)
     n_events = models.PositiveIntegerField(default=0, help_text="How many activities this vector was built from.")
     weight = models.FloatField(default=1.0, help_text="Share of the person's activity behind this vector.")
@@ -25,15 +27,7 @@ class UserInterest(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "embedding_model", "cluster"], name="user_interest_unique"),
-        ]
-        indexes = [
-            HnswIndex(
-                name="user_interest_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
+            TextVector.dimension_constraint("user_interest_dimensions_match"),
         ]
 
     def __str__(self) -> str:

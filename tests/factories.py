@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
 import factory
+import numpy as np
 
 from catalog.models import Item
 from users.models import Activity, ActivityKind, User
@@ -39,3 +40,9 @@ class ActivityFactory(factory.django.DjangoModelFactory):
     item = factory.SubFactory(ItemFactory)
     kind = ActivityKind.VIEW
     created_at = factory.LazyFunction(lambda: datetime(2026, 10, 1, tzinfo=UTC))
+
+
+def vector_of(row, model_name: str = "all-MiniLM-L6-v2"):
+    """The stored vector of an item or activity for one model, or None."""
+    found = row.vectors.filter(model_name=model_name).values_list("embedding", flat=True).first()
+    return None if found is None else np.asarray(found)

@@ -2,9 +2,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
-from pgvector.django import HnswIndex, VectorField
 
-from core.models import EMBEDDING_DIMENSIONS, EmbeddedTextMixin
+from core.models import EmbeddedTextMixin, TextVector
 
 # Ratings are stars on a 0.5 to 5 scale (MovieLens uses half stars).
 RATING_MIN = 0.5
@@ -69,7 +68,6 @@ class Activity(EmbeddedTextMixin):
     created_at = models.DateTimeField(db_index=True)
     # Fingerprint of an imported event, so importing the same bundle twice adds nothing.
     source_key = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
-    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "activities"
@@ -77,13 +75,6 @@ class Activity(EmbeddedTextMixin):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="activity_user_recent_idx"),
             models.Index(fields=["item", "kind"], name="activity_item_kind_idx"),
-            HnswIndex(
-                name="activity_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=ActivityKind.values), name="activity_kind_valid"),
@@ -111,3 +102,16 @@ class Activity(EmbeddedTextMixin):
     @property
     def has_text(self) -> bool:
         return bool(self.text)
+
+
+class ActivityVector(TextVector):
+    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="vectors")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["activity", "model_name"], name="activity_vector_one_per_model"),
+            TextVector.dimension_constraint("activity_vector_dimensions_match"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} vector of activity {self.activity_id}"

@@ -57,6 +57,18 @@ def resolve_model_path(model: str) -> Path | str:
     return model
 
 
+def model_dimensions(model: str) -> int | None:
+    """The width of the model's vectors, read from its config without loading it (None if unknown)."""
+    try:
+        path = resolve_model_path(model)
+    except EncoderUnavailableError:
+        return None
+    config_file = Path(path) / "config.json" if isinstance(path, Path) else None
+    if config_file is None or not config_file.is_file():
+        return None
+    return int(json.loads(config_file.read_text())["hidden_size"])
+
+
 def cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()

@@ -21,7 +21,9 @@ CHANGELISTS = [
 def populated(user):
     item = ItemFactory(title="Alpine boot", description="Waterproof leather boot", category="Outdoor")
     ActivityFactory(user=user, item=item, kind="review", text="Kept my feet dry", rating=5)
-    UserInterest.objects.create(user=user, embedding=[0.1] * 384, embedding_model="all-MiniLM-L6-v2", n_events=1)
+    UserInterest.objects.create(
+        user=user, embedding=[0.1] * 384, dimensions=384, embedding_model="all-MiniLM-L6-v2", n_events=1
+    )
     ranker = RankerModel.objects.create(version=1, algorithm="blend", artifact=b"", validation_metrics={"ndcg": 0.1})
     recommendation = Recommendation.objects.create(user=user, context="user", ranker=ranker)
     RecommendedItem.objects.create(recommendation=recommendation, item=item, position=0, score=1.0, sources=["popular"])

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 from django.core.management import call_command
-from django.db import connection
-from pgvector.django import CosineDistance
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from catalog.models import Item
+from catalog.models import Item, ItemVector
+from core.vector_indexes import VECTOR_TABLES, vector_index_name
+from recommendations.selectors import item_similarities, item_vectors_nearest
 
 
 @pytest.mark.django_db
@@ -20,34 +22,48 @@ def test_vector_extension_is_installed():
 
 
 @pytest.mark.django_db
-def test_vector_columns_have_fixed_dimensions_and_cosine_hnsw_indexes():
+def test_each_vector_table_has_a_cosine_hnsw_index_of_fixed_width_for_the_configured_model():
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'catalog_item'::regclass AND attname = 'embedding'"
-        )
-        assert cursor.fetchone()[0] == "vector(384)"
-        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexdef ILIKE '%USING hnsw%' ORDER BY 1")
+        cursor.execute("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef ILIKE '%USING hnsw%' ORDER BY 1")
         indexes = dict(cursor.fetchall())
-    assert set(indexes) == {"activity_embedding_hnsw", "item_embedding_hnsw", "user_interest_hnsw"}
-    assert all("vector_cosine_ops" in definition for definition in indexes.values())
+    assert set(indexes) == set(VECTOR_TABLES)
+    for definition in indexes.values():
+        assert "vector_cosine_ops" in definition
+        assert "(embedding)::vector(384)" in definition
+        assert "'all-MiniLM-L6-v2'" in definition
 
 
 @pytest.mark.django_db
-def test_cosine_top_k_query_uses_the_hnsw_index():
+def test_vectors_of_the_wrong_width_for_their_row_are_refused():
+    item = Item.objects.create(external_id="a", title="A")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ItemVector.objects.create(
+            item=item, model_name="m", dimensions=384, embedding=[0.1] * 3, text_hash="h", created_at=timezone.now()
+        )
+
+
+@pytest.mark.django_db
+def test_cosine_top_k_query_uses_the_models_hnsw_index():
     random = np.random.default_rng(0)
     vectors = random.normal(size=(2_000, 384)).astype(np.float32)
-    Item.objects.bulk_create(
-        Item(external_id=f"item-{n}", title=f"Item {n}", embedding=vector) for n, vector in enumerate(vectors)
+    items = Item.objects.bulk_create(Item(external_id=f"item-{n}", title=f"Item {n}") for n in range(len(vectors)))
+    now = timezone.now()
+    ItemVector.objects.bulk_create(
+        ItemVector(
+            item=item, model_name="all-MiniLM-L6-v2", dimensions=384, embedding=vector, text_hash="h", created_at=now
+        )
+        for item, vector in zip(items, vectors, strict=True)
     )
     with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_itemvector")
         cursor.execute("ANALYZE catalog_item")
 
     query = random.normal(size=384).astype(np.float32)
-    queryset = (
-        Item.objects.filter(is_active=True).alias(distance=CosineDistance("embedding", query)).order_by("distance")[:20]
-    )
+    queryset = item_vectors_nearest(vector=query, model_name="all-MiniLM-L6-v2", k=20, active_only=False)
     plan = queryset.explain()
 
-    assert "item_embedding_hnsw" in plan, plan
-    assert len(list(queryset)) == 20
+    assert vector_index_name("catalog_itemvector", "all-MiniLM-L6-v2") in plan, plan
+    nearest = [item_id for item_id, _similarity in item_similarities(vector=query, model_name="all-MiniLM-L6-v2", k=20)]
+    exact = np.argsort(-(vectors @ query) / np.linalg.norm(vectors, axis=1))[:20]
+    assert len(set(nearest) & {items[index].id for index in exact}) >= 18

@@ -13,7 +13,7 @@ from recommendations.ml import encoder as encoder_module
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import UserInterest
 from recommendations.tasks import embed_item, sweep_pending_embeddings
-from tests.factories import ItemFactory
+from tests.factories import ItemFactory, vector_of
 from users.models import Activity
 from users.services import activity_record
 
@@ -30,7 +30,7 @@ class CountingEncoder:
     """The real encoder, counting the texts it was asked to encode."""
 
     def __init__(self, real):
-        self.real, self.name, self.texts = real, real.name, []
+        self.real, self.name, self.dimensions, self.texts = real, real.name, real.dimensions, []
 
     def encode(self, texts, **kwargs):
         self.texts += texts
@@ -50,7 +50,7 @@ def test_item_save_embeds_the_item_text_with_the_model_name():
     item.refresh_from_db()
     assert item.embedding_status == "ok" and item.embedding_model == "all-MiniLM-L6-v2" and item.embedded_at
     expected = get_encoder().encode([item.embedding_text()]).vectors[0]
-    assert float(np.dot(item.embedding, expected)) > 0.999
+    assert float(np.dot(vector_of(item), expected)) > 0.999
 
 
 def test_same_text_twice_is_encoded_once(counting):
@@ -75,7 +75,7 @@ def test_a_vector_is_not_written_over_text_that_changed_while_encoding(monkeypat
     monkeypatch.setattr(embedding, "get_encoder", lambda: EditsMeanwhile(real))
 
     assert embedding.item_embeddings_refresh(item_ids=[item.id]) == 0
-    assert Item.objects.get(id=item.id).embedding is None
+    assert vector_of(item) is None
 
 
 def test_activity_text_gets_a_vector_and_the_user_an_interest(user):
@@ -84,7 +84,7 @@ def test_activity_text_gets_a_vector_and_the_user_an_interest(user):
     activity = activity_record(user=user, kind="review", item=item, text="Boils fast, great for tea", rating=5)
 
     activity.refresh_from_db()
-    assert activity.embedding_status == "ok" and activity.embedding is not None
+    assert activity.embedding_status == "ok" and vector_of(activity) is not None
     interest = UserInterest.objects.get(user=user, cluster=0)
     assert interest.embedding_model == "all-MiniLM-L6-v2" and interest.n_events == 1
     tea = get_encoder().encode(["tea kettle"]).vectors[0]
@@ -99,7 +99,7 @@ def test_behaviour_events_build_the_interest_from_item_vectors(user):
 
     assert Activity.objects.get().embedding_status == "no_text"
     interest = UserInterest.objects.get(user=user)
-    assert float(np.dot(interest.embedding, Item.objects.get().embedding)) > 0.999
+    assert float(np.dot(interest.embedding, vector_of(Item.objects.get()))) > 0.999
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_chinese_emoji_and_long_texts_get_vectors(user, text):
 
     activity.refresh_from_db()
     assert activity.embedding_status == "ok"
-    assert np.isclose(np.linalg.norm(activity.embedding), 1.0, atol=1e-4)
+    assert np.isclose(np.linalg.norm(vector_of(activity)), 1.0, atol=1e-4)
 
 
 def test_a_final_failure_marks_the_row_failed_with_the_error(settings):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from django.conf import settings
 from django.db import connection
 
 from catalog.models import Item
@@ -16,14 +17,14 @@ from catalog.services import item_save
 from config.celery import app
 from recommendations.models import UserInterest
 from recommendations.tasks import sweep_pending_embeddings
-from tests.factories import ItemFactory
+from tests.factories import ItemFactory, vector_of
 from users.models import Activity
 from users.services import activity_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+BROKER_URL = settings.CELERY_BROKER_URL
 WAIT_SECONDS = 90
 
 
@@ -69,14 +70,13 @@ def worker(tmp_path):
     ]
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
-    previous = {"broker_url": app.conf.broker_url, "task_always_eager": app.conf.task_always_eager}
-    app.conf.update(broker_url=BROKER_URL, task_always_eager=False)
+    app.conf.task_always_eager = False
     try:
         _wait_for(lambda: "ready." in log.read_text(), "the worker to start", log)
         _wait_for(lambda: "encoder loaded" in log.read_text(), "the worker to load the encoder", log)
         yield log
     finally:
-        app.conf.update(previous)
+        app.conf.task_always_eager = True
         process.terminate()
         process.wait(timeout=30)
         broker.flushdb()
@@ -89,7 +89,7 @@ def test_worker_embeds_a_new_item(worker):
 
     item.refresh_from_db()
     assert item.embedding_model == "all-MiniLM-L6-v2"
-    assert np.isclose(np.linalg.norm(item.embedding), 1.0, atol=1e-4)
+    assert np.isclose(np.linalg.norm(vector_of(item)), 1.0, atol=1e-4)
     assert "catalog.Item embedded n=1" in worker.read_text()
 
 
@@ -101,7 +101,7 @@ def test_worker_embeds_an_activity_and_rebuilds_the_interest(worker, user):
     activity.refresh_from_db()
     assert activity.embedding_status == "ok"
     interest = UserInterest.objects.get(user=user)
-    assert float(np.dot(interest.embedding, activity.embedding)) > 0.999
+    assert float(np.dot(interest.embedding, vector_of(activity))) > 0.999
 
 
 def test_worker_sweep_picks_up_rows_whose_messages_were_lost(worker, user):
