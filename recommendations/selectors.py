@@ -3,6 +3,7 @@ partial HNSW index (core.vector_indexes) and filter by its model, so the index s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +13,7 @@ from django.db.models.functions import Cast
 from pgvector.django import CosineDistance, VectorField
 
 from catalog.models import ItemVector
+from recommendations.ml.encoder import model_dimensions
 
 
 def cosine_distance_to(vector: Sequence[float] | np.ndarray, *, field: str = "embedding") -> CosineDistance:
@@ -19,10 +21,18 @@ def cosine_distance_to(vector: Sequence[float] | np.ndarray, *, field: str = "em
     return CosineDistance(Cast(field, VectorField(dimensions=len(vector))), np.asarray(vector, dtype=np.float32))
 
 
+@functools.lru_cache(maxsize=16)
+def _model_dimensions(model_name: str) -> int | None:
+    return model_dimensions(model_name)
+
+
 def item_vectors_nearest(
     *, vector: Sequence[float] | np.ndarray, model_name: str, k: int, active_only: bool = True
 ) -> QuerySet[ItemVector]:
     """Item vectors of one model nearest to vector (approximate, through HNSW), nearest first."""
+    expected = _model_dimensions(model_name)
+    if expected is not None and expected != len(vector):
+        raise ValueError(f"the query vector has {len(vector)} numbers, but {model_name} vectors have {expected}")
     vectors = ItemVector.objects.filter(model_name=model_name)
     if active_only:
         vectors = vectors.filter(item__is_active=True)

@@ -243,36 +243,41 @@ class Encoder:
         return EncodedTexts(vectors, truncated)
 
 
-_encoder: Encoder | None = None
+_encoders: dict[str, Encoder] = {}
 _lock = threading.Lock()
 
 
-def get_encoder() -> Encoder:
-    """The process's encoder, loaded on first use from settings.RECOMMENDER."""
-    global _encoder
-    if _encoder is None:
-        with _lock:
-            if _encoder is None:
-                from django.conf import settings
+def get_encoder(model: str | None = None) -> Encoder:
+    """The process's encoder for model (default: settings ENCODER_MODEL), loaded on first use.
 
-                config = settings.RECOMMENDER
-                _encoder = Encoder(
-                    config["ENCODER_MODEL"],
+    During an encoder change two can be loaded: the new one writes vectors, the serving one
+    encodes queries until the new vectors are complete (README "Changing the encoder").
+    """
+    from django.conf import settings
+
+    config = settings.RECOMMENDER
+    model = model or config["ENCODER_MODEL"]
+    encoder = _encoders.get(model)
+    if encoder is None:
+        with _lock:
+            encoder = _encoders.get(model)
+            if encoder is None:
+                encoder = _encoders[model] = Encoder(
+                    model,
                     runtime=config["ENCODER_RUNTIME"],
                     threads=config["ENCODER_THREADS"] or None,
                     cache_dir=Path(config["ENCODER_CACHE_DIR"]),
                 )
-    return _encoder
+    return encoder
 
 
 def reset_encoder() -> None:
-    global _encoder
     with _lock:
-        _encoder = None
+        _encoders.clear()
 
 
 def encoder_is_loaded() -> bool:
-    return _encoder is not None
+    return bool(_encoders)
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,71 @@
+"""Changing the encoder: a 512-dimension Chinese model (m3e-small) beside all-MiniLM-L6-v2 (384)."""
+
+import pytest
+from django.db import connection
+
+from catalog.models import Item, ItemVector
+from core.vector_indexes import vector_index_name
+from recommendations import embedding
+from recommendations.ml import encoder as encoder_module
+from recommendations.ml.encoder import get_encoder
+from recommendations.selectors import item_similarities
+from tests.factories import UserFactory
+from users.services import activity_record
+
+# transaction=True: a new model's index is built CONCURRENTLY, outside any transaction.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHINESE_ITEMS = {
+    "refund": ("如何申请退款", "退款会在5到10个工作日内原路退回到您的银行卡或支付账户。"),
+    "thermos": ("316不锈钢保温杯", "真空保温杯，热水可保温12小时，适合上班族泡茶。"),
+    "boots": ("防水登山鞋", "户外徒步登山鞋，防水耐磨，冬季山路也不打滑。"),
+    "picture-book": ("儿童睡前绘本", "适合三到六岁孩子的睡前故事书，画面温暖。"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_encoders():
+    encoder_module.reset_encoder()
+    yield
+    encoder_module.reset_encoder()
+
+
+def test_switching_to_a_512_dimension_model_reembeds_everything_and_ranks_chinese_queries(settings):
+    for external_id, (title, description) in CHINESE_ITEMS.items():
+        Item.objects.create(external_id=external_id, title=title, description=description)
+    person = UserFactory()
+    activity_record(user=person, kind="search", text="保温杯哪个牌子好")
+    embedding.embeddings_process_pending()
+    assert ItemVector.objects.filter(model_name="all-MiniLM-L6-v2", dimensions=384).count() == 4
+
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "ENCODER_MODEL": "m3e-small"}
+    assert embedding.embeddings_waiting_count() == {"items": 4, "activities": 1, "users": 0}
+    done = embedding.embeddings_process_pending()
+
+    assert (done["items"], done["activities"], done["failed"]) == (4, 1, 0)
+    assert set(Item.objects.values_list("embedding_model", flat=True)) == {"m3e-small"}
+    # The old model's vectors stay until the switch is complete: both models can serve.
+    assert ItemVector.objects.filter(model_name="all-MiniLM-L6-v2", dimensions=384).count() == 4
+    assert ItemVector.objects.filter(model_name="m3e-small", dimensions=512).count() == 4
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+            [vector_index_name("catalog_itemvector", "m3e-small")],
+        )
+        assert "(embedding)::vector(512)" in cursor.fetchone()[0]
+
+    chinese = get_encoder("m3e-small")
+    assert chinese.dimensions == 512
+    for query, expected in [
+        ("我想退钱，怎么申请退款？", "refund"),
+        ("冬天爬山穿什么鞋", "boots"),
+        ("给孩子睡前讲的故事", "picture-book"),
+    ]:
+        ranked = item_similarities(vector=chinese.encode([query]).vectors[0], model_name="m3e-small", k=4)
+        top = Item.objects.get(id=ranked[0][0]).external_id
+        assert top == expected, (query, ranked)
+    # A 384-wide query against the old model's vectors still works; widths never mix.
+    english = get_encoder("all-MiniLM-L6-v2").encode(["refund"]).vectors[0]
+    assert len(item_similarities(vector=english, model_name="all-MiniLM-L6-v2", k=4)) == 4
+    with pytest.raises(ValueError, match="384 numbers, but m3e-small vectors have 512"):
+        item_similarities(vector=english, model_name="m3e-small", k=4)
