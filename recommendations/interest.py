@@ -103,18 +103,22 @@ def interests_build(
     """The person's interest vectors, strongest first; empty when the evidence cancels out."""
     if not evidence:
         return []
-    vectors = np.stack([item.vector for item in evidence]).astype(np.float32)
+    vectors = np.stack([item.vector for item in evidence]).astype(np.float64)
+    # Age counts from the person's newest event, not from now: only relative recency changes
+    # the direction of the vector, and someone back after a year must not fade to nothing
+    # (weights of old events underflow to zero when counted from today).
+    newest = min(now, max(item.created_at for item in evidence))
     weights = np.array(
         [
             event_weight(
                 kind=item.kind,
                 rating=item.rating,
-                age_days=(now - item.created_at).total_seconds() / 86_400,
+                age_days=(newest - item.created_at).total_seconds() / 86_400,
                 half_life_days=half_life_days,
             )
             for item in evidence
         ],
-        dtype=np.float32,
+        dtype=np.float64,
     )
     overall = _normalise((vectors * weights[:, None]).sum(axis=0))
     if overall is None:
@@ -122,7 +126,7 @@ def interests_build(
     positive = weights > 0
     negative_pull = (vectors[~positive] * weights[~positive, None]).sum(axis=0)
     total_positive = float(weights[positive].sum())
-    interests = [Interest(overall, len(evidence), 1.0)]
+    interests = [Interest(overall.astype(np.float32), len(evidence), 1.0)]
 
     k = min(max_clusters, int(positive.sum()) // MIN_EVENTS_PER_CLUSTER)
     if k >= 2:
@@ -137,7 +141,7 @@ def interests_build(
                 (vectors[positive][members] * weights[positive][members, None]).sum(axis=0) + negative_pull * share
             )
             if centre is not None:
-                themes.append(Interest(centre, int(members.sum()), share))
+                themes.append(Interest(centre.astype(np.float32), int(members.sum()), share))
         # One theme only means the tastes are not diverse: the overall vector says it all.
         if len(themes) >= 2:
             interests += sorted(themes, key=lambda theme: -theme.weight)

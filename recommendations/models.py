@@ -123,3 +123,69 @@ class RecommendedItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} at {self.position}"
+
+
+class BehaviourModel(models.Model):
+    """One build of the item-to-item model from interactions. Serving reads the active one."""
+
+    version = models.PositiveIntegerField(unique=True)
+    algorithm = models.CharField(max_length=32)
+    n_users = models.PositiveIntegerField()
+    n_items = models.PositiveIntegerField()
+    n_interactions = models.PositiveIntegerField()
+    n_neighbours = models.PositiveIntegerField()
+    trained_until = models.DateTimeField(null=True, blank=True, help_text="Newest interaction it learned from.")
+    build_seconds = models.FloatField(default=0.0)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_behaviour_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"behaviour model v{self.version} ({self.algorithm})"
+
+
+class ItemNeighbour(models.Model):
+    """item -> neighbour with a weight, in one behaviour model version (top-K per item)."""
+
+    model = models.ForeignKey(BehaviourModel, on_delete=models.CASCADE, related_name="neighbours")
+    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="+")
+    neighbour = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="+")
+    weight = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "item", "neighbour"], name="item_neighbour_unique"),
+        ]
+        # The request-time query sums weights over a person's items: (model, item) finds them.
+        indexes = [models.Index(fields=["model", "item"], name="item_neighbour_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} -> {self.neighbour_id} ({self.weight:.3f})"
+
+
+class ItemStats(models.Model):
+    """Per-item interaction statistics for popularity and trending, rebuilt with the behaviour model."""
+
+    item = models.OneToOneField("catalog.Item", on_delete=models.CASCADE, primary_key=True, related_name="stats")
+    n_interactions = models.PositiveIntegerField(default=0)
+    n_users = models.PositiveIntegerField(default=0)
+    popularity = models.FloatField(default=0.0, help_text="Distinct people who interacted, all time.")
+    trending = models.FloatField(default=0.0, help_text="Interactions weighted by recency (half-life).")
+    last_interaction_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-popularity"], name="item_stats_popular"),
+            models.Index(fields=["-trending"], name="item_stats_trending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"stats of item {self.item_id}"

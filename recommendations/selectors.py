@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import FloatField, QuerySet
+from django.db.models import FloatField, Q, QuerySet
 from django.db.models.functions import Cast
+from django.utils import timezone
 from pgvector.django import CosineDistance, VectorField
 
-from catalog.models import ItemVector
+from catalog.models import Item, ItemVector
 from recommendations.ml.encoder import model_dimensions
+from recommendations.models import BehaviourModel, ItemStats
 
 
 def cosine_distance_to(vector: Sequence[float] | np.ndarray, *, field: str = "embedding") -> CosineDistance:
@@ -27,7 +32,7 @@ def _model_dimensions(model_name: str) -> int | None:
 
 
 def item_vectors_nearest(
-    *, vector: Sequence[float] | np.ndarray, model_name: str, k: int, active_only: bool = True
+    *, vector: Sequence[float] | np.ndarray, model_name: str, k: int, active_only: bool = True, where: Q | None = None
 ) -> QuerySet[ItemVector]:
     """Item vectors of one model nearest to vector (approximate, through HNSW), nearest first."""
     expected = _model_dimensions(model_name)
@@ -36,6 +41,8 @@ def item_vectors_nearest(
     vectors = ItemVector.objects.filter(model_name=model_name)
     if active_only:
         vectors = vectors.filter(item__is_active=True)
+    if where is not None:
+        vectors = vectors.filter(where)
     return vectors.alias(distance=cosine_distance_to(vector)).order_by("distance")[:k]
 
 
@@ -50,3 +57,112 @@ def item_similarities(
             similarity=1 - Cast(cosine_distance_to(vector), FloatField())
         )
         return [(item_id, float(similarity)) for item_id, similarity in rows.values_list("item_id", "similarity")]
+
+
+# --- candidate sources: each returns [(item id, score)], best first ----------------------------
+
+
+@dataclass(frozen=True)
+class ItemFilters:
+    """What the caller allows: categories, tags (any of), a price range. Empty means no limit."""
+
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+    exclude_ids: frozenset[int] = field(default_factory=frozenset)
+
+    def q(self, prefix: str = "") -> Q:
+        condition = Q(**{f"{prefix}is_active": True})
+        if self.categories:
+            condition &= Q(**{f"{prefix}category__in": self.categories})
+        if self.tags:
+            condition &= Q(**{f"{prefix}tags__overlap": list(self.tags)})
+        if self.price_min is not None:
+            condition &= Q(**{f"{prefix}price__gte": self.price_min})
+        if self.price_max is not None:
+            condition &= Q(**{f"{prefix}price__lte": self.price_max})
+        if self.exclude_ids:
+            condition &= ~Q(**{f"{prefix}id__in": self.exclude_ids})
+        return condition
+
+    @property
+    def is_selective(self) -> bool:
+        return bool(self.categories or self.tags or self.price_min is not None or self.price_max is not None)
+
+
+def behaviour_candidates(*, history: dict[int, float], filters: ItemFilters, k: int) -> list[tuple[int, float]]:
+    """Items the active behaviour model links to the person's items: sum of weight x history weight."""
+    model_id = BehaviourModel.objects.filter(is_active=True).values_list("id", flat=True).first()
+    if model_id is None or not history:
+        return []
+    allowed = Item.objects.filter(filters.q()).values("id")
+    allowed_sql, allowed_params = allowed.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT neighbour.neighbour_id, SUM(neighbour.weight * history.weight) AS score
+            FROM recommendations_itemneighbour AS neighbour
+            JOIN unnest(%s::bigint[], %s::float8[]) AS history (item_id, weight)
+                ON neighbour.item_id = history.item_id
+            WHERE neighbour.model_id = %s AND neighbour.neighbour_id IN ({allowed_sql})
+            GROUP BY neighbour.neighbour_id
+            ORDER BY score DESC
+            LIMIT %s
+            """,  # noqa: S608 - the subquery is Django's own SQL with its parameters
+            [list(history), list(history.values()), model_id, *allowed_params, k],
+        )
+        return [(item_id, float(score)) for item_id, score in cursor.fetchall() if score > 0]
+
+
+def popular_candidates(*, filters: ItemFilters, k: int, by: str = "popularity") -> list[tuple[int, float]]:
+    """Most popular (distinct people, all time) or trending (recency-weighted) active items."""
+    rows = ItemStats.objects.filter(filters.q("item__")).order_by(f"-{by}", "item_id").values_list("item_id", by)[:k]
+    return [(item_id, float(score)) for item_id, score in rows]
+
+
+def fresh_candidates(*, filters: ItemFilters, k: int, days: int) -> list[tuple[int, float]]:
+    """The newest active items of the last `days` days (exploration for items nobody has seen)."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        Item.objects.filter(filters.q(), created_at__gte=since)
+        .order_by("-created_at", "-id")
+        .values_list("id", "created_at")[:k]
+    )
+    return [(item_id, created_at.timestamp()) for item_id, created_at in rows]
+
+
+def semantic_candidates(
+    *, vectors: list[np.ndarray], model_name: str, filters: ItemFilters, k: int, ef_search: int = 100
+) -> list[tuple[int, float]]:
+    """Items nearest to any of the vectors (interest themes or a query), by best cosine similarity.
+
+    A selective filter turns on pgvector's iterative index scan, so the HNSW search goes on
+    until k rows pass the filter instead of returning the few that did among its first ef_search.
+    """
+    best: dict[int, float] = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef_search, k))])
+        if filters.is_selective or filters.exclude_ids:
+            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        for vector in vectors:
+            rows = (
+                item_vectors_nearest(
+                    vector=vector, model_name=model_name, k=k, active_only=False, where=filters.q("item__")
+                )
+                .annotate(similarity=1 - Cast(cosine_distance_to(vector), FloatField()))
+                .values_list("item_id", "similarity")
+            )
+            for item_id, similarity in rows:
+                best[item_id] = max(best.get(item_id, -1.0), float(similarity))
+    return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+
+
+def item_vectors_for(*, item_ids: list[int], model_name: str) -> dict[int, np.ndarray]:
+    rows = ItemVector.objects.filter(item_id__in=item_ids, model_name=model_name).values_list("item_id", "embedding")
+    return {item_id: np.asarray(vector, dtype=np.float32) for item_id, vector in rows}
+
+
+def item_stats_for(*, item_ids: list[int]) -> dict[int, tuple[float, float]]:
+    rows = ItemStats.objects.filter(item_id__in=item_ids).values_list("item_id", "popularity", "trending")
+    return {item_id: (popularity, trending) for item_id, popularity, trending in rows}

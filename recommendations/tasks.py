@@ -69,3 +69,12 @@ def sweep_pending_embeddings() -> bool:
         embed_pending.delay()
         return True
     return False
+
+
+@shared_task(**RETRY_POLICY)
+def rebuild_behaviour_model() -> int | None:
+    """Periodic: learn the item-to-item model and item statistics from all interactions."""
+    from recommendations.behaviour_services import behaviour_model_rebuild
+
+    model = behaviour_model_rebuild()
+    return model.version if model else None

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,20 +142,25 @@ def _onnx_session(pooled_model, model_path: Path | str, model_name: str, cache_d
             input_ids = torch.tensor([[101, 7592, 2088, 2182, 102], [101, 7592, 102, 0, 0]], dtype=torch.long)
             attention_mask = (input_ids != 0).long()
             partial = target.with_suffix(f".{os.getpid()}.partial")
-            torch.onnx.export(
-                pooled_model,
-                (input_ids, attention_mask),
-                str(partial),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["embedding"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                    "embedding": {0: "batch"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
+            # The TorchScript exporter: the newer torch.export one needs onnxscript, and this
+            # graph (a BERT with a mean-pooling head) exports exactly with the old one.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=DeprecationWarning)
+                warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+                torch.onnx.export(
+                    pooled_model,
+                    (input_ids, attention_mask),
+                    str(partial),
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["embedding"],
+                    dynamic_axes={
+                        "input_ids": {0: "batch", 1: "tokens"},
+                        "attention_mask": {0: "batch", 1: "tokens"},
+                        "embedding": {0: "batch"},
+                    },
+                    opset_version=17,
+                    dynamo=False,
+                )
             partial.rename(target)
             logger.info("encoder exported to ONNX path=%s ms=%d", target, (time.monotonic() - started) * 1000)
     options = onnxruntime.SessionOptions()
@@ -219,27 +225,29 @@ class Encoder:
             return self._pooled(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
 
     def encode(self, texts: list[str], *, batch_size: int = 64) -> EncodedTexts:
-        """Unit vectors for texts, in the order given. Texts are batched by length: padding costs compute."""
+        """Unit vectors for texts, in the order given.
+
+        Texts are tokenized once, cut to the model's window (keeping the closing special token,
+        as the tokenizer's own truncation does) and batched by token count: padding costs
+        compute, and character counts say little about tokens once Chinese and English mix.
+        """
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-        truncated = [False] * len(texts)
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        if not texts:
+            return EncodedTexts(vectors, [])
+        token_ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        truncated = [len(ids) > self.max_tokens for ids in token_ids]
+        token_ids = [ids if len(ids) <= self.max_tokens else ids[: self.max_tokens - 1] + ids[-1:] for ids in token_ids]
+        order = sorted(range(len(texts)), key=lambda index: len(token_ids[index]))
+        pad = self.tokenizer.pad_token_id or 0
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            tokens = self.tokenizer(
-                [texts[index] for index in indices],
-                padding=True,
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="np",
-            )
-            input_ids = tokens["input_ids"].astype(np.int64)
-            attention_mask = tokens["attention_mask"].astype(np.int64)
+            width = max(len(token_ids[index]) for index in indices)
+            input_ids = np.full((len(indices), width), pad, dtype=np.int64)
+            attention_mask = np.zeros((len(indices), width), dtype=np.int64)
+            for row, index in enumerate(indices):
+                input_ids[row, : len(token_ids[index])] = token_ids[index]
+                attention_mask[row, : len(token_ids[index])] = 1
             vectors[indices] = self._forward(input_ids, attention_mask)
-            lengths = attention_mask.sum(axis=1)
-            for position, index in enumerate(indices):
-                # A text that filled the window may have been cut; count its tokens to know.
-                if lengths[position] >= self.max_tokens:
-                    truncated[index] = len(self.tokenizer(texts[index])["input_ids"]) > self.max_tokens
         return EncodedTexts(vectors, truncated)
 
 

@@ -99,3 +99,13 @@ def test_evidence_that_cancels_out_gives_no_interest():
         )
         == []
     )
+
+
+def test_a_history_from_years_ago_still_gives_an_interest():
+    vector = _unit(1, 1)
+
+    [interest] = interests_build(
+        [_evidence(vector, "rating", rating=4.0, days_ago=3_650)], now=NOW, half_life_days=30, max_clusters=3
+    )
+
+    assert float(interest.vector @ vector) > 0.999

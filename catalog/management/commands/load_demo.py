@@ -4,6 +4,9 @@ from pathlib import Path
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from catalog.bundle_import import bundle_import
+from catalog.bundles import bundle_open
+from catalog.management.commands._import_report import progress_bar, write_summary
 from users.models import User
 
 DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "demo_bundle"
@@ -16,7 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--admin-username", default="admin")
 
     def handle(self, *args, admin_username, **options):
-        call_command("import_bundle", str(DEMO_BUNDLE), stdout=self.stdout, stderr=self.stderr)
+        summary = bundle_import(source=bundle_open(DEMO_BUNDLE), progress=progress_bar)
+        write_summary(self, summary, rejections_file=None)
         call_command("embed", "--pending", stdout=self.stdout, stderr=self.stderr)
         if not User.objects.filter(username=admin_username).exists():
             password = secrets.token_urlsafe(12)

@@ -15,9 +15,9 @@ DEMO_ITEMS = Path(__file__).resolve().parents[3] / "catalog" / "demo_bundle" / "
 
 def _texts(words: int, count: int) -> list[str]:
     """Real sentences from the demo catalog, cut or joined to about `words` words each."""
-    pool = " ".join(
-        json.loads(line)["description"] for line in DEMO_ITEMS.read_text(encoding="utf-8").splitlines()
-    ).split()
+    descriptions = (json.loads(line)["description"] for line in DEMO_ITEMS.read_text(encoding="utf-8").splitlines())
+    # English only: "words" are what spaces separate, which Chinese text does not use.
+    pool = " ".join(text for text in descriptions if text.isascii()).split()
     return [" ".join(pool[(start * 7) % (len(pool) - words) :][:words]) for start in range(count)]
 
 

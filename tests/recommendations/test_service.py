@@ -1,0 +1,219 @@
+"""Candidate sources and the recommendation service on a small catalog with known answers.
+
+Real PostgreSQL, real pgvector, the real encoder (tasks run in-process), the real behaviour model.
+"""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from catalog.models import Item
+from recommendations import embedding
+from recommendations.behaviour_services import behaviour_model_rebuild
+from recommendations.ml.encoder import get_encoder
+from recommendations.models import BehaviourModel, ItemNeighbour, Recommendation, RecommendedItem
+from recommendations.selectors import (
+    ItemFilters,
+    behaviour_candidates,
+    fresh_candidates,
+    popular_candidates,
+    semantic_candidates,
+)
+from recommendations.services import recommend_for_user
+from tests.factories import UserFactory
+from users.models import Activity
+
+pytestmark = pytest.mark.django_db
+
+CATALOG = {
+    "boots": ("Alpine hiking boots", "Outdoor", "Waterproof leather boots for mountain trails."),
+    "tent": ("Two-person backpacking tent", "Outdoor", "A light tent for camping trips in the hills."),
+    "stove": ("Camping gas stove", "Outdoor", "Boils water at the campsite in three minutes."),
+    "kettle": ("Gooseneck tea kettle", "Kitchen", "Pours slowly for green tea and pour-over coffee."),
+    "teapot": ("Cast iron teapot", "Kitchen", "Keeps loose-leaf tea hot for an hour."),
+    "retired": ("Old hiking boots", "Outdoor", "Discontinued model of mountain boots."),
+}
+# (person, items they bought): hikers buy boots + tent (+ stove), tea people kettle + teapot.
+PURCHASES = {
+    "hiker1": ["boots", "tent", "stove"],
+    "hiker2": ["boots", "tent"],
+    "hiker3": ["boots", "tent", "stove"],
+    "tea1": ["kettle", "teapot"],
+    "tea2": ["kettle", "teapot"],
+    "new-hiker": ["boots"],
+}
+
+
+@pytest.fixture
+def world():
+    items = {
+        key: Item.objects.create(external_id=key, title=title, category=category, description=description)
+        for key, (title, category, description) in CATALOG.items()
+    }
+    people = {name: UserFactory(username=name) for name in PURCHASES}
+    when = timezone.now() - timedelta(days=30)
+    for name, bought in PURCHASES.items():
+        for offset, key in enumerate(bought):
+            Activity.objects.create(
+                user=people[name], item=items[key], kind="purchase", created_at=when + timedelta(hours=offset)
+            )
+    Item.objects.filter(external_id="retired").update(is_active=False)
+    Item.objects.filter(external_id__in=["teapot", "retired"]).update(created_at=when)
+    type(people["hiker1"]).objects.update(interest_stale=True)
+    embedding.embeddings_process_pending()
+    behaviour_model_rebuild()
+    return {"items": items, "people": people}
+
+
+def _titles(answer) -> list[str]:
+    return [result.item.external_id for result in answer.results]
+
+
+def test_behaviour_source_links_items_bought_together(world):
+    items = world["items"]
+
+    ranked = behaviour_candidates(history={items["boots"].id: 1.0}, filters=ItemFilters(), k=5)
+
+    assert [item_id for item_id, _score in ranked][:2] == [items["tent"].id, items["stove"].id]
+    assert items["kettle"].id not in dict(ranked)
+    assert BehaviourModel.objects.get(is_active=True).algorithm == "ease"
+
+
+def test_popular_source_counts_distinct_people(world):
+    ranked = popular_candidates(filters=ItemFilters(), k=3)
+
+    # boots: 4 people, tent: 3, then stove and kettle with 2 each (ties go to the older id).
+    assert [Item.objects.get(id=item_id).external_id for item_id, _score in ranked] == ["boots", "tent", "stove"]
+    assert [score for _item_id, score in ranked] == [4.0, 3.0, 2.0]
+
+
+def test_fresh_source_lists_new_active_items_only(world):
+    ranked = fresh_candidates(filters=ItemFilters(), k=10, days=7)
+
+    assert {Item.objects.get(id=item_id).external_id for item_id, _score in ranked} == {
+        "boots",
+        "tent",
+        "stove",
+        "kettle",
+    }
+
+
+def test_semantic_source_finds_items_by_meaning_and_respects_filters(world):
+    query = get_encoder().encode(["gear for a camping trip"]).vectors[0]
+
+    ranked = semantic_candidates(vectors=[query], model_name="all-MiniLM-L6-v2", filters=ItemFilters(), k=3)
+    kitchen = semantic_candidates(
+        vectors=[query], model_name="all-MiniLM-L6-v2", filters=ItemFilters(categories=("Kitchen",)), k=3
+    )
+
+    assert {Item.objects.get(id=item_id).external_id for item_id, _score in ranked} <= {"tent", "stove", "boots"}
+    assert {Item.objects.get(id=item_id).external_id for item_id, _score in kitchen} == {"kettle", "teapot"}
+    assert all(-1.0 <= score <= 1.0 for _item_id, score in ranked)
+
+
+def test_user_gets_what_similar_people_bought_never_what_they_own_or_inactive_items(world):
+    answer = recommend_for_user(user=world["people"]["new-hiker"], k=3)
+
+    assert _titles(answer)[:2] == ["tent", "stove"]
+    assert "boots" not in _titles(answer) and "retired" not in _titles(answer)
+    assert answer.results[0].reason == "because you bought Alpine hiking boots"
+    assert "behaviour" in answer.results[0].sources
+    assert answer.fallback is True and answer.ranker == "blend"
+    assert "no trained ranker" in answer.notes[0]
+
+
+def test_filters_limit_the_answer(world):
+    answer = recommend_for_user(user=world["people"]["new-hiker"], k=5, filters=ItemFilters(categories=("Kitchen",)))
+
+    assert set(_titles(answer)) == {"kettle", "teapot"}
+
+
+def test_exclude_seen_can_be_turned_off(world):
+    answer = recommend_for_user(user=world["people"]["new-hiker"], k=6, exclude_seen=False)
+
+    assert "boots" in _titles(answer)
+
+
+def test_reason_quotes_the_persons_closest_words(world):
+    person = world["people"]["tea1"]
+    Activity.objects.create(
+        user=person, kind="search", text="a pot for brewing loose-leaf green tea", created_at=timezone.now()
+    )
+    embedding.embeddings_process_pending()
+    person.interest_stale = True
+    person.save()
+    embedding.user_interest_refresh(user_id=person.id)
+
+    answer = recommend_for_user(user=person, k=6, exclude_seen=False)
+
+    teapot = next(result for result in answer.results if result.item.external_id == "teapot")
+    assert teapot.reason == 'you wrote: "a pot for brewing loose-leaf green tea"'
+
+
+def test_a_person_without_history_gets_popular_items_and_is_told_so(world):
+    answer = recommend_for_user(user=UserFactory(), k=3)
+
+    assert _titles(answer) == ["boots", "tent", "stove"]
+    assert answer.results[0].reason == "trending in Outdoor"
+    assert any("no history yet" in note for note in answer.notes)
+
+
+def test_answers_are_logged_with_positions_scores_and_reasons(world):
+    answer = recommend_for_user(user=world["people"]["new-hiker"], k=3)
+
+    logged = Recommendation.objects.get(id=answer.recommendation_id)
+    shown = list(RecommendedItem.objects.filter(recommendation=logged).order_by("position"))
+    assert [row.item.external_id for row in shown] == _titles(answer)
+    assert shown[0].reason == answer.results[0].reason and shown[0].sources == answer.results[0].sources
+
+
+def test_pages_are_stable_and_do_not_overlap(world):
+    person = world["people"]["new-hiker"]
+
+    first = _titles(recommend_for_user(user=person, k=2, offset=0))
+    second = _titles(recommend_for_user(user=person, k=2, offset=2))
+
+    assert first == _titles(recommend_for_user(user=person, k=2, offset=0))
+    assert not set(first) & set(second)
+
+
+def test_per_category_cap_diversifies(world, settings):
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "MAX_PER_CATEGORY": 1}
+
+    answer = recommend_for_user(user=world["people"]["new-hiker"], k=3)
+
+    categories = [result.item.category for result in answer.results]
+    assert len(categories) == len(set(categories))
+
+
+def test_behaviour_model_rebuild_replaces_the_active_version(world):
+    first = BehaviourModel.objects.get(is_active=True)
+
+    second = behaviour_model_rebuild()
+
+    assert second.version == first.version + 1 and second.is_active
+    assert not BehaviourModel.objects.filter(id=first.id).exists()
+    assert ItemNeighbour.objects.filter(model=second).exists()
+
+
+def test_query_count_of_recommend_for_user_does_not_grow_with_the_page(world):
+    person = world["people"]["new-hiker"]
+    recommend_for_user(user=person, k=5, log=False)
+
+    counts = []
+    for k in (1, 5):
+        with CaptureQueriesContext(connection) as queries:
+            recommend_for_user(user=person, k=k, log=False)
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1] <= 17, counts
+
+
+def test_interest_vectors_are_unit_length(world):
+    vectors = world["people"]["hiker1"].interests.values_list("embedding", flat=True)
+
+    assert vectors and all(np.isclose(np.linalg.norm(vector), 1.0, atol=1e-4) for vector in vectors)
