@@ -160,9 +160,8 @@ class ItemNeighbour(models.Model):
     weight = models.FloatField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["model", "item", "neighbour"], name="item_neighbour_unique"),
-        ]
+        # No unique constraint: pairs are unique by construction (one sparse matrix per version),
+        # and maintaining a second index over two million rows doubled the rebuild time.
         # The request-time query sums weights over a person's items: (model, item) finds them.
         indexes = [models.Index(fields=["model", "item"], name="item_neighbour_lookup")]
 

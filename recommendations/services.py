@@ -34,6 +34,7 @@ from users.models import Activity, ActivityKind, ActivityVector, User
 
 logger = logging.getLogger(__name__)
 
+SOURCES = ("behaviour", "semantic", "popular", "fresh")
 SNIPPET_LENGTH = 80
 # A person's own words are quoted as the reason only when they are this close to the item.
 QUOTE_MIN_SIMILARITY = 0.35
@@ -91,11 +92,12 @@ def _history(user: User) -> tuple[dict[int, float], dict[int, tuple[str, float |
         .order_by("-created_at", "-id")
         .values_list("item_id", "kind", "rating")[: settings.RECOMMENDER["HISTORY_ITEMS"]]
     )
+    # Everything the person ever touched is "seen", not only the recent items the behaviour
+    # source reads: an old purchase must not come back as a recommendation.
+    seen = set(Activity.objects.filter(user=user, item__isnull=False).values_list("item_id", flat=True).distinct())
     weights: dict[int, float] = {}
     evidence: dict[int, tuple[str, float | None]] = {}
-    seen: set[int] = set()
     for item_id, kind, rating in rows:
-        seen.add(item_id)
         if kind == ActivityKind.DISMISS:
             weights.pop(item_id, None)
             continue
@@ -242,9 +244,13 @@ def recommend_for_user(
     offset: int = 0,
     filters: ItemFilters | None = None,
     exclude_seen: bool | None = None,
+    sources: tuple[str, ...] = SOURCES,
     log: bool = True,
 ) -> Answer:
-    """What to show this person next, with the reason and source(s) of each result."""
+    """What to show this person next, with the reason and source(s) of each result.
+
+    `sources` limits the candidate sources (the evaluation's per-source ablations use it).
+    """
     started = time.monotonic()
     config = settings.RECOMMENDER
     filters = filters or ItemFilters()
@@ -261,16 +267,25 @@ def recommend_for_user(
     ]
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
     candidates: dict[int, _Candidate] = {}
-    behaviour = selectors.behaviour_candidates(history=history, filters=filters, k=size)
-    _merge(candidates, "behaviour", behaviour)
+    behaviour = []
+    if "behaviour" in sources:
+        behaviour = selectors.behaviour_candidates(history=history, filters=filters, k=size)
+        _merge(candidates, "behaviour", behaviour)
+    if "semantic" not in sources:
+        interests = []
     if interests:
         _merge(
             candidates,
             "semantic",
             selectors.semantic_candidates(vectors=interests, model_name=model_name, filters=filters, k=size),
         )
-    _merge(candidates, "popular", selectors.popular_candidates(filters=filters, k=size, by="trending"))
-    if config["FRESH_CANDIDATES"]:
+    if "popular" in sources:
+        _merge(
+            candidates,
+            "popular",
+            selectors.popular_candidates(filters=filters, k=size, by=config["POPULAR_BY"]),
+        )
+    if "fresh" in sources and config["FRESH_CANDIDATES"]:
         _merge(
             candidates,
             "fresh",
@@ -289,7 +304,7 @@ def recommend_for_user(
     answer = _answer(page, items, reasons, notes)
     if log:
         answer.recommendation_id = _log(context=RecommendationContext.USER, user=user, results=answer.results)
-    logger.info(
+    logger.debug(
         "recommended for user=%s n=%d candidates=%d ms=%d",
         user.pk,
         len(page),

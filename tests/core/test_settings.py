@@ -59,3 +59,10 @@ def test_database_url_must_be_postgresql():
 
     assert result.returncode != 0
     assert "DATABASE_URL must point to PostgreSQL" in result.stderr
+
+
+def test_a_setting_with_fixed_choices_refuses_others():
+    result = _import_settings(DJANGO_DEBUG="true", RECOMMENDER_ENCODER_RUNTIME="gpu")
+
+    assert result.returncode != 0
+    assert "RECOMMENDER_ENCODER_RUNTIME must be one of auto, fp32, bf16, onnx" in result.stderr

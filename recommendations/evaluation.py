@@ -1,0 +1,347 @@
+"""Offline evaluation of the served system (protocol P1 of ARCHITECTURE.md).
+
+The bundle is split per person in time; only the train part is imported, into a database of
+its own (never the live one); vectors, interests and the behaviour model are built by the
+product's own services; then the SAME service the API calls (recommend_for_user) answers for
+every person, and the answers are scored against the held-out part. Per-source ablations go
+through that service too (its `sources` argument). The baselines (popularity, EASE with all
+weights) are computed in numpy from the same split, only to prove the protocol matches the
+reference figures; they are not the product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.core.management import call_command
+from django.db import connections
+
+from catalog.bundles import BundleSource, EventRow, ItemRow, Rejection
+from core.exceptions import ApplicationError
+from users.models import ActivityKind
+
+logger = logging.getLogger(__name__)
+
+# Events that are interactions with an item (positives). Text kinds about an item (tag,
+# comment) are the person's own words: usable before their split point, never positives.
+INTERACTION_KINDS = frozenset(
+    {
+        ActivityKind.VIEW,
+        ActivityKind.CLICK,
+        ActivityKind.ADD_TO_CART,
+        ActivityKind.PURCHASE,
+        ActivityKind.RATING,
+        ActivityKind.REVIEW,
+    }
+)
+
+
+class EvaluationError(ApplicationError):
+    pass
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def recall_at_k(ranked: list, relevant: set, k: int) -> float:
+    """Hits in the top k over min(|relevant|, k): 1.0 is the best any ranking could do."""
+    if not relevant:
+        raise ValueError("recall needs at least one relevant item")
+    return sum(1 for item in ranked[:k] if item in relevant) / min(len(relevant), k)
+
+
+def ndcg_at_k(ranked: list, relevant: set, k: int) -> float:
+    if not relevant:
+        raise ValueError("NDCG needs at least one relevant item")
+    dcg = sum(1.0 / math.log2(position + 2) for position, item in enumerate(ranked[:k]) if item in relevant)
+    ideal = sum(1.0 / math.log2(position + 2) for position in range(min(len(relevant), k)))
+    return dcg / ideal
+
+
+def reciprocal_rank(ranked: list, relevant: set, k: int) -> float:
+    for position, item in enumerate(ranked[:k]):
+        if item in relevant:
+            return 1.0 / (position + 1)
+    return 0.0
+
+
+# --- the split ------------------------------------------------------------------------------
+
+
+def _sort_key(row: EventRow) -> tuple:
+    # Ties in time are broken by item id, numerically where ids are numbers (MovieLens movieId).
+    item = row.item_id or ""
+    return (row.timestamp, (0, int(item), "") if item.isdigit() else (1, 0, item))
+
+
+@dataclass
+class Split:
+    train: list[EventRow]
+    test: dict[str, set[str]]  # user id -> held-out item ids
+    n_interactions: int
+    fingerprint: str
+
+
+def split_per_user(
+    events: Iterable[EventRow | Rejection], *, test_fraction: float = 0.2, test_last: int | None = None
+) -> Split:
+    """P1: per person, interactions sorted by (time, item id); the last 20% (at least 1) are test.
+
+    Text events are kept for training when they come before the person's first test interaction.
+    """
+    interactions: dict[str, list[EventRow]] = defaultdict(list)
+    texts: dict[str, list[EventRow]] = defaultdict(list)
+    digest = hashlib.sha256()
+    count = 0
+    for row in events:
+        if isinstance(row, Rejection):
+            continue
+        count += 1
+        digest.update(f"{row.user_id}|{row.item_id}|{row.kind}|{row.timestamp.isoformat()}|{row.rating}\n".encode())
+        if row.item_id and row.kind in INTERACTION_KINDS:
+            interactions[row.user_id].append(row)
+        else:
+            texts[row.user_id].append(row)
+    if not interactions:
+        raise EvaluationError("the bundle has no interaction events to evaluate on")
+    train: list[EventRow] = []
+    test: dict[str, set[str]] = {}
+    for user_id, rows in interactions.items():
+        rows.sort(key=_sort_key)
+        n_test = test_last if test_last is not None else max(1, math.ceil(len(rows) * test_fraction))
+        if len(rows) <= n_test:
+            train.extend(rows)  # nothing to learn from: this person is not evaluated
+            continue
+        head, tail = rows[: len(rows) - n_test], rows[len(rows) - n_test :]
+        train.extend(head)
+        test[user_id] = {row.item_id for row in tail}
+        split_point = _sort_key(tail[0])
+        train.extend(row for row in texts.get(user_id, []) if _sort_key(row) < split_point)
+    for user_id, rows in texts.items():
+        if user_id not in interactions:
+            train.extend(rows)
+    return Split(
+        train=train, test=test, n_interactions=sum(map(len, interactions.values())), fingerprint=digest.hexdigest()[:16]
+    )
+
+
+# --- an isolated database -------------------------------------------------------------------
+
+
+@contextmanager
+def isolated_database(name: str):
+    """Point the default connection at a fresh database `name` on the same server, migrated."""
+    from psycopg import sql
+
+    default = connections["default"]
+    original = default.settings_dict["NAME"]
+    if name == original:
+        raise EvaluationError("the evaluation database must not be the live one")
+    default.ensure_connection()
+    with default.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)).as_string(cursor.connection)
+        )
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string(cursor.connection))
+    default.close()
+    default.settings_dict["NAME"] = name
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        yield
+    finally:
+        default.close()
+        default.settings_dict["NAME"] = original
+
+
+# --- running it -----------------------------------------------------------------------------
+
+
+@dataclass
+class MethodResult:
+    name: str
+    recall: float
+    ndcg: float
+    mrr: float
+    coverage: float
+    latency_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        latency = np.array(self.latency_ms) if self.latency_ms else np.array([0.0])
+        return {
+            "method": self.name,
+            "recall": round(self.recall, 4),
+            "ndcg": round(self.ndcg, 4),
+            "mrr": round(self.mrr, 4),
+            "coverage": round(self.coverage, 4),
+            "latency_p50_ms": round(float(np.percentile(latency, 50)), 1),
+            "latency_p99_ms": round(float(np.percentile(latency, 99)), 1),
+        }
+
+
+def score_rankings(
+    name: str,
+    rankings: dict[str, list[str]],
+    split: Split,
+    *,
+    k: int,
+    n_items: int,
+    latency_ms: list[float] | None = None,
+) -> MethodResult:
+    recalls, ndcgs, rrs = [], [], []
+    shown: set[str] = set()
+    for user_id, relevant in split.test.items():
+        ranked = rankings.get(user_id, [])
+        recalls.append(recall_at_k(ranked, relevant, k))
+        ndcgs.append(ndcg_at_k(ranked, relevant, k))
+        rrs.append(reciprocal_rank(ranked, relevant, k))
+        shown.update(ranked[:k])
+    return MethodResult(
+        name,
+        float(np.mean(recalls)),
+        float(np.mean(ndcgs)),
+        float(np.mean(rrs)),
+        len(shown) / max(n_items, 1),
+        latency_ms or [],
+    )
+
+
+def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regularisation: float) -> dict[str, dict]:
+    """Popularity and EASE (all weights) on the train split, in numpy: the protocol check."""
+    from recommendations.behaviour import interaction_matrix
+
+    interactions = [row for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
+    users = sorted({row.user_id for row in interactions})
+    user_index = {user_id: index for index, user_id in enumerate(users)}
+    item_index = {item_id: index for index, item_id in enumerate(item_ids)}
+    matrix = interaction_matrix(
+        np.array([user_index[row.user_id] for row in interactions]),
+        np.array([item_index[row.item_id] for row in interactions]),
+        len(users),
+        len(item_ids),
+    )
+    popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float64)
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    gram[np.diag_indices(len(item_ids))] += ease_regularisation
+    precision = np.linalg.inv(gram)
+    weights = -precision / np.diag(precision)[None, :]
+    weights[np.diag_indices(len(item_ids))] = 0.0
+    results: dict[str, dict] = {"popularity": {}, "EASE (all weights, numpy)": {}}
+    for user_id in split.test:
+        row = user_index.get(user_id)
+        seen = matrix[row].indices if row is not None else np.array([], dtype=int)
+        for name, scores in (
+            ("popularity", popularity.copy()),
+            (
+                "EASE (all weights, numpy)",
+                np.asarray(matrix[row] @ weights).ravel() if row is not None else np.zeros(len(item_ids)),
+            ),
+        ):
+            scores[seen] = -np.inf
+            top = np.argsort(-scores, kind="stable")[:k]
+            results[name][user_id] = [item_ids[index] for index in top]
+    return results
+
+
+@dataclass
+class Report:
+    protocol: str
+    k: int
+    fingerprint: str
+    n_users: int
+    n_items: int
+    n_interactions: int
+    methods: list[dict]
+    seconds: dict[str, float]
+
+
+def evaluate_p1(
+    *,
+    source: BundleSource,
+    database: str,
+    k: int = 20,
+    test_fraction: float = 0.2,
+    test_last: int | None = None,
+    include_seen: bool = False,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+) -> Report:
+    from catalog.bundle_import import bundle_import
+    from catalog.models import Item
+    from recommendations.behaviour_services import behaviour_model_rebuild
+    from recommendations.embedding import embeddings_process_pending
+    from recommendations.services import recommend_for_user
+    from users.models import User
+
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
+    split = split_per_user(source.events(), test_fraction=test_fraction, test_last=test_last)
+    timings["split"] = time.monotonic() - started
+    train_source = BundleSource(
+        items_file=source.items_file,
+        users_file=None,
+        events_file="train events",
+        items=lambda: iter(items),
+        users=lambda: iter(()),
+        events=lambda: iter(split.train),
+    )
+    with isolated_database(database):
+        step = time.monotonic()
+        bundle_import(source=train_source)
+        timings["import"] = time.monotonic() - step
+        step = time.monotonic()
+        embeddings_process_pending()
+        timings["vectors"] = time.monotonic() - step
+        step = time.monotonic()
+        behaviour_model_rebuild()
+        timings["behaviour_model"] = time.monotonic() - step
+
+        people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
+        external_ids = dict(Item.objects.values_list("id", "external_id"))
+        methods = []
+        variants = [
+            ("full system (blend)", ("behaviour", "semantic", "popular", "fresh")),
+            ("behaviour source only", ("behaviour",)),
+            ("semantic source only (text)", ("semantic",)),
+            ("popular source only", ("popular",)),
+        ]
+        for name, sources in variants:
+            step = time.monotonic()
+            rankings, latencies = {}, []
+            for user_id in progress(sorted(split.test), name):
+                person = User(id=people[user_id])
+                asked = time.perf_counter()
+                answer = recommend_for_user(user=person, k=k, sources=sources, exclude_seen=not include_seen, log=False)
+                latencies.append((time.perf_counter() - asked) * 1000)
+                rankings[user_id] = [external_ids[result.item.id] for result in answer.results]
+            methods.append(score_rankings(name, rankings, split, k=k, n_items=len(items), latency_ms=latencies))
+            timings[name] = time.monotonic() - step
+    step = time.monotonic()
+    from django.conf import settings
+
+    for name, rankings in baseline_rankings(
+        split,
+        [row.external_id for row in items],
+        k=k,
+        ease_regularisation=settings.RECOMMENDER["EASE_REGULARISATION"],
+    ).items():
+        methods.append(score_rankings(f"baseline: {name}", rankings, split, k=k, n_items=len(items)))
+    timings["baselines"] = time.monotonic() - step
+    timings["total"] = time.monotonic() - started
+    return Report(
+        protocol="p1",
+        k=k,
+        fingerprint=split.fingerprint,
+        n_users=len(split.test),
+        n_items=len(items),
+        n_interactions=split.n_interactions,
+        methods=[method.summary() for method in methods],
+        seconds={name: round(value, 1) for name, value in timings.items()},
+    )

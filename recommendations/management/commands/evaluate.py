@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from catalog.bundles import BundleError, bundle_open
+from catalog.movielens import movielens_open
+from recommendations.evaluation import EvaluationError, evaluate_p1
+
+
+def _progress(rows, description):
+    return tqdm(list(rows), desc=description, unit=" people", file=sys.stderr, mininterval=1.0, disable=None)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Command(BaseCommand):
+    help = (
+        "Evaluate the served recommender offline on a bundle (or a MovieLens folder): split, build from the "
+        "train part in an isolated database, ask the same service the API uses, score."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("bundle")
+        parser.add_argument("--protocol", choices=["p1"], default="p1")
+        parser.add_argument("--k", type=int, default=20)
+        parser.add_argument("--test-fraction", type=float, default=0.2)
+        parser.add_argument("--test-last", type=int, default=None, help="hold out the last N interactions instead")
+        parser.add_argument("--include-seen", action="store_true", help="rank items the person already had too")
+        parser.add_argument("--database", default=None, help="name of the isolated database (default: <live>_eval)")
+        parser.add_argument("--out", default=None, help="folder for report.json and report.md")
+
+    def handle(self, *args, bundle, protocol, k, test_fraction, test_last, include_seen, database, out, **options):
+        folder = Path(bundle)
+        try:
+            source = movielens_open(folder) if (folder / "movies.csv").is_file() else bundle_open(folder)
+        except BundleError as error:
+            raise CommandError(str(error)) from error
+        database = database or f"{settings.DATABASES['default']['NAME']}_eval"
+        try:
+            report = evaluate_p1(
+                source=source,
+                database=database,
+                k=k,
+                test_fraction=test_fraction,
+                test_last=test_last,
+                include_seen=include_seen,
+                progress=_progress,
+            )
+        except EvaluationError as error:
+            raise CommandError(str(error)) from error
+        payload = {
+            **asdict(report),
+            "bundle": str(folder.resolve()),
+            "git_commit": _git_commit(),
+            "encoder": settings.RECOMMENDER["ENCODER_MODEL"],
+            "settings": {key: value for key, value in settings.RECOMMENDER.items() if not key.endswith("_DIR")},
+            "finished_at": datetime.now(UTC).isoformat(),
+        }
+        out_dir = (
+            Path(out) if out else Path(settings.VAR_DIR) / "evaluations" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(payload, indent=2, default=str))
+        lines = [
+            f"# Evaluation {protocol.upper()} on {folder.name} (K={k})",
+            "",
+            f"{report.n_users} people evaluated, {report.n_items} items, {report.n_interactions} interactions; "
+            f"dataset fingerprint {report.fingerprint}; commit {payload['git_commit']}.",
+            "",
+            f"| method | Recall@{k} | NDCG@{k} | MRR | coverage | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method in report.methods:
+            lines.append(
+                f"| {method['method']} | {method['recall']:.4f} | {method['ndcg']:.4f} | {method['mrr']:.4f} | "
+                f"{method['coverage']:.3f} | {method['latency_p50_ms']} | {method['latency_p99_ms']} |"
+            )
+        lines += ["", "Seconds: " + ", ".join(f"{name} {value}" for name, value in report.seconds.items())]
+        (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+        self.stdout.write("\n".join(lines))
+        self.stdout.write(self.style.SUCCESS(f"written to {out_dir}"))

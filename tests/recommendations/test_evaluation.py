@@ -1,0 +1,96 @@
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog.bundles import EventRow
+from recommendations.evaluation import (
+    EvaluationError,
+    ndcg_at_k,
+    recall_at_k,
+    reciprocal_rank,
+    split_per_user,
+)
+
+START = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def _event(user, item, minutes, kind="rating", text=None):
+    return EventRow(
+        line=0,
+        user_id=user,
+        item_id=item,
+        kind=kind,
+        text=text,
+        rating=4.0 if kind == "rating" else None,
+        timestamp=START + timedelta(minutes=minutes),
+    )
+
+
+def test_recall_counts_hits_over_the_smaller_of_relevant_and_k():
+    assert recall_at_k(["a", "b", "c"], {"a", "c", "x"}, 3) == 2 / 3
+    assert recall_at_k(["a", "b"], {"a", "b", "c", "d"}, 2) == 1.0
+
+
+def test_ndcg_matches_a_hand_computed_value():
+    # hits at positions 1 and 3 of 3; 2 relevant items: DCG = 1 + 1/log2(4); IDCG = 1 + 1/log2(3)
+    expected = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+
+    assert ndcg_at_k(["a", "b", "c"], {"a", "c"}, 3) == pytest.approx(expected)
+    assert ndcg_at_k(["x", "y"], {"a"}, 2) == 0.0
+
+
+def test_reciprocal_rank_is_one_over_the_first_hit():
+    assert reciprocal_rank(["x", "a", "b"], {"a", "b"}, 3) == 0.5
+    assert reciprocal_rank(["x"], {"a"}, 1) == 0.0
+
+
+def test_metrics_refuse_an_empty_relevant_set():
+    with pytest.raises(ValueError):
+        ndcg_at_k(["a"], set(), 1)
+
+
+def test_split_holds_out_the_last_fifth_per_person_and_nothing_of_it_leaks():
+    events = [_event("u1", str(item), item) for item in range(10)] + [_event("u2", "7", 1), _event("u2", "8", 2)]
+    # A text event after u1's split point must not reach training; one before it may.
+    events += [_event("u1", "3", 5, kind="tag", text="before"), _event("u1", "3", 9, kind="tag", text="after")]
+
+    split = split_per_user(events)
+
+    assert split.test == {"u1": {"8", "9"}, "u2": {"8"}}
+    trained = {(row.user_id, row.item_id, row.kind, row.text) for row in split.train}
+    assert not any(user == "u1" and item in {"8", "9"} and kind == "rating" for user, item, kind, _ in trained)
+    assert ("u1", "3", "tag", "before") in trained and ("u1", "3", "tag", "after") not in trained
+    assert ("u2", "8", "rating", None) not in trained
+
+
+def test_ties_in_time_are_broken_by_numeric_item_id():
+    events = [_event("u1", item, 0) for item in ("10", "9", "2", "100", "1")]
+
+    split = split_per_user(events)
+
+    assert split.test == {"u1": {"100"}}
+
+
+def test_leave_one_out_and_determinism():
+    events = [_event("u1", str(item), item) for item in range(10)]
+
+    first, second = split_per_user(events, test_last=1), split_per_user(list(reversed(events)), test_last=1)
+
+    assert first.test == second.test == {"u1": {"9"}}
+    assert first.fingerprint != "" and len(first.train) == len(second.train) == 9
+
+
+def test_a_bundle_without_interactions_is_refused():
+    with pytest.raises(EvaluationError, match="no interaction events"):
+        split_per_user([_event("u1", None, 0, kind="search", text="hello")])
+
+
+@pytest.mark.django_db
+def test_evaluate_command_reports_missing_and_malformed_bundles(tmp_path):
+    with pytest.raises(CommandError, match="is not a folder"):
+        call_command("evaluate", str(tmp_path / "absent"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CommandError, match="has neither items"):
+        call_command("evaluate", str(tmp_path / "empty"))
