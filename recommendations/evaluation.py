@@ -26,22 +26,9 @@ from django.db import connections
 
 from catalog.bundles import BundleSource, EventRow, ItemRow, Rejection
 from core.exceptions import ApplicationError
-from users.models import ActivityKind
+from users.models import INTERACTION_KINDS
 
 logger = logging.getLogger(__name__)
-
-# Events that are interactions with an item (positives). Text kinds about an item (tag,
-# comment) are the person's own words: usable before their split point, never positives.
-INTERACTION_KINDS = frozenset(
-    {
-        ActivityKind.VIEW,
-        ActivityKind.CLICK,
-        ActivityKind.ADD_TO_CART,
-        ActivityKind.PURCHASE,
-        ActivityKind.RATING,
-        ActivityKind.REVIEW,
-    }
-)
 
 
 class EvaluationError(ApplicationError):

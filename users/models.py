@@ -54,6 +54,9 @@ TEXT_KINDS = frozenset(
     {ActivityKind.REVIEW, ActivityKind.COMMENT, ActivityKind.TAG, ActivityKind.SEARCH, ActivityKind.CHAT}
 )
 TEXT_ONLY_KINDS = frozenset({ActivityKind.SEARCH, ActivityKind.CHAT})
+# Interactions with an item (positives for evaluation). Tags and comments are the person's own
+# words about an item; a dismissal is negative.
+INTERACTION_KINDS = ITEM_KINDS - {ActivityKind.TAG, ActivityKind.COMMENT, ActivityKind.DISMISS}
 
 
 class Activity(EmbeddedTextMixin):

@@ -1,8 +1,5 @@
 """A real Celery worker, the real Redis broker, the real PostgreSQL and the real encoder."""
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from django.db import connection
 from catalog.models import Item
 from catalog.services import item_save
 from config.celery import app
+from core.worker import worker_start
 from recommendations.models import UserInterest
 from recommendations.tasks import sweep_pending_embeddings
 from tests.factories import ItemFactory, vector_of
@@ -23,7 +21,6 @@ from users.services import activity_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = settings.CELERY_BROKER_URL
 WAIT_SECONDS = 90
 
@@ -45,31 +42,7 @@ def worker(tmp_path):
     if connection.settings_dict["ENGINE"] != "core.embedded_db":
         pytest.skip("the worker test points the worker at the test database of the embedded server")
     log = tmp_path / "worker.log"
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings_test",
-        "CELERY_BROKER_URL": BROKER_URL,
-        # The worker must read and write the database this test run created.
-        "EMBEDDED_POSTGRES_DATABASE": connection.settings_dict["NAME"],
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-Q",
-        "interactive,bulk",
-        "--concurrency=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-l",
-        "info",
-    ]
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
+    process = worker_start(log=log, broker_url=BROKER_URL)
     app.conf.task_always_eager = False
     try:
         _wait_for(lambda: "ready." in log.read_text(), "the worker to start", log)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.bundle_import import bundle_import
-from catalog.bundles import BundleError, bundle_open
+from catalog.bundles import BundleError, BundleSource, bundle_open
 from catalog.management.commands._import_report import progress_bar, queue_embedding, write_summary
 
 
@@ -13,9 +13,12 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument("--rejections-file", help="write every rejected row (file:line: reason) here")
 
+    def open_source(self, folder: str) -> BundleSource:
+        return bundle_open(folder)
+
     def handle(self, *args, folder, batch_size, rejections_file, **options):
         try:
-            source = bundle_open(folder)
+            source = self.open_source(folder)
         except BundleError as error:
             raise CommandError(str(error)) from error
         summary = bundle_import(source=source, batch_size=batch_size, progress=progress_bar)

@@ -1,24 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
-
-from catalog.bundle_import import bundle_import
-from catalog.bundles import BundleError
-from catalog.management.commands._import_report import progress_bar, queue_embedding, write_summary
+from catalog.bundles import BundleSource
+from catalog.management.commands.import_bundle import Command as ImportBundleCommand
 from catalog.movielens import movielens_open
 
 
-class Command(BaseCommand):
+class Command(ImportBundleCommand):
     help = "Import a MovieLens folder (movies, ratings, tags, links) as items and events."
 
-    def add_arguments(self, parser):
-        parser.add_argument("folder")
-        parser.add_argument("--batch-size", type=int, default=None)
-        parser.add_argument("--rejections-file", help="write every rejected row (file:line: reason) here")
-
-    def handle(self, *args, folder, batch_size, rejections_file, **options):
-        try:
-            source = movielens_open(folder)
-        except BundleError as error:
-            raise CommandError(str(error)) from error
-        summary = bundle_import(source=source, batch_size=batch_size, progress=progress_bar)
-        write_summary(self, summary, rejections_file)
-        queue_embedding(self)
+    def open_source(self, folder: str) -> BundleSource:
+        return movielens_open(folder)

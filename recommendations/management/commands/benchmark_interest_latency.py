@@ -4,23 +4,19 @@ Starts a worker (prefork, one process, encoder loaded after fork) on the configu
 records activities as the API would, and times until the person's interest vector changed.
 """
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
 
 from catalog.models import Item
+from core.worker import worker_start
 from recommendations.models import UserInterest
 from users.models import User
 from users.services import activity_record
 
-ROOT = Path(__file__).resolve().parents[3]
 QUERIES = [
     "waterproof boots for a winter hike",
     "my parcel has not arrived, what can I do",
@@ -43,27 +39,8 @@ class Command(BaseCommand):
         if not items:
             raise CommandError("no embedded items: run `manage.py load_demo` first")
         person, _ = User.objects.get_or_create(username="benchmark-latency", defaults={"display_name": "Benchmark"})
-        log = ROOT / "var" / "benchmark-worker.log"
-        log.parent.mkdir(exist_ok=True)
-        environment = {**os.environ, "EMBEDDED_POSTGRES_DATABASE": connection.settings_dict["NAME"]}
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "interactive,bulk",
-            "--concurrency=1",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "warning",
-        ]
-        with open(log, "w") as output:
-            worker = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        log = Path(settings.VAR_DIR) / "benchmark-worker.log"
+        worker = worker_start(log=log, broker_url=settings.CELERY_BROKER_URL, level="warning")
         try:
             self._wait_until_serving(person, items[0])
             latencies = []

@@ -1,0 +1,46 @@
+"""Starting a real Celery worker as a child process (the worker tests and latency benchmark)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+
+def worker_start(*, log: Path, broker_url: str, level: str = "info") -> subprocess.Popen:
+    """One prefork worker process on both queues, pointed at this process's database and broker.
+
+    The encoder loads in the child after the fork (config.celery), as in production.
+    """
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
+        "CELERY_BROKER_URL": broker_url,
+        # The database this process uses (a test run's own, for instance), not the configured name.
+        "EMBEDDED_POSTGRES_DATABASE": connection.settings_dict["NAME"],
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        "interactive,bulk",
+        "--concurrency=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        level,
+    ]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
