@@ -192,6 +192,10 @@ RECOMMENDER = {
     "TRENDING_HALF_LIFE_DAYS": env_float("RECOMMENDER_TRENDING_HALF_LIFE_DAYS", 14.0),
     # Candidates each source proposes before ranking, and the person's items the behaviour
     # source reads (most recent first).
+    # Semantic search: an exact scan up to this many item vectors (about 35 ms per 10,000 here,
+    # and it never misses), HNSW above with this search breadth (pgvector's default is 40).
+    "EXACT_SEARCH_MAX_VECTORS": env_int("RECOMMENDER_EXACT_SEARCH_MAX_VECTORS", 20_000, minimum=0),
+    "HNSW_EF_SEARCH": env_int("RECOMMENDER_HNSW_EF_SEARCH", 200, minimum=1),
     "CANDIDATES_PER_SOURCE": env_int("RECOMMENDER_CANDIDATES_PER_SOURCE", 200, minimum=1),
     "HISTORY_ITEMS": env_int("RECOMMENDER_HISTORY_ITEMS", 500, minimum=1),
     # The popular source orders by "popularity" (distinct people, all time) or "trending"
@@ -211,6 +215,8 @@ RECOMMENDER = {
     "BLEND_POPULARITY": env_float("RECOMMENDER_BLEND_POPULARITY", 0.05),
     # Free-text answers: cosine(query, item) + TEXT_POPULARITY x log-popularity (0..1).
     "TEXT_POPULARITY": env_float("RECOMMENDER_TEXT_POPULARITY", 0.02),
+    # Similar items: behaviour weight (0..1) + SIMILAR_SEMANTIC x cosine(item, other item).
+    "SIMILAR_SEMANTIC": env_float("RECOMMENDER_SIMILAR_SEMANTIC", 0.5),
     # Longest text accepted from outside (characters); longer input is rejected, not truncated.
     "MAX_TEXT_LENGTH": env_int("RECOMMENDER_MAX_TEXT_LENGTH", 10_000, minimum=1),
     # Rows per transaction when importing bundles. 2,000 rows cost about 0.1 s to insert here.

@@ -26,10 +26,10 @@ VECTOR_TABLES = {
     "users_activityvector": "model_name",
     "recommendations_userinterest": "embedding_model",
 }
-# Graph degree and build breadth: pgvector's defaults, good to ~1M rows at recall@10 >= 0.95
-# with ef_search 40-100.
+# Graph degree (pgvector's default) and build breadth (twice the default: clustered catalogs,
+# such as a few help articles beside thousands of films, need the better-connected graph).
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 128
 
 
 def vector_index_name(table: str, model_name: str) -> str:

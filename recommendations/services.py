@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import transaction
 
 from catalog.models import Item
+from core.exceptions import ApplicationError
+from core.text import text_clean
 from recommendations import selectors
 from recommendations.models import (
     ItemNeighbour,
@@ -311,4 +313,120 @@ def recommend_for_user(
         len(candidates),
         (time.monotonic() - started) * 1000,
     )
+    return answer
+
+
+def _text_vector(text: str) -> np.ndarray:
+    from recommendations.ml.encoder import get_encoder
+
+    return get_encoder(_serving_model()).encode([text]).vectors[0]
+
+
+def recommend_for_text(
+    *,
+    text: str,
+    user: User | None = None,
+    k: int = 20,
+    offset: int = 0,
+    filters: ItemFilters | None = None,
+    log: bool = True,
+) -> Answer:
+    """Items that answer a free text (a search, a customer-service question), best first.
+
+    Score: cosine(text, item) + TEXT_POPULARITY x log(1 + people who interacted); with a known
+    person, + BLEND_SEMANTIC x cosine(their interest, item) as a gentle personal tilt.
+    """
+    config = settings.RECOMMENDER
+    text = text_clean(text, field="text", max_length=config["MAX_TEXT_LENGTH"])
+    if not text:
+        raise ApplicationError("text is empty")
+    filters = filters or ItemFilters()
+    model_name = _serving_model()
+    query = _text_vector(text)
+    candidates: dict[int, _Candidate] = {}
+    size = config["CANDIDATES_PER_SOURCE"] + offset + k
+    _merge(
+        candidates,
+        "semantic",
+        selectors.semantic_candidates(vectors=[query], model_name=model_name, filters=filters, k=size),
+    )
+    _features(candidates, query_vectors=[query], model_name=model_name)
+    interest = None
+    if user is not None:
+        interest = (
+            UserInterest.objects.filter(user=user, embedding_model=model_name, cluster=0)
+            .values_list("embedding", flat=True)
+            .first()
+        )
+    personal = {}
+    if interest is not None:
+        vectors = selectors.item_vectors_for(item_ids=list(candidates), model_name=model_name)
+        personal = {item_id: float(np.dot(vector, interest)) for item_id, vector in vectors.items()}
+    for candidate in candidates.values():
+        candidate.score = (
+            candidate.semantic
+            + config["TEXT_POPULARITY"] * candidate.popularity
+            + config["BLEND_SEMANTIC"] * personal.get(candidate.item_id, 0.0)
+        )
+    items = Item.objects.in_bulk(list(candidates))
+    page = _apply_rules(list(candidates.values()), items, offset=offset, k=k)
+    reason = f'matches "{_snippet(text)}"'
+    reasons = {candidate.item_id: reason for candidate in page}
+    notes = ["free-text answers are ranked by meaning and popularity (no trained ranker for text yet)"]
+    if user is not None and interest is None:
+        notes.append("no interest vector for this person yet: not personalised")
+    answer = _answer(page, items, reasons, notes)
+    if log:
+        answer.recommendation_id = _log(
+            context=RecommendationContext.TEXT, user=user, results=answer.results, query_text=text
+        )
+    return answer
+
+
+def similar_items(
+    *, item: Item, k: int = 20, offset: int = 0, filters: ItemFilters | None = None, log: bool = True
+) -> Answer:
+    """Items like this one: bought or watched by the same people, or described alike.
+
+    Score: behaviour weight (scaled to the best neighbour) + SIMILAR_SEMANTIC x cosine. An item
+    nobody has touched yet still gets answers through its text.
+    """
+    config = settings.RECOMMENDER
+    filters = filters or ItemFilters()
+    filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | {item.id})})
+    model_name = _serving_model()
+    size = config["CANDIDATES_PER_SOURCE"] + offset + k
+    candidates: dict[int, _Candidate] = {}
+    behaviour = selectors.behaviour_candidates(history={item.id: 1.0}, filters=filters, k=size)
+    _merge(candidates, "behaviour", behaviour)
+    vector = selectors.item_vectors_for(item_ids=[item.id], model_name=model_name).get(item.id)
+    query_vectors = [vector] if vector is not None else []
+    if query_vectors:
+        _merge(
+            candidates,
+            "semantic",
+            selectors.semantic_candidates(vectors=query_vectors, model_name=model_name, filters=filters, k=size),
+        )
+    for neighbour_id, weight in behaviour:
+        candidates[neighbour_id].behaviour = weight
+    _features(candidates, query_vectors=query_vectors, model_name=model_name)
+    best = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
+    for candidate in candidates.values():
+        candidate.score = candidate.behaviour / best + config["SIMILAR_SEMANTIC"] * candidate.semantic
+    items = Item.objects.in_bulk(list(candidates))
+    page = _apply_rules(list(candidates.values()), items, offset=offset, k=k)
+    reasons = {
+        candidate.item_id: (
+            f"people who chose {item.title} also chose this"
+            if candidate.behaviour > 0
+            else f"described like {item.title}"
+        )
+        for candidate in page
+    }
+    notes = [] if behaviour else ["no one has interacted with this item yet: similar by description only"]
+    answer = _answer(page, items, reasons, notes)
+    if log:
+        answer.recommendation_id = _log(
+            context=RecommendationContext.SIMILAR, user=None, results=answer.results, anchor=item
+        )
     return answer
