@@ -94,3 +94,59 @@ def test_evaluate_command_reports_missing_and_malformed_bundles(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CommandError, match="has neither items"):
         call_command("evaluate", str(tmp_path / "empty"))
+
+
+def _tiny_bundle(folder):
+    import json
+
+    folder.mkdir()
+    themes = {
+        "hiking": ["boots", "tent", "stove", "map", "poles"],
+        "tea": ["kettle", "teapot", "cups", "leaves", "tray"],
+    }
+    with open(folder / "items.jsonl", "w") as handle:
+        for theme, names in themes.items():
+            for name in names:
+                handle.write(json.dumps({"external_id": f"{theme}-{name}", "title": f"{name} for {theme}"}) + "\n")
+    with open(folder / "events.jsonl", "w") as handle:
+        for person in range(12):
+            theme = "hiking" if person % 2 else "tea"
+            for position, name in enumerate(themes[theme][person % 3 :] + themes[theme][: person % 3]):
+                event = {
+                    "user_id": f"p{person}",
+                    "item_id": f"{theme}-{name}",
+                    "kind": "purchase",
+                    "timestamp": 1_700_000_000 + person * 1000 + position,
+                }
+                handle.write(json.dumps(event) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_evaluation_runs_the_served_system_in_its_own_database_and_is_deterministic(tmp_path):
+    from django.db import connection
+
+    from catalog.bundles import bundle_open
+    from catalog.models import Item
+    from recommendations.evaluation import evaluate_p1
+
+    live_database = connection.settings_dict["NAME"]
+    folder = _tiny_bundle(tmp_path / "bundle")
+
+    first = evaluate_p1(source=bundle_open(folder), database=f"{live_database}_eval_test", k=3)
+    second = evaluate_p1(source=bundle_open(folder), database=f"{live_database}_eval_test", k=3)
+
+    assert connection.settings_dict["NAME"] == live_database
+    assert not Item.objects.exists()  # nothing was written to the live (here: test) database
+    assert (first.n_users, first.n_items) == (12, 10)
+    names = [method["method"] for method in first.methods]
+    assert names[0] == "full system (blend)" and "baseline: popularity" in names
+    without_latency = [
+        {key: value for key, value in method.items() if "latency" not in key} for method in first.methods
+    ]
+    assert without_latency == [
+        {key: value for key, value in method.items() if "latency" not in key} for method in second.methods
+    ]
+    full = first.methods[0]
+    assert 0.0 <= full["ndcg"] <= 1.0 and full["recall"] > 0.5  # the themes are easy to learn
