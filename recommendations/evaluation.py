@@ -26,7 +26,7 @@ from django.db import connections
 
 from catalog.bundles import BundleSource, EventRow, ItemRow, Rejection
 from core.exceptions import ApplicationError
-from users.models import INTERACTION_KINDS
+from users.models import INTERACTION_KINDS, ActivityKind
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +237,54 @@ def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regular
     return results
 
 
+def _in_memory_source(source: BundleSource, items: list[ItemRow], events: list[EventRow]) -> BundleSource:
+    return BundleSource(
+        items_file=source.items_file,
+        users_file=None,
+        events_file="evaluation events",
+        items=lambda: iter(items),
+        users=lambda: iter(()),
+        events=lambda: iter(events),
+    )
+
+
+def _build(source: BundleSource, timings: dict[str, float]) -> None:
+    """Everything the served system needs, made by the product's own services."""
+    from catalog.bundle_import import bundle_import
+    from recommendations.behaviour_services import behaviour_model_rebuild
+    from recommendations.embedding import embeddings_process_pending
+
+    for name, run in (
+        ("import", lambda: bundle_import(source=source)),
+        ("vectors", embeddings_process_pending),
+        ("behaviour_model", behaviour_model_rebuild),
+    ):
+        step = time.monotonic()
+        run()
+        timings[name] = time.monotonic() - step
+
+
+def _run_variant(
+    name: str,
+    ask: Callable[[str], list[str]],
+    split: Split,
+    *,
+    k: int,
+    n_items: int,
+    timings: dict[str, float],
+    progress: Callable[[Iterable, str], Iterable],
+) -> MethodResult:
+    """Ask the service once per test key (a person, a query), timing each answer, and score."""
+    step = time.monotonic()
+    rankings, latencies = {}, []
+    for key in progress(sorted(split.test), name):
+        asked = time.perf_counter()
+        rankings[key] = ask(key)
+        latencies.append((time.perf_counter() - asked) * 1000)
+    timings[name] = time.monotonic() - step
+    return score_rankings(name, rankings, split, k=k, n_items=n_items, latency_ms=latencies)
+
+
 @dataclass
 class Report:
     protocol: str
@@ -259,10 +307,9 @@ def evaluate_p1(
     include_seen: bool = False,
     progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
 ) -> Report:
-    from catalog.bundle_import import bundle_import
+    from django.conf import settings
+
     from catalog.models import Item
-    from recommendations.behaviour_services import behaviour_model_rebuild
-    from recommendations.embedding import embeddings_process_pending
     from recommendations.services import recommend_for_user
     from users.models import User
 
@@ -271,28 +318,11 @@ def evaluate_p1(
     items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
     split = split_per_user(source.events(), test_fraction=test_fraction, test_last=test_last)
     timings["split"] = time.monotonic() - started
-    train_source = BundleSource(
-        items_file=source.items_file,
-        users_file=None,
-        events_file="train events",
-        items=lambda: iter(items),
-        users=lambda: iter(()),
-        events=lambda: iter(split.train),
-    )
+    methods = []
     with isolated_database(database):
-        step = time.monotonic()
-        bundle_import(source=train_source)
-        timings["import"] = time.monotonic() - step
-        step = time.monotonic()
-        embeddings_process_pending()
-        timings["vectors"] = time.monotonic() - step
-        step = time.monotonic()
-        behaviour_model_rebuild()
-        timings["behaviour_model"] = time.monotonic() - step
-
+        _build(_in_memory_source(source, items, split.train), timings)
         people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
         external_ids = dict(Item.objects.values_list("id", "external_id"))
-        methods = []
         variants = [
             ("full system (blend)", ("behaviour", "semantic", "popular", "fresh")),
             ("behaviour source only", ("behaviour",)),
@@ -300,19 +330,15 @@ def evaluate_p1(
             ("popular source only", ("popular",)),
         ]
         for name, sources in variants:
-            step = time.monotonic()
-            rankings, latencies = {}, []
-            for user_id in progress(sorted(split.test), name):
-                person = User(id=people[user_id])
-                asked = time.perf_counter()
-                answer = recommend_for_user(user=person, k=k, sources=sources, exclude_seen=not include_seen, log=False)
-                latencies.append((time.perf_counter() - asked) * 1000)
-                rankings[user_id] = [external_ids[result.item.id] for result in answer.results]
-            methods.append(score_rankings(name, rankings, split, k=k, n_items=len(items), latency_ms=latencies))
-            timings[name] = time.monotonic() - step
-    step = time.monotonic()
-    from django.conf import settings
 
+            def ask(user_id: str, sources=sources) -> list[str]:
+                answer = recommend_for_user(
+                    user=User(id=people[user_id]), k=k, sources=sources, exclude_seen=not include_seen, log=False
+                )
+                return [external_ids[result.item.id] for result in answer.results]
+
+            methods.append(_run_variant(name, ask, split, k=k, n_items=len(items), timings=timings, progress=progress))
+    step = time.monotonic()
     for name, rankings in baseline_rankings(
         split,
         [row.external_id for row in items],
@@ -329,6 +355,88 @@ def evaluate_p1(
         n_users=len(split.test),
         n_items=len(items),
         n_interactions=split.n_interactions,
+        methods=[method.summary() for method in methods],
+        seconds={name: round(value, 1) for name, value in timings.items()},
+    )
+
+
+def text_queries(events: Iterable[EventRow | Rejection], *, min_items: int = 2) -> dict[str, set[str]]:
+    """P3 queries: every distinct lower-cased tag text given to at least `min_items` items."""
+    items_by_text: dict[str, set[str]] = defaultdict(set)
+    for row in events:
+        if isinstance(row, Rejection) or row.kind != ActivityKind.TAG or not row.text or not row.item_id:
+            continue
+        items_by_text[row.text.strip().lower()].add(row.item_id)
+    return {text: items for text, items in sorted(items_by_text.items()) if len(items) >= min_items}
+
+
+def evaluate_p3(
+    *,
+    source: BundleSource,
+    database: str,
+    k: int = 20,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+) -> Report:
+    """P3: each tag is a free-text query; its items are the relevant set; all items are ranked.
+
+    Item text must not contain the tags (MovieLens items carry title and genres only). The
+    interactions (not the tags) are imported so the popularity term has something to count.
+    """
+    from django.conf import settings
+
+    from catalog.models import Item
+    from recommendations.services import recommend_for_text
+
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
+    events = [row for row in source.events() if not isinstance(row, Rejection)]
+    queries = text_queries(events)
+    if not queries:
+        raise EvaluationError("the bundle has no tag events given to two or more items: nothing to query")
+    interactions = [row for row in events if row.item_id and row.kind in INTERACTION_KINDS]
+    digest = hashlib.sha256("\n".join(f"{text}:{sorted(ids)}" for text, ids in queries.items()).encode())
+    split = Split(train=[], test=queries, n_interactions=len(interactions), fingerprint=digest.hexdigest()[:16])
+    methods = []
+    with isolated_database(database):
+        _build(_in_memory_source(source, items, interactions), timings)
+        external_ids = dict(Item.objects.values_list("id", "external_id"))
+        original = settings.RECOMMENDER
+        variants = [
+            (f"text + {original['TEXT_POPULARITY']} x log popularity (served)", original["TEXT_POPULARITY"]),
+            ("text only (served, no popularity term)", 0.0),
+        ]
+        for name, popularity_weight in variants:
+
+            def ask(text: str) -> list[str]:
+                answer = recommend_for_text(text=text, k=k, log=False)
+                return [external_ids[result.item.id] for result in answer.results]
+
+            # An ablation through the service's own setting, restored afterwards.
+            settings.RECOMMENDER = {**original, "TEXT_POPULARITY": popularity_weight}
+            try:
+                methods.append(
+                    _run_variant(name, ask, split, k=k, n_items=len(items), timings=timings, progress=progress)
+                )
+            finally:
+                settings.RECOMMENDER = original
+    users_per_item: dict[str, set[str]] = defaultdict(set)
+    for row in interactions:
+        users_per_item[row.item_id].add(row.user_id)
+    popular = sorted(
+        (row.external_id for row in items), key=lambda item_id: (-len(users_per_item.get(item_id, ())), item_id)
+    )
+    methods.append(
+        score_rankings("baseline: popularity", dict.fromkeys(queries, popular[:k]), split, k=k, n_items=len(items))
+    )
+    timings["total"] = time.monotonic() - started
+    return Report(
+        protocol="p3",
+        k=k,
+        fingerprint=split.fingerprint,
+        n_users=len(queries),
+        n_items=len(items),
+        n_interactions=len(interactions),
         methods=[method.summary() for method in methods],
         seconds={name: round(value, 1) for name, value in timings.items()},
     )

@@ -150,3 +150,16 @@ def test_evaluation_runs_the_served_system_in_its_own_database_and_is_determinis
     ]
     full = first.methods[0]
     assert 0.0 <= full["ndcg"] <= 1.0 and full["recall"] > 0.5  # the themes are easy to learn
+
+
+def test_p3_queries_are_lower_cased_tags_given_to_at_least_two_items():
+    from recommendations.evaluation import text_queries
+
+    events = [
+        _event("u1", "1", 0, kind="tag", text="Twist Ending"),
+        _event("u2", "2", 1, kind="tag", text="twist ending "),
+        _event("u1", "3", 2, kind="tag", text="atmospheric"),
+        _event("u1", "3", 3),
+    ]
+
+    assert text_queries(events) == {"twist ending": {"1", "2"}}

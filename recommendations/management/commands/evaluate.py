@@ -35,7 +35,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("bundle")
-        parser.add_argument("--protocol", choices=["p1"], default="p1")
+        parser.add_argument("--protocol", choices=["p1", "p3"], default="p1")
         parser.add_argument("--k", type=int, default=20)
         parser.add_argument("--test-fraction", type=float, default=0.2)
         parser.add_argument("--test-last", type=int, default=None, help="hold out the last N interactions instead")
@@ -78,7 +78,8 @@ class Command(BaseCommand):
         lines = [
             f"# Evaluation {protocol.upper()} on {folder.name} (K={k})",
             "",
-            f"{report.n_users} people evaluated, {report.n_items} items, {report.n_interactions} interactions; "
+            f"{report.n_users} {'queries' if protocol == 'p3' else 'people'} evaluated, {report.n_items} items, "
+            f"{report.n_interactions} interactions; "
             f"dataset fingerprint {report.fingerprint}; commit {payload['git_commit']}.",
             "",
             f"| method | Recall@{k} | NDCG@{k} | MRR | coverage | p50 ms | p99 ms |",
