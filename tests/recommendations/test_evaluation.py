@@ -163,3 +163,41 @@ def test_p3_queries_are_lower_cased_tags_given_to_at_least_two_items():
     ]
 
     assert text_queries(events) == {"twist ending": {"1", "2"}}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_command_runs_p3_with_tags_as_queries(tmp_path):
+    import json
+
+    from django.db import connection
+
+    folder = _tiny_bundle(tmp_path / "bundle")
+    with open(folder / "events.jsonl", "a") as handle:
+        for person, item in [(0, "tea-kettle"), (1, "tea-teapot"), (2, "hiking-boots")]:
+            tag = {
+                "user_id": f"p{person}",
+                "item_id": item,
+                "kind": "tag",
+                "text": "Hot Drinks" if "tea" in item else "mountains",
+                "timestamp": 1_800_000_000 + person,
+            }
+            handle.write(json.dumps(tag) + "\n")
+
+    call_command(
+        "evaluate",
+        str(folder),
+        "--protocol",
+        "p3",
+        "--k",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+        "--database",
+        f"{connection.settings_dict['NAME']}_eval_p3",
+    )
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["protocol"] == "p3" and report["n_users"] == 1  # one tag on two or more items
+    assert report["methods"][0]["method"].startswith("text + ")
+    assert "1 queries evaluated" in (tmp_path / "out" / "report.md").read_text()

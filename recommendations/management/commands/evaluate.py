@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from catalog.bundles import BundleError, bundle_open
 from catalog.movielens import movielens_open
-from recommendations.evaluation import EvaluationError, evaluate_p1
+from recommendations.evaluation import EvaluationError, evaluate_p1, evaluate_p3
 
 
 def _progress(rows, description):
@@ -51,15 +51,18 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         database = database or f"{settings.DATABASES['default']['NAME']}_eval"
         try:
-            report = evaluate_p1(
-                source=source,
-                database=database,
-                k=k,
-                test_fraction=test_fraction,
-                test_last=test_last,
-                include_seen=include_seen,
-                progress=_progress,
-            )
+            if protocol == "p3":
+                report = evaluate_p3(source=source, database=database, k=k, progress=_progress)
+            else:
+                report = evaluate_p1(
+                    source=source,
+                    database=database,
+                    k=k,
+                    test_fraction=test_fraction,
+                    test_last=test_last,
+                    include_seen=include_seen,
+                    progress=_progress,
+                )
         except EvaluationError as error:
             raise CommandError(str(error)) from error
         payload = {
