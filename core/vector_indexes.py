@@ -37,12 +37,21 @@ def vector_index_name(table: str, model_name: str) -> str:
     return f"{table}_hnsw_{digest}"[:63]
 
 
+# (database, index name) seen to exist by this process: every embedding call ensures its
+# model's indexes, and after the first time that needs no catalog query.
+_known_indexes: set[tuple[str, str]] = set()
+
+
 def vector_index_ensure(*, table: str, model_name: str, dimensions: int) -> bool:
     """Create the model's index on table unless it exists. Returns True when it was created."""
     name = vector_index_name(table, model_name)
+    key = (connection.settings_dict["NAME"], name)
+    if key in _known_indexes:
+        return False
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [name])
         if cursor.fetchone():
+            _known_indexes.add(key)
             return False
         concurrently = sql.SQL("" if connection.in_atomic_block else "CONCURRENTLY")
         statement = sql.SQL(
@@ -60,8 +69,14 @@ def vector_index_ensure(*, table: str, model_name: str, dimensions: int) -> bool
             model_name=sql.Literal(model_name),
         )
         cursor.execute(statement.as_string(cursor.connection))
+    _known_indexes.add(key)
     logger.info("created vector index %s on %s for model=%s dimensions=%d", name, table, model_name, dimensions)
     return True
+
+
+def vector_indexes_forget() -> None:
+    """After a migrate (a database made anew, as the tests and the evaluation do), check again."""
+    _known_indexes.clear()
 
 
 def vector_indexes_ensure(*, model_name: str, dimensions: int) -> int:

@@ -6,8 +6,10 @@ def _ensure_vector_indexes(sender, using: str = "default", **kwargs) -> None:
     """After migrate: the configured encoder's HNSW indexes exist before its first vector."""
     from django.conf import settings
 
-    from core.vector_indexes import vector_indexes_ensure
+    from core.vector_indexes import vector_indexes_ensure, vector_indexes_forget
     from recommendations.ml.encoder import model_dimensions
+
+    vector_indexes_forget()
 
     model_name = settings.RECOMMENDER["ENCODER_MODEL"]
     dimensions = model_dimensions(model_name)

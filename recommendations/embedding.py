@@ -91,12 +91,10 @@ def _write_vectors(model, rows: list[tuple[int, str, str]], vectors: np.ndarray,
     return len(written)
 
 
-def _embed(model, rows: list, texts: list[str], *, force: bool) -> tuple[list, int]:
+def _embed(model, rows: list, texts: list[str]) -> tuple[list, int]:
     """Encode the rows that need it and write their vectors. Returns (rows encoded, written)."""
     encoder = get_encoder()
-    todo = [
-        (row, text) for row, text in zip(rows, texts, strict=True) if force or _needs_vector(row, text, encoder.name)
-    ]
+    todo = [(row, text) for row, text in zip(rows, texts, strict=True) if _needs_vector(row, text, encoder.name)]
     if not todo:
         return [], 0
     started = time.monotonic()
@@ -121,21 +119,24 @@ def _embed(model, rows: list, texts: list[str], *, force: bool) -> tuple[list, i
 _STATE_FIELDS = ("id", "text_hash", "embedding_status", "embedding_model")
 
 
-def item_embeddings_refresh(*, item_ids: Sequence[int], force: bool = False) -> int:
-    """Embed the items whose vector is missing or stale; returns how many vectors were written."""
+def item_embeddings_refresh(*, item_ids: Sequence[int]) -> int:
+    """Embed the items whose vector is missing or stale; returns how many vectors were written.
+
+    To re-embed unchanged text, clear its hash first (catalog.services.item_queue_reembedding).
+    """
     items = list(Item.objects.filter(id__in=item_ids).only(*_STATE_FIELDS, "title", "description", "category", "tags"))
-    _encoded, written = _embed(Item, items, [item.embedding_text() for item in items], force=force)
+    _encoded, written = _embed(Item, items, [item.embedding_text() for item in items])
     return written
 
 
-def activity_embeddings_refresh(*, activity_ids: Sequence[int], force: bool = False) -> list[int]:
+def activity_embeddings_refresh(*, activity_ids: Sequence[int]) -> list[int]:
     """Embed the text activities that need it; returns the ids of the users whose words changed."""
     activities = [
         activity
         for activity in Activity.objects.filter(id__in=activity_ids).only(*_STATE_FIELDS, "user_id", "text")
         if activity.text
     ]
-    encoded, _written = _embed(Activity, activities, [activity.text for activity in activities], force=force)
+    encoded, _written = _embed(Activity, activities, [activity.text for activity in activities])
     return sorted({activity.user_id for activity in encoded})
 
 
@@ -228,8 +229,6 @@ def embeddings_process_pending(*, include_failed: bool = False, progress=None) -
     that fails for a reason other than a database outage is marked failed and the batch goes on.
     Returns counts of what was done. Only one such batch runs at a time (advisory lock).
     """
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [PENDING_LOCK_KEY])
         if not cursor.fetchone()[0]:

@@ -12,7 +12,7 @@ from decimal import Decimal
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import FloatField, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, VectorField
@@ -70,20 +70,8 @@ def item_vectors_nearest(
     distance = (
         CosineDistance("embedding", np.asarray(vector, dtype=np.float32)) if exact else cosine_distance_to(vector)
     )
-    return vectors.alias(distance=distance).order_by("distance")[:k]
-
-
-def item_similarities(
-    *, vector: Sequence[float] | np.ndarray, model_name: str, k: int, ef_search: int | None = None
-) -> list[tuple[int, float]]:
-    """(item id, cosine similarity) of the k nearest active items, most similar first."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Breadth of the HNSW search for this query only (is_local: ends with the transaction).
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef_search or _ef_search(), k))])
-        rows = item_vectors_nearest(vector=vector, model_name=model_name, k=k).annotate(
-            similarity=1 - Cast(cosine_distance_to(vector), FloatField())
-        )
-        return [(item_id, float(similarity)) for item_id, similarity in rows.values_list("item_id", "similarity")]
+    # Annotated, not aliased: callers read the distance the ordering computed, not a second one.
+    return vectors.annotate(distance=distance).order_by("distance")[:k]
 
 
 # --- candidate sources: each returns [(item id, score)], best first ----------------------------
@@ -164,29 +152,33 @@ def _ef_search() -> int:
 
 
 def semantic_candidates(
-    *, vectors: list[np.ndarray], model_name: str, filters: ItemFilters, k: int, ef_search: int | None = None
+    *,
+    vectors: list[np.ndarray],
+    model_name: str,
+    filters: ItemFilters,
+    k: int,
+    ef_search: int | None = None,
+    exact: bool | None = None,
 ) -> list[tuple[int, float]]:
     """Items nearest to any of the vectors (interest themes or a query), by best cosine similarity.
 
-    A selective filter turns on pgvector's iterative index scan, so the HNSW search goes on
-    until k rows pass the filter instead of returning the few that did among its first ef_search.
+    exact=None chooses by catalog size (use_exact_search); False forces the HNSW index. A
+    selective filter turns on pgvector's iterative index scan, so the HNSW search goes on until
+    k rows pass the filter instead of returning the few that did among its first ef_search.
     """
     best: dict[int, float] = {}
-    exact = use_exact_search()
+    exact = use_exact_search() if exact is None else exact
     with transaction.atomic(), connection.cursor() as cursor:
+        # Breadth of the HNSW search for this query only (is_local: ends with the transaction).
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef_search or _ef_search(), k))])
         if filters.is_selective or filters.exclude_ids:
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         for vector in vectors:
-            rows = (
-                item_vectors_nearest(
-                    vector=vector, model_name=model_name, k=k, active_only=False, where=filters.q("item__"), exact=exact
-                )
-                .annotate(similarity=1 - Cast(cosine_distance_to(vector), FloatField()))
-                .values_list("item_id", "similarity")
-            )
-            for item_id, similarity in rows:
-                best[item_id] = max(best.get(item_id, -1.0), float(similarity))
+            rows = item_vectors_nearest(
+                vector=vector, model_name=model_name, k=k, active_only=False, where=filters.q("item__"), exact=exact
+            ).values_list("item_id", "distance")
+            for item_id, distance in rows:
+                best[item_id] = max(best.get(item_id, -1.0), 1.0 - float(distance))
     return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
 
 

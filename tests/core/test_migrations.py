@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from catalog.models import Item, ItemVector
 from core.vector_indexes import VECTOR_TABLES, vector_index_name
-from recommendations.selectors import item_similarities, item_vectors_nearest
+from recommendations.selectors import ItemFilters, item_vectors_nearest, semantic_candidates
 
 
 @pytest.mark.django_db
@@ -64,6 +64,11 @@ def test_cosine_top_k_query_uses_the_models_hnsw_index():
     plan = queryset.explain()
 
     assert vector_index_name("catalog_itemvector", "all-MiniLM-L6-v2") in plan, plan
-    nearest = [item_id for item_id, _similarity in item_similarities(vector=query, model_name="all-MiniLM-L6-v2", k=20)]
+    nearest = [
+        item_id
+        for item_id, _similarity in semantic_candidates(
+            vectors=[query], model_name="all-MiniLM-L6-v2", filters=ItemFilters(), k=20, exact=False
+        )
+    ]
     exact = np.argsort(-(vectors @ query) / np.linalg.norm(vectors, axis=1))[:20]
     assert len(set(nearest) & {items[index].id for index in exact}) >= 18

@@ -8,7 +8,7 @@ from core.vector_indexes import vector_index_name
 from recommendations import embedding
 from recommendations.ml import encoder as encoder_module
 from recommendations.ml.encoder import get_encoder
-from recommendations.selectors import item_similarities
+from recommendations.selectors import ItemFilters, semantic_candidates
 from tests.factories import UserFactory
 from users.services import activity_record
 
@@ -61,11 +61,24 @@ def test_switching_to_a_512_dimension_model_reembeds_everything_and_ranks_chines
         ("冬天爬山穿什么鞋", "boots"),
         ("给孩子睡前讲的故事", "picture-book"),
     ]:
-        ranked = item_similarities(vector=chinese.encode([query]).vectors[0], model_name="m3e-small", k=4)
+        ranked = semantic_candidates(
+            vectors=[chinese.encode([query]).vectors[0]],
+            model_name="m3e-small",
+            filters=ItemFilters(),
+            k=4,
+            exact=False,
+        )
         top = Item.objects.get(id=ranked[0][0]).external_id
         assert top == expected, (query, ranked)
     # A 384-wide query against the old model's vectors still works; widths never mix.
     english = get_encoder("all-MiniLM-L6-v2").encode(["refund"]).vectors[0]
-    assert len(item_similarities(vector=english, model_name="all-MiniLM-L6-v2", k=4)) == 4
+    assert (
+        len(
+            semantic_candidates(
+                vectors=[english], model_name="all-MiniLM-L6-v2", filters=ItemFilters(), k=4, exact=False
+            )
+        )
+        == 4
+    )
     with pytest.raises(ValueError, match="384 numbers, but m3e-small vectors have 512"):
-        item_similarities(vector=english, model_name="m3e-small", k=4)
+        semantic_candidates(vectors=[english], model_name="m3e-small", filters=ItemFilters(), k=4, exact=False)
