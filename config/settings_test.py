@@ -17,4 +17,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tasks run in-process unless a test starts a real worker (tests/recommendations/test_worker.py
 # turns eager mode off); the broker is set from the start so every producer points at it.
 CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+
+# Two test runs at once (several checkouts or people on one machine) each name their own database
+# and Redis database, e.g. TEST_DATABASE_NAME=test_api TEST_CELERY_BROKER_URL=redis://127.0.0.1:6379/14.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_recommender")}
 CELERY_TASK_ALWAYS_EAGER = True
