@@ -7,6 +7,14 @@ from core.models import EmbeddedTextMixin, TextVector
 from core.text import text_hash
 
 
+class Placement(models.TextChoices):
+    """What staff decided about an item in recommendations, beside what the ranker thinks."""
+
+    NORMAL = "normal", "Ranked normally"
+    PINNED = "pinned", "Pinned: shown first wherever it passes the filters"
+    BANNED = "banned", "Banned: never recommended"
+
+
 class Item(EmbeddedTextMixin):
     """Something that can be recommended: a product, a video, an article or a service."""
 
@@ -18,6 +26,7 @@ class Item(EmbeddedTextMixin):
     price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True, db_index=True)
+    placement = models.CharField(max_length=10, choices=Placement.choices, default=Placement.NORMAL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -30,6 +39,7 @@ class Item(EmbeddedTextMixin):
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
             models.CheckConstraint(condition=~Q(title=""), name="item_title_not_empty"),
             models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="item_price_not_negative"),
+            models.CheckConstraint(condition=Q(placement__in=Placement.values), name="item_placement_valid"),
         ]
 
     def __str__(self) -> str:

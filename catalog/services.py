@@ -3,7 +3,7 @@ from collections.abc import Sequence
 from django.db import transaction
 
 from catalog.bundles import ItemRow
-from catalog.models import Item
+from catalog.models import Item, Placement
 from core.models import EmbeddingStatus
 from core.summaries import UpsertCounts
 
@@ -75,3 +75,9 @@ def item_save(*, item: Item) -> Item:
 
 def item_set_active(*, item_ids: Sequence[int], is_active: bool) -> int:
     return Item.objects.filter(id__in=item_ids).exclude(is_active=is_active).update(is_active=is_active)
+
+
+def item_set_placement(*, item_ids: Sequence[int], placement: Placement | str) -> int:
+    """Pin, ban or release items in recommendations; returns how many rows changed."""
+    placement = Placement(placement)
+    return Item.objects.filter(id__in=item_ids).exclude(placement=placement).update(placement=placement)
