@@ -188,3 +188,26 @@ class ItemStats(models.Model):
 
     def __str__(self) -> str:
         return f"stats of item {self.item_id}"
+
+
+class EvaluationRun(models.Model):
+    """One offline evaluation (`manage.py evaluate`): its figures, report and charts, for the staff pages.
+
+    `figures` is the whole report.json: {"protocol", "dataset", "methods": [{"method", "recall",
+    "ndcg", "mrr", "coverage", "latency_p50_ms", "latency_p99_ms", ...}], "buckets": ..., ...}.
+    `charts` maps a chart name to a PNG (base64) so the page needs no file storage.
+    """
+
+    protocol = models.CharField(max_length=8)
+    dataset = models.CharField(max_length=500)
+    git_commit = models.CharField(max_length=64, blank=True)
+    figures = models.JSONField(default=dict)
+    report_markdown = models.TextField(blank=True)
+    charts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.protocol} of {self.dataset} at {self.created_at:%Y-%m-%d %H:%M}"
