@@ -211,3 +211,38 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return f"evaluation {self.protocol} of {self.dataset} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class FeedbackKind(models.TextChoices):
+    IMPRESSION = "impression", "Impression (shown on screen)"
+    CLICK = "click", "Click"
+    DISMISS = "dismiss", "Dismiss (not interested)"
+
+
+class Feedback(models.Model):
+    """What a person did with one item of a logged recommendation: saw it, clicked it, dismissed it.
+
+    One row per (recommendation, item, kind): a client that retries, or reports the same
+    impression twice, changes nothing. A dismissal is also recorded as a users.Activity of kind
+    dismiss, so the recommender stops proposing the item.
+    """
+
+    recommendation = models.ForeignKey(Recommendation, on_delete=models.CASCADE, related_name="feedback")
+    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="+")
+    # The person who gave it; NULL for an anonymous visitor (a free-text answer they asked for).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="feedback"
+    )
+    kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="feedback_user_recent_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["recommendation", "item", "kind"], name="feedback_once_per_kind"),
+            models.CheckConstraint(condition=Q(kind__in=FeedbackKind.values), name="feedback_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.item_id} in {self.recommendation_id}"

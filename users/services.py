@@ -1,9 +1,11 @@
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from catalog.bundles import EventRow, Rejection
@@ -12,7 +14,18 @@ from core.exceptions import ApplicationError
 from core.models import EmbeddingStatus
 from core.summaries import UpsertCounts
 from core.text import text_clean, text_hash
-from users.models import ITEM_KINDS, RATING_MAX, RATING_MIN, TEXT_ONLY_KINDS, Activity, ActivityKind, User
+from users.models import (
+    ITEM_KINDS,
+    RATING_MAX,
+    RATING_MIN,
+    TEXT_ONLY_KINDS,
+    Activity,
+    ActivityKind,
+    ActivityVector,
+    User,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def user_bulk_ensure(*, display_names: Mapping[str, str]) -> tuple[dict[str, int], UpsertCounts]:
@@ -142,3 +155,147 @@ def activity_record(
     else:
         transaction.on_commit(lambda: refresh_user_interest.delay(user_id=user.id))
     return activity
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _item_ref(item: Item | None) -> dict | None:
+    return None if item is None else {"id": item.id, "external_id": item.external_id, "title": item.title}
+
+
+def user_data_export(*, user: User) -> dict:
+    """Everything stored about one person, as JSON-ready data (the right of access).
+
+    Profile, every activity with its text, the interest vectors built from them, every
+    recommendation shown to them with its items, their feedback and their API tokens (never
+    the secret itself). Activity vectors are summarised per model: they are the texts above,
+    encoded.
+    """
+    from rest_framework.authtoken.models import Token
+
+    from recommendations.models import Feedback, Recommendation, UserInterest
+
+    activities = Activity.objects.filter(user=user).select_related("item").order_by("created_at", "id")
+    recommendations = (
+        Recommendation.objects.filter(user=user)
+        .select_related("anchor_item")
+        .prefetch_related("items__item")
+        .order_by("created_at", "id")
+    )
+    feedback = Feedback.objects.filter(user=user).select_related("item").order_by("created_at", "id")
+    activity_vectors = (
+        ActivityVector.objects.filter(activity__user=user)
+        .values("model_name")
+        .annotate(count=Count("id"))
+        .order_by("model_name")
+    )
+    return {
+        "format": "recommender-user-export/1",
+        "exported_at": timezone.now().isoformat(),
+        "profile": {
+            "id": user.id,
+            "username": user.username,
+            "external_id": user.external_id,
+            "display_name": user.display_name,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "email": user.email,
+            "is_staff": user.is_staff,
+            "date_joined": _when(user.date_joined),
+            "last_login": _when(user.last_login),
+        },
+        "activities": [
+            {
+                "id": activity.id,
+                "kind": activity.kind,
+                "item": _item_ref(activity.item),
+                "text": activity.text,
+                "rating": activity.rating,
+                "created_at": _when(activity.created_at),
+                "embedding_status": activity.embedding_status,
+            }
+            for activity in activities
+        ],
+        "activity_vectors": [{"model_name": row["model_name"], "count": row["count"]} for row in activity_vectors],
+        "interests": [
+            {
+                "cluster": interest.cluster,
+                "embedding_model": interest.embedding_model,
+                "n_events": interest.n_events,
+                "weight": interest.weight,
+                "updated_at": _when(interest.updated_at),
+                "vector": [float(value) for value in interest.embedding],
+            }
+            for interest in UserInterest.objects.filter(user=user).order_by("embedding_model", "cluster")
+        ],
+        "recommendations": [
+            {
+                "id": str(recommendation.id),
+                "context": recommendation.context,
+                "query_text": recommendation.query_text,
+                "anchor_item": _item_ref(recommendation.anchor_item),
+                "created_at": _when(recommendation.created_at),
+                "items": [
+                    {
+                        "position": shown.position,
+                        "item": _item_ref(shown.item),
+                        "score": shown.score,
+                        "sources": shown.sources,
+                        "reason": shown.reason,
+                        "impressed_at": _when(shown.impressed_at),
+                        "clicked_at": _when(shown.clicked_at),
+                        "dismissed_at": _when(shown.dismissed_at),
+                    }
+                    for shown in recommendation.items.all()
+                ],
+            }
+            for recommendation in recommendations
+        ],
+        "feedback": [
+            {
+                "recommendation_id": str(row.recommendation_id),
+                "item": _item_ref(row.item),
+                "kind": row.kind,
+                "created_at": _when(row.created_at),
+            }
+            for row in feedback
+        ],
+        "api_tokens": [{"created": _when(token.created)} for token in Token.objects.filter(user=user)],
+    }
+
+
+def _user_session_keys(user_id: int) -> list[str]:
+    """Keys of the database sessions that belong to this person.
+
+    Django keeps the user id inside the signed, encoded session data, so each session is
+    decoded; this reads the whole session table once, which is acceptable for a rare,
+    person-initiated deletion (clearsessions keeps the table to live sessions).
+    """
+    from django.contrib.sessions.models import Session
+
+    keys = []
+    for session in Session.objects.only("session_key", "session_data").iterator(chunk_size=2_000):
+        if str(session.get_decoded().get("_auth_user_id")) == str(user_id):
+            keys.append(session.session_key)
+    return keys
+
+
+def user_delete(*, user: User) -> None:
+    """Delete the person and everything derived from them (the right to erasure).
+
+    Activities and their vectors, interest vectors, recommendation logs with their items,
+    feedback, API tokens and admin log entries go by cascade with the user row; sessions hold
+    the user id only inside their encoded data, so they are found and deleted here. A test
+    (tests/api/test_account.py) searches every table for anything of the person left behind.
+    """
+    from django.contrib.sessions.models import Session
+
+    user_id = user.id
+    with transaction.atomic():
+        Session.objects.filter(session_key__in=_user_session_keys(user_id)).delete()
+        # Recommendations made for this person while anonymous cannot be told apart; those
+        # logged for them signed in cascade from the user row.
+        user.delete()
+    logger.info("deleted user=%s and their data", user_id)

@@ -1,0 +1,90 @@
+"""The person's own data: export everything, delete everything (services and API)."""
+
+import pytest
+from django.apps import apps
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.sessions.models import Session
+from django.db import connection, models
+from rest_framework.authtoken.models import Token
+
+from recommendations.models import Feedback, FeedbackKind, Recommendation, UserInterest
+from recommendations.services import recommend_for_text, recommend_for_user
+from tests.factories import ItemFactory, UserFactory
+from users.models import Activity, ActivityVector, User
+from users.services import activity_record, user_data_export, user_delete
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SECRET_TEXT = "zanzibar-marker I need waterproof boots for a glacier walk"
+QUERY_TEXT = "quokka-marker which tent survives a storm"
+
+
+def _person_with_everything(client) -> tuple[User, str]:
+    """A person with a row in every table that can hold something of them."""
+    items = [ItemFactory(title=f"Glacier boot {n}") for n in range(3)]
+    person = UserFactory(username="walrus-marker", email="walrus-marker@example.com", external_id="walrus-ext")
+    other = UserFactory(username="bystander")
+    activity_record(user=person, kind="review", item=items[0], text=SECRET_TEXT)
+    activity_record(user=person, kind="purchase", item=items[1])
+    activity_record(user=other, kind="purchase", item=items[1])
+    answer = recommend_for_user(user=person, k=5)
+    recommend_for_text(text=QUERY_TEXT, user=person, k=5)
+    shown = Recommendation.objects.get(id=answer.recommendation_id).items.first()
+    Feedback.objects.create(
+        recommendation_id=answer.recommendation_id, item=shown.item, user=person, kind=FeedbackKind.CLICK
+    )
+    Token.objects.create(user=person)
+    LogEntry.objects.log_actions(
+        user_id=person.id, queryset=[items[2]], action_flag=ADDITION, change_message="walrus-marker edit"
+    )
+    client.force_login(person)
+    session_key = client.session.session_key
+    return person, session_key
+
+
+def _user_foreign_keys():
+    for model in apps.get_models(include_auto_created=True):
+        for field in model._meta.get_fields():
+            if isinstance(field, models.ForeignKey | models.OneToOneField) and field.related_model is User:
+                yield model, field
+
+
+def test_user_data_export_holds_profile_texts_recommendations_and_feedback(client):
+    person, _session_key = _person_with_everything(client)
+
+    exported = user_data_export(user=person)
+
+    assert exported["profile"]["username"] == "walrus-marker"
+    assert [activity["text"] for activity in exported["activities"]] == [SECRET_TEXT, None]
+    assert {row["context"] for row in exported["recommendations"]} == {"user", "text"}
+    assert any(row["query_text"] == QUERY_TEXT for row in exported["recommendations"])
+    assert exported["feedback"][0]["kind"] == "click"
+    assert exported["interests"] and len(exported["interests"][0]["vector"]) == 384
+    assert exported["activity_vectors"] == [{"model_name": "all-MiniLM-L6-v2", "count": 1}]
+    assert len(exported["api_tokens"]) == 1 and "key" not in exported["api_tokens"][0]
+
+
+def test_user_delete_leaves_nothing_of_the_person_in_any_table(client):
+    person, session_key = _person_with_everything(client)
+    person_id = person.id
+    # The precondition: the person really is in all these tables before the deletion.
+    assert Activity.objects.filter(user=person).count() == 2
+    assert ActivityVector.objects.filter(activity__user=person).exists()
+    assert UserInterest.objects.filter(user=person).exists()
+    assert Recommendation.objects.filter(user=person).count() == 2
+    assert Session.objects.filter(session_key=session_key).exists()
+
+    user_delete(user=person)
+
+    for model, field in _user_foreign_keys():
+        assert not model.objects.filter(**{field.attname: person_id}).exists(), f"{model.__name__}.{field.name}"
+    assert not Session.objects.filter(session_key=session_key).exists()
+    # Every table, every column, as text: none of the person's words or names remain.
+    markers = ["walrus-marker", "walrus-ext", "zanzibar-marker", "quokka-marker", session_key]
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            for marker in markers:
+                cursor.execute(f'SELECT count(*) FROM "{table}" AS t WHERE t::text LIKE %s', [f"%{marker}%"])
+                assert cursor.fetchone()[0] == 0, f"{marker!r} left in {table}"
+    # Other people's data is untouched.
+    assert Activity.objects.filter(user__username="bystander").count() == 1
