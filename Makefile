@@ -7,7 +7,7 @@ DEV := DJANGO_DEBUG=true
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint stop
+.PHONY: install chromium demo test lint stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.tx
 
 install: $(VENV)/.installed
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; apt only when missing.
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
 demo: install
 	$(DEV) $(BIN)/python manage.py migrate --no-input
 	$(DEV) $(BIN)/python manage.py load_demo
 	@echo "Open http://$(HOST):$(PORT)/ (catalog) and http://$(HOST):$(PORT)/admin/ (staff)"
 	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest
 
 lint: install
