@@ -134,6 +134,70 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# --- REST API (README "API") ------------------------------------------------------------------
+# Bodies above this many bytes are refused (413, the limit stated); the API's JSON parser applies
+# it too, since DRF reads the raw stream past Django's own check.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1_024)
+# Throttle counters live in the default cache: set DJANGO_CACHE_URL (redis://...) when several
+# web processes serve the API, or each process counts on its own.
+_cache_url = env_str("DJANGO_CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    if _cache_url
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+
+def _throttle_rate(name: str, default: str) -> str:
+    rate = env_str(name, default)
+    number, _, period = rate.partition("/")
+    if not number.isdigit() or period not in {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}:
+        raise ImproperlyConfigured(f"{name} must look like 100/min (per s, min, hour or day), got {rate!r}")
+    return rate
+
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an anonymous caller gets 401 with "WWW-Authenticate: Token", not a bare 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Every view states its own permissions; this default only catches a view that forgot.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.AnonymousThrottle", "core.throttling.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": _throttle_rate("API_THROTTLE_ANON", "120/min"),
+        "user": _throttle_rate("API_THROTTLE_USER", "1200/min"),
+        # Free text runs the encoder (a few ms of CPU per request): tighter budgets.
+        "text_anon": _throttle_rate("API_THROTTLE_TEXT_ANON", "30/min"),
+        "text_user": _throttle_rate("API_THROTTLE_TEXT_USER", "300/min"),
+        "auth": _throttle_rate("API_THROTTLE_AUTH", "10/min"),
+    },
+    "DEFAULT_PARSER_CLASSES": ["core.api_parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "core.api_errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.api_schema.ApiAutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# No CORS headers are sent, so browsers keep the API to pages of this site; integrators call it
+# from servers with a token. A deployment that needs browser clients elsewhere adds
+# django-cors-headers with an explicit origin list.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Recommender API",
+    "DESCRIPTION": "Recommendations from what people write and do. Errors: "
+    '{"error": {"code", "message", "fields"?, "retry_after"?}}.',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ActivityKindEnum": "users.models.ActivityKind",
+        "FeedbackKindEnum": "recommendations.models.FeedbackKind",
+    },
+}
+
 # --- Celery -------------------------------------------------------------------------------
 # Without a broker, tasks run in-process right after commit: a development convenience only.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")

@@ -299,3 +299,12 @@ def user_delete(*, user: User) -> None:
         # logged for them signed in cascade from the user row.
         user.delete()
     logger.info("deleted user=%s and their data", user_id)
+
+
+def activity_delete(*, activity: Activity) -> None:
+    """Delete one of a person's activities (and its vectors); their interest is rebuilt after commit."""
+    from recommendations.tasks import refresh_user_interest
+
+    user_id = activity.user_id
+    activity.delete()
+    transaction.on_commit(lambda: refresh_user_interest.delay(user_id=user_id))

@@ -1,0 +1,130 @@
+"""Health checks for load balancers, the API's JSON 404, and the pagination every list uses."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+BROKER_TIMEOUT_SECONDS = 1.0
+
+
+class ApiPagination(LimitOffsetPagination):
+    """?limit=&offset=, at most 100 per page; answers count, next, previous, results."""
+
+    default_limit = 20
+    max_limit = 100
+
+
+class HealthLiveApi(APIView):
+    """Liveness: the process answers HTTP. Anyone may call it; no authentication, no throttling.
+
+    A load balancer restarts the process when this fails; it checks nothing else on purpose
+    (a database outage is no reason to restart web processes).
+    """
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    class OutputSerializer(serializers.Serializer):
+        status = serializers.CharField()
+
+    @extend_schema(tags=["health"], responses={200: OutputSerializer}, auth=[])
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+def _check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return {"ok": True}
+
+
+def _check_broker() -> dict:
+    url = settings.CELERY_BROKER_URL
+    if not url:
+        return {"ok": True, "detail": "no broker configured: tasks run in-process (development only)"}
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as broker:
+        broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+    return {"ok": True}
+
+
+def _check_encoder() -> dict:
+    # Loading the encoder is what readiness waits for: the first probe of a new process loads
+    # it (a few seconds) so the first real free-text request does not.
+    from recommendations.ml.encoder import get_encoder
+
+    encoder = get_encoder(settings.RECOMMENDER["SERVING_MODEL"] or settings.RECOMMENDER["ENCODER_MODEL"])
+    return {"ok": True, "model": encoder.name, "runtime": encoder.runtime}
+
+
+READINESS_CHECKS = {"database": _check_database, "broker": _check_broker, "encoder": _check_encoder}
+
+
+class HealthReadyApi(APIView):
+    """Readiness: database, broker and encoder answer. Anyone may call it; no auth, no throttling.
+
+    200 when every check passes, 503 with the failing check named otherwise (no secrets, no
+    connection strings in the answer).
+    """
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    class OutputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["ok", "unavailable"])
+        checks = serializers.DictField(
+            child=inline_serializer(
+                "ReadinessCheck",
+                {
+                    "ok": serializers.BooleanField(),
+                    "ms": serializers.IntegerField(),
+                    "detail": serializers.CharField(required=False),
+                    "model": serializers.CharField(required=False),
+                    "runtime": serializers.CharField(required=False),
+                },
+            )
+        )
+
+    @extend_schema(
+        tags=["health"],
+        auth=[],
+        responses={200: OutputSerializer, 503: OpenApiResponse(OutputSerializer, description="A check failed.")},
+    )
+    def get(self, request: Request) -> Response:
+        checks = {}
+        for name, check in READINESS_CHECKS.items():
+            started = time.monotonic()
+            try:
+                result = check()
+            except Exception as error:  # a boundary: report the failing dependency, never raise
+                logger.warning("readiness check %s failed: %s", name, type(error).__name__)
+                result = {"ok": False, "detail": f"{type(error).__name__}"}
+            result["ms"] = round((time.monotonic() - started) * 1000)
+            checks[name] = result
+        ready = all(check["ok"] for check in checks.values())
+        return Response(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+
+def api_not_found(request: HttpRequest, unknown_path: str = "") -> JsonResponse:
+    """Any path under /api/ that names no endpoint: a JSON 404 in the error shape, whoever asks."""
+    return JsonResponse({"error": {"code": "not_found", "message": f"No API endpoint at {request.path}."}}, status=404)
