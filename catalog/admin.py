@@ -1,27 +1,41 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from catalog import services
-from catalog.models import Item
+from catalog.models import Item, Placement
+
+NEIGHBOURS_SHOWN = 10
 
 EMBEDDING_FIELDS = ("embedding_status", "embedding_error", "embedding_model", "embedded_at", "text_hash", "vectors")
 
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ("title", "external_id", "category", "price", "is_active", "embedding_status", "updated_at")
-    list_filter = ("is_active", "embedding_status", "category")
+    list_display = (
+        "title",
+        "external_id",
+        "category",
+        "price",
+        "is_active",
+        "placement",
+        "embedding_status",
+        "updated_at",
+    )
+    list_filter = ("is_active", "placement", "embedding_status", "category")
     search_fields = ("title", "description", "=external_id")
-    readonly_fields = (*EMBEDDING_FIELDS, "created_at", "updated_at")
+    readonly_fields = (*EMBEDDING_FIELDS, "nearest_neighbours", "created_at", "updated_at")
     list_per_page = 50
     show_full_result_count = False
-    actions = ("activate", "deactivate", "queue_reembedding")
+    actions = ("activate", "deactivate", "pin", "ban", "release", "queue_reembedding")
     fieldsets = (
         (
             None,
             {"fields": ("external_id", "title", "description", "category", "tags", "price", "attributes", "is_active")},
         ),
+        ("In recommendations", {"fields": ("placement", "nearest_neighbours")}),
         ("Embedding", {"fields": EMBEDDING_FIELDS}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
@@ -32,6 +46,34 @@ class ItemAdmin(admin.ModelAdmin):
         return (
             "; ".join(f"{name} ({dimensions} dims, {created:%Y-%m-%d %H:%M})" for name, dimensions, created in made)
             or "none"
+        )
+
+    @admin.display(description="nearest neighbours")
+    def nearest_neighbours(self, item: Item) -> str:
+        """The items the recommender proposes as similar, with why (not logged)."""
+        if item.pk is None:
+            return "-"
+        from recommendations.services import similar_items
+
+        answer = similar_items(item=item, k=NEIGHBOURS_SHOWN, log=False)
+        if not answer.results:
+            return "none yet (no vector and no interactions)"
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                '<li><a href="{}">{}</a> <span class="quiet">{} · {} · {}</span></li>',
+                (
+                    (
+                        reverse("admin:catalog_item_change", args=[result.item.pk]),
+                        result.item.title,
+                        f"{result.score:.3f}",
+                        ", ".join(result.sources),
+                        result.reason,
+                    )
+                    for result in answer.results
+                ),
+            ),
         )
 
     def save_model(self, request: HttpRequest, obj: Item, form, change: bool) -> None:
@@ -52,3 +94,19 @@ class ItemAdmin(admin.ModelAdmin):
     def queue_reembedding(self, request: HttpRequest, queryset: QuerySet[Item]) -> None:
         queued = services.item_queue_reembedding(item_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"{queued} items queued for embedding.", messages.SUCCESS)
+
+    def _place(self, request: HttpRequest, queryset: QuerySet[Item], placement: Placement) -> None:
+        changed = services.item_set_placement(item_ids=list(queryset.values_list("id", flat=True)), placement=placement)
+        self.message_user(request, f"{changed} items: {placement.label}.", messages.SUCCESS)
+
+    @admin.action(description="Pin selected items (shown first in recommendations)")
+    def pin(self, request: HttpRequest, queryset: QuerySet[Item]) -> None:
+        self._place(request, queryset, Placement.PINNED)
+
+    @admin.action(description="Ban selected items (never recommended)")
+    def ban(self, request: HttpRequest, queryset: QuerySet[Item]) -> None:
+        self._place(request, queryset, Placement.BANNED)
+
+    @admin.action(description="Release selected items (ranked normally)")
+    def release(self, request: HttpRequest, queryset: QuerySet[Item]) -> None:
+        self._place(request, queryset, Placement.NORMAL)

@@ -5,4 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("", include("catalog.urls")),
+    path("account/", include("users.urls")),
+    path("", include("recommendations.urls")),
 ]

@@ -1,0 +1,203 @@
+"""Small server-side SVG charts for the staff pages: no JavaScript, no CDN, readable without CSS.
+
+Every chart is an <svg role="img"> with a <title> and a text description; the page shows the same
+figures in a table beside it, so the numbers are never only in the picture. Labels are escaped
+(format_html), so a category or metric name cannot inject markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+# Colours chosen for contrast on white (WCAG AA for the text colour) and to stay distinct for
+# the common colour-vision deficiencies (Okabe-Ito palette).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+TEXT = "#1b1b1b"
+GRID = "#c8c8c8"
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: str
+    value: float
+    colour: str
+
+
+def stacked_bars(*, title: str, rows: Sequence[tuple[str, Sequence[Segment]]], width: int = 560) -> SafeString:
+    """One horizontal bar per row, split into segments (e.g. embedded / pending / failed)."""
+    label_width, bar_height, gap, legend_height = 130, 26, 14, 28
+    height = legend_height + len(rows) * (bar_height + gap) + 8
+    bar_width = width - label_width - 70
+    parts: list[SafeString] = []
+    legend: dict[str, str] = {}
+    for index, (row_label, segments) in enumerate(rows):
+        y = legend_height + index * (bar_height + gap)
+        total = sum(segment.value for segment in segments)
+        parts.append(
+            format_html(
+                '<text x="0" y="{}" fill="{}" font-size="13">{}</text>',
+                y + bar_height * 0.7,
+                TEXT,
+                row_label,
+            )
+        )
+        x = float(label_width)
+        for segment in segments:
+            legend.setdefault(segment.label, segment.colour)
+            if not total or not segment.value:
+                continue
+            share = segment.value / total * bar_width
+            parts.append(
+                format_html(
+                    '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>',
+                    round(x, 1),
+                    y,
+                    round(share, 1),
+                    bar_height,
+                    segment.colour,
+                    segment.label,
+                    _number(segment.value),
+                )
+            )
+            x += share
+        if not total:
+            parts.append(
+                format_html(
+                    '<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="{}"/>',
+                    label_width,
+                    y,
+                    bar_width,
+                    bar_height,
+                    GRID,
+                )
+            )
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" fill="{}" font-size="13">{}</text>',
+                label_width + bar_width + 6,
+                y + bar_height * 0.7,
+                TEXT,
+                _number(total),
+            )
+        )
+    parts.insert(0, _legend(legend))
+    return _svg(title=title, width=width, height=height, body=parts)
+
+
+def line_chart(
+    *, title: str, x_labels: Sequence[str], series: dict[str, Sequence[float | None]], width: int = 560
+) -> SafeString:
+    """Lines over ordered x values (e.g. a metric per ranker version); None leaves a gap."""
+    height, left, right, top, bottom = 240, 48, 16, 30, 30
+    values = [value for points in series.values() for value in points if value is not None]
+    if not values or not x_labels:
+        return _svg(
+            title=title,
+            width=width,
+            height=60,
+            body=[format_html('<text x="0" y="30" fill="{}" font-size="13">No data yet.</text>', TEXT)],
+        )
+    low, high = min(0.0, min(values)), max(values) or 1.0
+    plot_width, plot_height = width - left - right, height - top - bottom
+    step = plot_width / max(len(x_labels) - 1, 1)
+
+    def point(index: int, value: float) -> tuple[float, float]:
+        return left + index * step, top + plot_height - (value - low) / (high - low or 1.0) * plot_height
+
+    parts: list[SafeString] = []
+    for fraction in (0.0, 0.5, 1.0):
+        tick = low + (high - low) * fraction
+        _x, y = point(0, tick)
+        parts.append(
+            format_html(
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}"/>'
+                '<text x="{}" y="{}" fill="{}" font-size="11" text-anchor="end">{}</text>',
+                left,
+                width - right,
+                round(y, 1),
+                round(y, 1),
+                GRID,
+                left - 4,
+                round(y + 4, 1),
+                TEXT,
+                _number(tick),
+            )
+        )
+    for index, label in enumerate(x_labels):
+        x, _y = point(index, low)
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" fill="{}" font-size="11" text-anchor="middle">{}</text>',
+                round(x, 1),
+                height - 10,
+                TEXT,
+                label,
+            )
+        )
+    legend = {}
+    for number, (name, points) in enumerate(series.items()):
+        colour = PALETTE[number % len(PALETTE)]
+        legend[name] = colour
+        coordinates = [point(index, value) for index, value in enumerate(points) if value is not None]
+        if len(coordinates) > 1:
+            parts.append(
+                format_html(
+                    '<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>',
+                    " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates),
+                    colour,
+                )
+            )
+        for (x, y), value in zip(coordinates, [value for value in points if value is not None], strict=True):
+            parts.append(
+                format_html(
+                    '<circle cx="{}" cy="{}" r="4" fill="{}"><title>{}: {}</title></circle>',
+                    round(x, 1),
+                    round(y, 1),
+                    colour,
+                    name,
+                    _number(value),
+                )
+            )
+    parts.insert(0, _legend(legend))
+    return _svg(title=title, width=width, height=height, body=parts)
+
+
+def _legend(entries: dict[str, str]) -> SafeString:
+    x = 0
+    parts = []
+    for label, colour in entries.items():
+        parts.append(
+            format_html(
+                '<rect x="{}" y="4" width="12" height="12" fill="{}"/>'
+                '<text x="{}" y="15" fill="{}" font-size="12">{}</text>',
+                x,
+                colour,
+                x + 16,
+                TEXT,
+                label,
+            )
+        )
+        x += 24 + 7 * len(label)
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def _svg(*, title: str, width: int, height: int, body: list[SafeString]) -> SafeString:
+    return format_html(
+        '<svg class="chart" role="img" aria-label="{}" viewBox="0 0 {} {}" width="100%" '
+        'preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg"><title>{}</title>{}</svg>',
+        title,
+        width,
+        height,
+        title,
+        format_html_join("", "{}", ((part,) for part in body)),
+    )
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.3f}"

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from recommendations import views
+
+app_name = "recommendations"
+urlpatterns = [
+    path("ask/", views.ask, name="ask"),
+    path("for-you/", views.for_you, name="for_you"),
+    path("staff/", views.staff_dashboard, name="staff_dashboard"),
+    path("staff/preview/", views.staff_preview, name="staff_preview"),
+    path("staff/items/<int:pk>/placement/", views.staff_item_placement, name="staff_item_placement"),
+    path("staff/rankers/", views.staff_rankers, name="staff_rankers"),
+    path("staff/rankers/<int:pk>/activate/", views.staff_ranker_activate, name="staff_ranker_activate"),
+]

@@ -1,0 +1,235 @@
+"""Pages: the free-text question page, the "for you" fragment, and the staff pages
+(dashboard, preview as a person, pin/ban, ranker versions)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from catalog.models import Item, Placement
+from catalog.services import item_set_placement
+from core.exceptions import ApplicationError
+from core.models import EmbeddingStatus
+from recommendations import charts, dashboard
+from recommendations import services as recommender
+from recommendations.models import RankerModel
+from users.forms import AskForm
+from users.models import Activity, ActivityKind, User
+from users.services import activity_record
+
+logger = logging.getLogger(__name__)
+
+ASK_SIZE = 12
+FOR_YOU_MAX = 24
+PREVIEW_SIZE = 20
+FRAGMENT_HEADER = "X-Fragment"
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    return request.headers.get(FRAGMENT_HEADER) == "1"
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Visitors are sent to sign in; signed-in people who are not staff get 403, not a login loop."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (request.user.is_active and request.user.is_staff):
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- end users ---------------------------------------------------------------------------------
+
+
+@require_GET
+def ask(request: HttpRequest) -> HttpResponse:
+    """A question in plain words (any language the encoder reads) answered with items and why."""
+    form = AskForm(request.GET if "q" in request.GET else None)
+    answer = None
+    if form.is_valid():
+        user = request.user if request.user.is_authenticated else None
+        try:
+            answer = recommender.recommend_for_text(text=form.cleaned_data["q"], user=user, k=ASK_SIZE)
+        except ApplicationError as error:
+            form.add_error("q", error.message)
+        else:
+            if user is not None:
+                # Recorded after answering, so a question does not tilt its own answer.
+                activity_record(user=user, kind=ActivityKind.SEARCH, text=form.cleaned_data["q"])
+    template = "recommendations/ask_results.html" if _wants_fragment(request) else "recommendations/ask.html"
+    response = render(request, template, {"form": form, "answer": answer}, status=400 if form.errors else 200)
+    patch_vary_headers(response, [FRAGMENT_HEADER])
+    return response
+
+
+@login_required
+@require_GET
+def for_you(request: HttpRequest) -> HttpResponse:
+    """The "for you" list as a fragment. With ?after=<activity id>, answers 202 (try again) while
+    that activity's text still waits for its vector, so the list changes once it counts."""
+    after = request.GET.get("after", "")
+    if after.isdigit():
+        status = (
+            Activity.objects.filter(pk=int(after), user=request.user).values_list("embedding_status", flat=True).first()
+        )
+        if status == EmbeddingStatus.PENDING:
+            return render(request, "recommendations/for_you_pending.html", status=202)
+    size = request.GET.get("k", "")
+    k = min(int(size), FOR_YOU_MAX) if size.isdigit() and int(size) > 0 else 12
+    answer = recommender.recommend_for_user(user=request.user, k=k)
+    return render(request, "recommendations/for_you_results.html", {"answer": answer})
+
+
+# --- staff -------------------------------------------------------------------------------------
+
+
+@staff_required
+@require_GET
+def staff_dashboard(request: HttpRequest) -> HttpResponse:
+    coverage = dashboard.embedding_coverage()
+    rankers = dashboard.ranker_versions()
+    metric_names = dashboard.ranker_metric_names(rankers)[: dashboard.RANKER_CHART_LIMIT]
+    oldest_first = list(reversed(rankers))
+    evaluation = dashboard.latest_evaluation()
+    context = {
+        "coverage": coverage,
+        "coverage_chart": charts.stacked_bars(
+            title="Embedding coverage: embedded, pending and failed rows",
+            rows=[
+                (
+                    row.label,
+                    [
+                        charts.Segment("embedded", row.ok, charts.PALETTE[0]),
+                        charts.Segment("pending", row.pending, charts.PALETTE[4]),
+                        charts.Segment("failed", row.failed, charts.PALETTE[1]),
+                    ],
+                )
+                for row in coverage
+            ],
+        ),
+        "backlog": sum(row.pending for row in coverage),
+        "failed_items": dashboard.failed_items(),
+        "rankers": rankers,
+        "active_ranker": next((ranker for ranker in rankers if ranker.is_active), None),
+        "metric_names": metric_names,
+        "ranker_chart": charts.line_chart(
+            title="Ranker validation metrics by version",
+            x_labels=[f"v{ranker.version}" for ranker in oldest_first],
+            series={
+                name: [_number_or_none((ranker.validation_metrics or {}).get(name)) for ranker in oldest_first]
+                for name in metric_names
+            },
+        ),
+        "evaluation": evaluation,
+        "evaluation_methods": (evaluation.figures or {}).get("methods", []) if evaluation else [],
+    }
+    return render(request, "recommendations/staff_dashboard.html", context)
+
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _find_person(text: str) -> User | None:
+    if not text:
+        return None
+    match = Q(username=text) | Q(external_id=text)
+    if text.isdigit():
+        match |= Q(pk=int(text))
+    return User.objects.filter(match).order_by("pk").first()
+
+
+@staff_required
+@require_GET
+def staff_preview(request: HttpRequest) -> HttpResponse:
+    """What one person would see on their home page, with reasons and sources (not logged)."""
+    wanted = request.GET.get("user", "").strip()[:200]
+    person = _find_person(wanted)
+    context = {"wanted": wanted, "person": person, "placements": Placement.choices}
+    if person is not None:
+        context["answer"] = recommender.recommend_for_user(user=person, k=PREVIEW_SIZE, log=False)
+        context["recent"] = list(
+            Activity.objects.filter(user=person).select_related("item").order_by("-created_at", "-id")[:10]
+        )
+    elif wanted:
+        context["not_found"] = True
+    return render(request, "recommendations/staff_preview.html", context)
+
+
+@staff_required
+@require_POST
+def staff_item_placement(request: HttpRequest, pk: int) -> HttpResponse:
+    """Pin, ban or release one item in recommendations, then back to where the control was."""
+    item = get_object_or_404(Item, pk=pk)
+    placement = request.POST.get("placement", "")
+    if placement not in Placement.values:
+        messages.error(request, "Unknown placement.")
+    else:
+        item_set_placement(item_ids=[item.pk], placement=placement)
+        logger.info("placement item=%s placement=%s by user=%s", item.pk, placement, request.user.pk)
+        messages.success(request, f"{item.title}: {Placement(placement).label}.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("catalog:item", args=[item.pk])
+    return redirect(target)
+
+
+@staff_required
+@require_GET
+def staff_rankers(request: HttpRequest) -> HttpResponse:
+    rankers = dashboard.ranker_versions()
+    return render(
+        request,
+        "recommendations/staff_rankers.html",
+        {
+            "rankers": rankers,
+            "metric_names": dashboard.ranker_metric_names(rankers),
+            "can_activate": _ranker_activate() is not None,
+        },
+    )
+
+
+def _ranker_activate() -> Callable[..., RankerModel] | None:
+    try:
+        from recommendations.ranking import ranker_activate
+    except ImportError:
+        return None
+    return ranker_activate
+
+
+@staff_required
+@require_POST
+def staff_ranker_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    ranker = get_object_or_404(RankerModel.objects.defer("artifact"), pk=pk)
+    activate = _ranker_activate()
+    if activate is None:
+        messages.error(request, "Ranker activation is not available yet.")
+    else:
+        try:
+            activate(ranker=ranker)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        else:
+            logger.info("activated ranker=%s by user=%s", ranker.pk, request.user.pk)
+            messages.success(request, f"Ranker v{ranker.version} is now active.")
+    return redirect("recommendations:staff_rankers")

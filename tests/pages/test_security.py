@@ -1,0 +1,59 @@
+"""Safe by default: production cookies and headers, and charts that cannot carry markup."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from recommendations import charts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_production_settings_use_secure_cookies_and_security_headers():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    env.update(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50)
+    script = (
+        "from config import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SECURE_CONTENT_TYPE_NOSNIFF,"
+        " s.X_FRAME_OPTIONS, s.SECURE_REFERRER_POLICY, s.STORAGES['staticfiles']['BACKEND'])"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "True",
+        "True",
+        "True",
+        "True",
+        "DENY",
+        "same-origin",
+        "whitenoise.storage.CompressedManifestStaticFilesStorage",
+    ]
+
+
+@pytest.mark.django_db
+def test_pages_carry_security_headers_and_the_static_files_come_from_the_app(client):
+    page = client.get(reverse("catalog:home"))
+
+    assert page["X-Frame-Options"] == "DENY"
+    assert page["X-Content-Type-Options"] == "nosniff"
+    assert page["Referrer-Policy"] == "same-origin"
+    html = page.content.decode()
+    assert '<link rel="stylesheet" href="/static/css/site.css">' in html
+    assert "https://" not in html  # nothing from a CDN
+
+
+def test_charts_escape_their_labels():
+    svg = charts.line_chart(title="<b>t</b>", x_labels=["<i>v1</i>"], series={"<script>x</script>": [0.5]})
+    bars = charts.stacked_bars(title="c", rows=[("<img src=x>", [charts.Segment("<s>", 1, "#000")])])
+
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "<b>" not in svg and "<i>" not in svg
+    assert "<img" not in bars and "&lt;img src=x&gt;" in bars
+
+
+def test_a_chart_without_data_says_so():
+    assert "No data yet." in charts.line_chart(title="t", x_labels=[], series={})

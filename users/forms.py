@@ -1,0 +1,61 @@
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import UserCreationForm
+
+from users.models import RATING_MAX, ActivityKind, User
+
+RATING_CHOICES = [("", "No rating")] + [(str(stars), f"{stars} stars") for stars in range(5, 0, -1)]
+
+
+class SignUpForm(UserCreationForm):
+    class Meta:
+        model = User
+        fields = ("username", "display_name")
+        labels = {"display_name": "Name shown to others (optional)"}
+
+
+class ItemWordsForm(forms.Form):
+    """A review or a comment on one item, in the person's own words."""
+
+    kind = forms.ChoiceField(
+        choices=[(ActivityKind.REVIEW, "Review"), (ActivityKind.COMMENT, "Comment")],
+        initial=ActivityKind.REVIEW,
+        widget=forms.RadioSelect,
+    )
+    text = forms.CharField(label="Your words", widget=forms.Textarea(attrs={"rows": 4}), strip=True)
+    rating = forms.TypedChoiceField(
+        choices=RATING_CHOICES, coerce=float, empty_value=None, required=False, label="Rating"
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["text"].max_length = settings.RECOMMENDER["MAX_TEXT_LENGTH"]
+        self.fields["text"].widget.attrs["maxlength"] = settings.RECOMMENDER["MAX_TEXT_LENGTH"]
+
+    def clean_rating(self) -> float | None:
+        rating = self.cleaned_data["rating"]
+        if rating is not None and rating > RATING_MAX:
+            raise forms.ValidationError("Ratings go up to 5 stars.")
+        return rating
+
+
+class AskForm(forms.Form):
+    q = forms.CharField(label="What are you looking for?", max_length=500, strip=True)
+
+
+class AccountDeleteForm(forms.Form):
+    """Deleting an account is final: the person confirms with their password."""
+
+    password = forms.CharField(
+        label="Your password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    def __init__(self, *args, user: User, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
