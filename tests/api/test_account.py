@@ -88,3 +88,66 @@ def test_user_delete_leaves_nothing_of_the_person_in_any_table(client):
                 assert cursor.fetchone()[0] == 0, f"{marker!r} left in {table}"
     # Other people's data is untouched.
     assert Activity.objects.filter(user__username="bystander").count() == 1
+
+
+# --- over the API -------------------------------------------------------------------------------
+
+
+def test_token_for_username_and_password_then_revoked(db):
+    from tests.api.conftest import client_for
+
+    UserFactory(username="ada")
+    client = client_for(None)
+
+    response = client.post(
+        "/api/v1/auth/token/", {"username": "ada", "password": "correct horse battery"}, format="json"
+    )
+    token = response.json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    me = client.get("/api/v1/me/")
+    revoked = client.delete("/api/v1/auth/token/delete/")
+
+    assert response.status_code == 200
+    assert me.json()["username"] == "ada"
+    assert revoked.status_code == 204
+    assert client.get("/api/v1/me/").status_code == 401
+
+
+def test_wrong_password_gets_no_token(db):
+    from tests.api.conftest import client_for
+
+    UserFactory(username="ada")
+
+    response = client_for(None).post("/api/v1/auth/token/", {"username": "ada", "password": "nope"}, format="json")
+
+    assert response.status_code == 400
+    assert "token" not in response.json()
+
+
+def test_export_over_the_api_is_the_persons_data_only(client):
+    from tests.api.conftest import client_for
+
+    person, _session_key = _person_with_everything(client)
+
+    response = client_for(person).get("/api/v1/me/export/")
+
+    body = response.json()
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="my-data.json"'
+    assert body["profile"]["username"] == "walrus-marker"
+    assert "bystander" not in response.content.decode()
+
+
+def test_deleting_the_account_over_the_api_with_a_session_leaves_nothing(client):
+    person, session_key = _person_with_everything(client)
+    person_id = person.id
+    csrf_free = client  # Django's test client skips CSRF checks unless asked
+
+    response = csrf_free.delete("/api/v1/me/delete/")
+
+    assert response.status_code == 204
+    assert not User.objects.filter(id=person_id).exists()
+    assert not Session.objects.filter(session_key=session_key).exists()
+    for model, field in _user_foreign_keys():
+        assert not model.objects.filter(**{field.attname: person_id}).exists(), f"{model.__name__}.{field.name}"
+    assert csrf_free.get("/api/v1/me/").status_code in {401, 403}

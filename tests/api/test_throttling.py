@@ -1,0 +1,80 @@
+"""Throttling: anonymous per address, signed-in per person, free text and sign-in tighter."""
+
+import pytest
+
+from tests.api.conftest import client_for, error_of
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rates(settings):
+    def set_rates(**rates):
+        defaults = {
+            "anon": "100/min",
+            "user": "100/min",
+            "text_anon": "100/min",
+            "text_user": "100/min",
+            "auth": "100/min",
+        }
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**defaults, **rates}}
+
+    return set_rates
+
+
+def test_anonymous_callers_are_throttled_per_address_with_retry_after(rates):
+    rates(anon="3/min")
+    client = client_for(None)
+
+    statuses = [client.get("/api/v1/items/").status_code for _ in range(4)]
+    throttled = client.get("/api/v1/items/")
+
+    assert statuses == [200, 200, 200, 429]
+    error = error_of(throttled)
+    assert error["code"] == "throttled"
+    assert 0 < error["retry_after"] <= 60
+    assert throttled["Retry-After"] == str(error["retry_after"])
+
+
+def test_each_person_has_their_own_budget(rates, person):
+    rates(user="2/min")
+    first, second = client_for(person), client_for(UserFactory())
+
+    assert [first.get("/api/v1/me/").status_code for _ in range(3)] == [200, 200, 429]
+    assert second.get("/api/v1/me/").status_code == 200
+
+
+def test_free_text_has_a_tighter_budget_for_anonymous_callers(rates, db):
+    rates(text_anon="2/min")
+    client = client_for(None)
+
+    statuses = [
+        client.post("/api/v1/recommendations/text/", {"text": "tea", "k": 1}, format="json").status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [200, 200, 429]
+    assert client.get("/api/v1/items/").status_code == 200  # other endpoints keep their own budget
+
+
+def test_free_text_is_throttled_per_person(rates, person):
+    rates(text_user="1/min")
+    client = client_for(person)
+
+    statuses = [
+        client.post("/api/v1/recommendations/text/", {"text": "tea", "k": 1}, format="json").status_code
+        for _ in range(2)
+    ]
+
+    assert statuses == [200, 429]
+
+
+def test_password_guessing_through_the_token_endpoint_is_throttled(rates, person):
+    rates(auth="2/min")
+    client = client_for(None)
+    wrong = {"username": person.username, "password": "guess"}
+
+    statuses = [client.post("/api/v1/auth/token/", wrong, format="json").status_code for _ in range(3)]
+
+    assert statuses == [400, 400, 429]
