@@ -25,7 +25,8 @@ chromium:
 demo: install
 	$(DEV) $(BIN)/python manage.py migrate --no-input
 	$(DEV) $(BIN)/python manage.py load_demo
-	@echo "Open http://$(HOST):$(PORT)/ (catalog) and http://$(HOST):$(PORT)/admin/ (staff)"
+	$(DEV) $(BIN)/python manage.py rebuild_behaviour
+	@echo "Open http://$(HOST):$(PORT)/ (home), http://$(HOST):$(PORT)/staff/ and http://$(HOST):$(PORT)/admin/ (staff)"
 	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install chromium

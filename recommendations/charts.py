@@ -181,7 +181,8 @@ def _legend(entries: dict[str, str]) -> SafeString:
                 label,
             )
         )
-        x += 24 + 7 * len(label)
+        # About 7.5 px per character at 12 px, plus the swatch and a gap.
+        x += 34 + round(7.5 * len(label))
     return format_html_join("", "{}", ((part,) for part in parts))
 
 

@@ -1,0 +1,129 @@
+"""The end-user and staff pages in a real browser (Chromium through Playwright), against the
+live server with the real encoder, pgvector and behaviour model; tasks run in-process."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from catalog.models import Item, Placement
+from tests.factories import StaffUserFactory, UserFactory
+from tests.pages.shop import build_shop
+from users.models import Activity
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def shop(transactional_db):
+    return build_shop()
+
+
+def sign_in(page, username: str) -> None:
+    page.goto("/account/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name=re.compile("Sign out"))).to_be_visible()
+
+
+def test_visitor_asks_a_question_and_gets_items_with_reasons(page, shop, screenshot):
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Trending now")).to_be_visible()
+    screenshot(page, "home-visitor")
+
+    page.get_by_label("What are you looking for?").fill("my parcel has not arrived")
+    page.get_by_role("button", name="Ask").click()
+
+    answer = page.locator("#ask-answer")
+    expect(answer.locator("[data-results] h3").first).to_have_text("Where is my parcel?")
+    expect(answer.locator("[data-reason]").first).to_contain_text('matches "my parcel has not arrived"')
+    assert page.url.rstrip("/").endswith(page.context.pages[0].url.rstrip("/").split("/", 3)[-1] or "")
+    screenshot(page, "home-visitor-answer")
+
+    page.goto("/ask/")
+    page.get_by_label("What are you looking for?").fill("我的包裹还没有到")
+    page.keyboard.press("Enter")
+    expect(page.locator("#ask-answer [data-results] li").first).to_be_visible()
+    screenshot(page, "ask-chinese")
+    assert page.dialogs == []
+
+
+def test_person_signs_up_writes_a_review_and_sees_for_you_change(page, shop, screenshot):
+    page.goto("/")
+    page.get_by_role("link", name="Sign up").first.click()
+    page.get_by_label("Username").fill("newcomer")
+    page.get_by_label("Password:", exact=True).fill("a long pass phrase 42")
+    page.get_by_label("Password confirmation").fill("a long pass phrase 42")
+    page.get_by_role("button", name="Create my account").click()
+    expect(page.get_by_role("heading", name=re.compile("For you"))).to_be_visible()
+    screenshot(page, "home-for-you")
+
+    page.get_by_role("link", name="Catalog", exact=True).click()
+    page.get_by_role("link", name="Alpine hiking boots").click()
+    expect(page.get_by_role("heading", name="Alpine hiking boots")).to_be_visible()
+    for_you = page.locator("[data-for-you]")
+    before = for_you.inner_text()
+    assert "you wrote" not in before
+
+    page.get_by_label("Your words").fill("Great boots, but what I really want is a teapot for loose-leaf tea")
+    page.get_by_label("Rating").select_option("4")
+    page.get_by_role("button", name="Post").click()
+
+    expect(page.locator("#reviews [data-review-text]").first).to_have_text(
+        "Great boots, but what I really want is a teapot for loose-leaf tea"
+    )
+    expect(for_you).to_have_attribute("data-updated-for", re.compile(r"\d+"))
+    expect(for_you).to_contain_text('you wrote: "Great boots, but what I really want is a teapot')
+    expect(for_you).to_contain_text("Cast iron teapot")
+    assert for_you.inner_text() != before
+    # The page itself was not reloaded: the review form is the same element, now empty.
+    expect(page.get_by_label("Your words")).to_have_value("")
+    screenshot(page, "item-after-review")
+    assert Activity.objects.filter(user__username="newcomer", kind="review", rating=4.0).exists()
+
+
+def test_staff_previews_a_person_and_pins_an_item(page, shop, screenshot):
+    StaffUserFactory(username="staff")
+    sign_in(page, "staff")
+
+    page.get_by_role("link", name="Staff", exact=True).click()
+    expect(page.get_by_role("heading", name="Staff dashboard")).to_be_visible()
+    screenshot(page, "staff-dashboard")
+    page.get_by_role("link", name="Preview as a person").click()
+    page.get_by_label("Username, external id or id").fill("hiker2")
+    page.get_by_role("button", name="Preview").click()
+
+    card = page.locator("[data-results] li", has=page.get_by_role("link", name="Camping gas stove"))
+    expect(card.locator("[data-reason]")).to_contain_text("because you bought")
+    expect(card).to_contain_text("sources:")
+    teapot = page.locator("[data-results] li", has=page.get_by_role("link", name="Cast iron teapot"))
+    teapot.get_by_role("button", name="Pin").click()
+
+    expect(page.get_by_role("status")).to_contain_text("Cast iron teapot: Pinned")
+    assert "user=hiker2" in page.url
+    teapot = page.locator("[data-results] li", has=page.get_by_role("link", name="Cast iron teapot"))
+    expect(teapot.locator(".badge-pinned")).to_have_text("pinned")
+    screenshot(page, "staff-preview")
+    assert Item.objects.get(external_id="teapot").placement == Placement.PINNED
+
+
+def test_an_xss_attempt_in_a_review_renders_as_text(page, shop, screenshot):
+    UserFactory(username="mallory")
+    attack = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2; alert(1)">'
+    sign_in(page, "mallory")
+    page.goto(f"/items/{shop['items']['kettle'].pk}/")
+
+    page.get_by_label("Your words").fill(attack)
+    page.get_by_role("button", name="Post").click()
+    expect(page.locator("#reviews [data-review-text]").first).to_have_text(attack)
+    page.reload()
+
+    expect(page.locator("#reviews [data-review-text]").first).to_have_text(attack)
+    page.get_by_role("link", name="My activity").click()
+    expect(page.get_by_role("cell", name=attack)).to_be_visible()
+    assert page.evaluate("window.__xss") is None
+    assert page.dialogs == []
+    screenshot(page, "xss-as-text")
