@@ -11,7 +11,7 @@ class Placement(models.TextChoices):
     """What staff decided about an item in recommendations, beside what the ranker thinks."""
 
     NORMAL = "normal", "Ranked normally"
-    PINNED = "pinned", "Pinned: shown first wherever it passes the filters"
+    PINNED = "pinned", "Pinned: first in personal recommendations"
     BANNED = "banned", "Banned: never recommended"
 
 

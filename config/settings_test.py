@@ -20,7 +20,7 @@ CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:
 
 # Two test runs at once (several checkouts or people on one machine) each name their own database
 # and Redis database, e.g. TEST_DATABASE_NAME=test_api TEST_CELERY_BROKER_URL=redis://127.0.0.1:6379/14.
-DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_recommender")}
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_recommender")}  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = True
 # Templates name static files as they are in the source folders (no collectstatic manifest).
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -57,22 +57,32 @@ def item_stats_rebuild(*, user_ids: np.ndarray, item_ids: np.ndarray, times: np.
     stats: dict[int, list] = {}
     pairs = set()
     for user_id, item_id, moment in zip(user_ids.tolist(), item_ids.tolist(), times.tolist(), strict=True):
-        entry = stats.setdefault(item_id, [0, 0, 0.0, moment])
+        entry = stats.setdefault(item_id, [0, 0, 0.0, moment, moment])
         entry[0] += 1
         if (user_id, item_id) not in pairs:
             pairs.add((user_id, item_id))
             entry[1] += 1
         entry[2] += 0.5 ** ((now - moment) / half_life)
         entry[3] = max(entry[3], moment)
+        entry[4] = min(entry[4], moment)
     updated_at = timezone.now().isoformat()
     with transaction.atomic():
         ItemStats.objects.all().delete()
         _copy_rows(
             ItemStats._meta.db_table,
-            ["item_id", "n_interactions", "n_users", "popularity", "trending", "last_interaction_at", "updated_at"],
+            [
+                "item_id",
+                "n_interactions",
+                "n_users",
+                "popularity",
+                "trending",
+                "last_interaction_at",
+                "first_interaction_at",
+                "updated_at",
+            ],
             (
-                (item_id, count, users, float(users), trending, _iso(last), updated_at)
-                for item_id, (count, users, trending, last) in stats.items()
+                (item_id, count, users, float(users), trending, _iso(last), _iso(first), updated_at)
+                for item_id, (count, users, trending, last, first) in stats.items()
             ),
         )
     return len(stats)
@@ -88,13 +98,26 @@ def behaviour_model_rebuild(*, algorithm: str | None = None) -> BehaviourModel |
     The new version's rows are written beside the active one's, then the active flag moves in
     one transaction: requests never see a half-written model. Older versions are deleted.
     """
-    config = settings.RECOMMENDER
-    started = time.monotonic()
     user_ids, item_ids, times = _interactions()
     if len(item_ids) == 0:
         logger.info("behaviour model: no interactions yet")
         return None
     item_stats_rebuild(user_ids=user_ids, item_ids=item_ids, times=times)
+    return behaviour_model_build(user_ids=user_ids, item_ids=item_ids, times=times, algorithm=algorithm)
+
+
+def behaviour_model_build(
+    *,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    times: np.ndarray,
+    algorithm: str | None = None,
+    activate: bool = True,
+) -> BehaviourModel:
+    """Learn a model version from these interactions; with activate=False it is written but not
+    served (the re-ranker's training builds one from the past only, then deletes it)."""
+    config = settings.RECOMMENDER
+    started = time.monotonic()
     neighbours = neighbours_build(
         user_ids,
         item_ids,
@@ -125,12 +148,18 @@ def behaviour_model_rebuild(*, algorithm: str | None = None) -> BehaviourModel |
             strict=True,
         ),
     )
+    model.build_seconds = time.monotonic() - started
+    if not activate:
+        model.save(update_fields=["build_seconds"])
+        return model
     with transaction.atomic():
+        replaced = BehaviourModel.objects.filter(is_active=True).values_list("version", flat=True).first() or 0
         BehaviourModel.objects.filter(is_active=True).update(is_active=False)
         model.is_active = True
-        model.build_seconds = time.monotonic() - started
         model.save(update_fields=["is_active", "build_seconds"])
-    BehaviourModel.objects.filter(version__lt=model.version).delete()
+    # Older served versions go; an unserved one newer than the replaced version may be a
+    # re-ranker training's model of the past, still in use: that training deletes it.
+    BehaviourModel.objects.filter(version__lte=replaced).delete()
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {ItemNeighbour._meta.db_table}")  # noqa: S608
     logger.info(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 from django.conf import settings
@@ -22,7 +23,8 @@ from catalog.models import Item, ItemVector
 from core.models import EmbeddingStatus
 from core.text import text_hash
 from core.vector_indexes import vector_indexes_ensure
-from recommendations.interest import Evidence, interests_build
+from core.vector_wire import VectorBytes, vector_from_bytes
+from recommendations.interest import Evidence, Interest, interests_build
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import UserInterest
 from users.models import Activity, ActivityVector, User
@@ -149,25 +151,31 @@ def embedding_mark_failed(*, model, ids: Sequence[int], error: str) -> int:
     )
 
 
-def user_interest_refresh(*, user_id: int) -> int:
-    """Rebuild the person's interest vectors from their recent activities; returns how many."""
-    encoder = get_encoder()
+def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | None = None) -> list[Interest]:
+    """The person's interest vectors from their recent activities (before as_of, if given)."""
     config = settings.RECOMMENDER
+    activities = Activity.objects.filter(user_id=user_id)
+    if as_of is not None:
+        activities = activities.filter(created_at__lt=as_of)
     activities = list(
-        Activity.objects.filter(user_id=user_id)
-        .order_by("-created_at", "-id")
-        .values("id", "kind", "rating", "created_at", "item_id")[: config["INTEREST_HISTORY"]]
+        activities.order_by("-created_at", "-id").values("id", "kind", "rating", "created_at", "item_id")[
+            : config["INTEREST_HISTORY"]
+        ]
     )
     text_vectors = dict(
         ActivityVector.objects.filter(
-            activity_id__in=[activity["id"] for activity in activities], model_name=encoder.name
-        ).values_list("activity_id", "embedding")
+            activity_id__in=[activity["id"] for activity in activities], model_name=model_name
+        )
+        .annotate(raw=VectorBytes("embedding"))
+        .values_list("activity_id", "raw")
     )
     item_vectors = dict(
         ItemVector.objects.filter(
             item_id__in={activity["item_id"] for activity in activities if activity["item_id"]},
-            model_name=encoder.name,
-        ).values_list("item_id", "embedding")
+            model_name=model_name,
+        )
+        .annotate(raw=VectorBytes("embedding"))
+        .values_list("item_id", "raw")
     )
     evidence = []
     for activity in activities:
@@ -176,13 +184,21 @@ def user_interest_refresh(*, user_id: int) -> int:
         if vector is None:
             vector = item_vectors.get(activity["item_id"])
         if vector is not None:
-            evidence.append(Evidence(np.asarray(vector), activity["kind"], activity["rating"], activity["created_at"]))
-    interests = interests_build(
+            evidence.append(
+                Evidence(vector_from_bytes(vector), activity["kind"], activity["rating"], activity["created_at"])
+            )
+    return interests_build(
         evidence,
-        now=timezone.now(),
+        now=as_of or timezone.now(),
         half_life_days=config["INTEREST_HALF_LIFE_DAYS"],
         max_clusters=config["INTEREST_MAX_CLUSTERS"],
     )
+
+
+def user_interest_refresh(*, user_id: int) -> int:
+    """Rebuild the person's interest vectors from their recent activities; returns how many."""
+    encoder = get_encoder()
+    interests = user_interests_compute(user_id=user_id, model_name=encoder.name)
     with transaction.atomic():
         for cluster, interest in enumerate(interests):
             UserInterest.objects.update_or_create(

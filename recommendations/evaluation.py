@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.core.management import call_command
@@ -75,6 +76,8 @@ class Split:
     test: dict[str, set[str]]  # user id -> held-out item ids
     n_interactions: int
     fingerprint: str
+    # user id -> the moment the service is asked as of: just after their last train event.
+    cutoffs: dict[str, datetime] = field(default_factory=dict)
 
 
 def split_per_user(
@@ -101,6 +104,7 @@ def split_per_user(
         raise EvaluationError("the bundle has no interaction events to evaluate on")
     train: list[EventRow] = []
     test: dict[str, set[str]] = {}
+    cutoffs: dict[str, datetime] = {}
     for user_id, rows in interactions.items():
         rows.sort(key=_sort_key)
         n_test = test_last if test_last is not None else max(1, math.ceil(len(rows) * test_fraction))
@@ -110,13 +114,18 @@ def split_per_user(
         head, tail = rows[: len(rows) - n_test], rows[len(rows) - n_test :]
         train.extend(head)
         test[user_id] = {row.item_id for row in tail}
+        cutoffs[user_id] = head[-1].timestamp + timedelta(microseconds=1)
         split_point = _sort_key(tail[0])
         train.extend(row for row in texts.get(user_id, []) if _sort_key(row) < split_point)
     for user_id, rows in texts.items():
         if user_id not in interactions:
             train.extend(rows)
     return Split(
-        train=train, test=test, n_interactions=sum(map(len, interactions.values())), fingerprint=digest.hexdigest()[:16]
+        train=train,
+        test=test,
+        n_interactions=sum(map(len, interactions.values())),
+        fingerprint=digest.hexdigest()[:16],
+        cutoffs=cutoffs,
     )
 
 
@@ -248,20 +257,46 @@ def _in_memory_source(source: BundleSource, items: list[ItemRow], events: list[E
     )
 
 
-def _build(source: BundleSource, timings: dict[str, float]) -> None:
-    """Everything the served system needs, made by the product's own services."""
+def _build(
+    source: BundleSource,
+    timings: dict[str, float],
+    *,
+    ranker: bool = False,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+) -> None:
+    """Everything the served system needs, made by the product's own services: the same
+    functions the Celery tasks run (import, vectors, behaviour model, re-ranker training)."""
     from catalog.bundle_import import bundle_import
     from recommendations.behaviour_services import behaviour_model_rebuild
     from recommendations.embedding import embeddings_process_pending
+    from recommendations.ranking import ranker_train
 
-    for name, run in (
+    steps = [
         ("import", lambda: bundle_import(source=source)),
         ("vectors", embeddings_process_pending),
         ("behaviour_model", behaviour_model_rebuild),
-    ):
+    ]
+    if ranker:
+        # Labels are each person's last part of the TRAIN split: a validation split carved
+        # from the training part; the test part is never seen.
+        steps.append(("ranker_training", lambda: ranker_train(progress=progress)))
+    for name, run in steps:
         step = time.monotonic()
         run()
         timings[name] = time.monotonic() - step
+
+
+def _models() -> dict:
+    """The versions that answered: behaviour model and re-rankers with their validation figures."""
+    from recommendations.models import BehaviourModel, RankerModel
+
+    behaviour = BehaviourModel.objects.filter(is_active=True).values("version", "algorithm", "n_items").first()
+    rankers = list(
+        RankerModel.objects.order_by("version").values(
+            "version", "algorithm", "is_active", "validation_metrics", "notes", "trained_from", "trained_until"
+        )
+    )
+    return {"behaviour_model": behaviour, "rankers": rankers}
 
 
 def _run_variant(
@@ -295,6 +330,7 @@ class Report:
     n_interactions: int
     methods: list[dict]
     seconds: dict[str, float]
+    models: dict = field(default_factory=dict)
 
 
 def evaluate_p1(
@@ -320,20 +356,31 @@ def evaluate_p1(
     timings["split"] = time.monotonic() - started
     methods = []
     with isolated_database(database):
-        _build(_in_memory_source(source, items, split.train), timings)
+        _build(_in_memory_source(source, items, split.train), timings, ranker=True, progress=progress)
+        models = _models()
         people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
         external_ids = dict(Item.objects.values_list("id", "external_id"))
+        everything = ("behaviour", "semantic", "popular", "fresh")
         variants = [
-            ("full system (blend)", ("behaviour", "semantic", "popular", "fresh")),
-            ("behaviour source only", ("behaviour",)),
-            ("semantic source only (text)", ("semantic",)),
-            ("popular source only", ("popular",)),
+            ("full system (trained re-ranker)", everything, "auto"),
+            ("full system with the blend (no ranker)", everything, "blend"),
+            ("behaviour source only", ("behaviour",), "blend"),
+            ("semantic source only (text)", ("semantic",), "blend"),
+            ("popular source only", ("popular",), "blend"),
         ]
-        for name, sources in variants:
+        for name, sources, scoring in variants:
 
-            def ask(user_id: str, sources=sources) -> list[str]:
+            def ask(user_id: str, sources=sources, scoring=scoring) -> list[str]:
                 answer = recommend_for_user(
-                    user=User(id=people[user_id]), k=k, sources=sources, exclude_seen=not include_seen, log=False
+                    user=User(id=people[user_id]),
+                    k=k,
+                    sources=sources,
+                    scoring=scoring,
+                    exclude_seen=not include_seen,
+                    # Asked as of the person's split point, as the ranker was trained: what the
+                    # service would have answered then (popularity and trends of that moment).
+                    as_of=split.cutoffs[user_id],
+                    log=False,
                 )
                 return [external_ids[result.item.id] for result in answer.results]
 
@@ -357,6 +404,7 @@ def evaluate_p1(
         n_interactions=split.n_interactions,
         methods=[method.summary() for method in methods],
         seconds={name: round(value, 1) for name, value in timings.items()},
+        models=models,
     )
 
 

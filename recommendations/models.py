@@ -177,6 +177,7 @@ class ItemStats(models.Model):
     n_users = models.PositiveIntegerField(default=0)
     popularity = models.FloatField(default=0.0, help_text="Distinct people who interacted, all time.")
     trending = models.FloatField(default=0.0, help_text="Interactions weighted by recency (half-life).")
+    first_interaction_at = models.DateTimeField(null=True, blank=True, help_text="When anyone first chose it.")
     last_interaction_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,12 +12,14 @@ from decimal import Decimal
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
-from django.db.models.functions import Cast
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Least
 from django.utils import timezone
 from pgvector.django import CosineDistance, VectorField
 
 from catalog.models import Item, ItemVector
+from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import model_dimensions
 from recommendations.models import BehaviourModel, ItemStats
 
@@ -88,7 +90,8 @@ class ItemFilters:
     exclude_ids: frozenset[int] = field(default_factory=frozenset)
 
     def q(self, prefix: str = "") -> Q:
-        condition = Q(**{f"{prefix}is_active": True})
+        # Inactive items and those staff banned from recommendations never pass.
+        condition = Q(**{f"{prefix}is_active": True}) & ~Q(**{f"{prefix}placement": "banned"})
         if self.categories:
             condition &= Q(**{f"{prefix}category__in": self.categories})
         if self.tags:
@@ -98,12 +101,121 @@ class ItemFilters:
         if self.price_max is not None:
             condition &= Q(**{f"{prefix}price__lte": self.price_max})
         if self.exclude_ids:
-            condition &= ~Q(**{f"{prefix}id__in": self.exclude_ids})
+            # One array parameter, not one parameter per id: a person with 500 items made
+            # Django build (and PostgreSQL parse) a 500-element list per source query.
+            excluded = RawSQL("SELECT unnest(%s::bigint[])", [sorted(self.exclude_ids)])  # noqa: S611
+            condition &= ~Q(**{f"{prefix}id__in": excluded})
         return condition
 
     @property
     def is_selective(self) -> bool:
         return bool(self.categories or self.tags or self.price_min is not None or self.price_max is not None)
+
+
+def active_behaviour_model_id() -> int | None:
+    return BehaviourModel.objects.filter(is_active=True).values_list("id", flat=True).first()
+
+
+def behaviour_scores(
+    *,
+    history: dict[int, float],
+    recent: dict[int, float],
+    filters: ItemFilters,
+    k: int,
+    model_id: int | None,
+    also: Sequence[int] = (),
+) -> dict[int, tuple[int | None, float, float]]:
+    """Behaviour evidence for the top k items and for `also`: {item: (rank or None, score, recent score)}.
+
+    score = sum of neighbour weight x history weight over the person's items; the recent score
+    sums over their latest items only (`recent`), which tells where their taste is going now.
+    One query: the same aggregate ranks the source's own candidates and scores the others'.
+    """
+    if model_id is None or not history:
+        return {}
+    allowed = Item.objects.filter(filters.q()).values("id")
+    allowed_sql, allowed_params = allowed.query.sql_with_params()
+    item_ids = list(history)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH scores AS (
+                SELECT neighbour.neighbour_id AS item_id,
+                       SUM(neighbour.weight * history.weight) AS score,
+                       SUM(neighbour.weight * history.recent) AS recent
+                FROM recommendations_itemneighbour AS neighbour
+                JOIN unnest(%s::bigint[], %s::float8[], %s::float8[]) AS history (item_id, weight, recent)
+                    ON neighbour.item_id = history.item_id
+                WHERE neighbour.model_id = %s AND neighbour.neighbour_id IN ({allowed_sql})
+                GROUP BY neighbour.neighbour_id
+            ), ranked AS (
+                SELECT item_id, score, recent, row_number() OVER (ORDER BY score DESC, item_id) AS rank
+                FROM scores
+            )
+            SELECT item_id, rank, score, recent FROM ranked
+            WHERE (rank <= %s AND score > 0) OR item_id = ANY(%s::bigint[])
+            """,  # noqa: S608 - the subquery is Django's own SQL with its parameters
+            [
+                item_ids,
+                [history[item_id] for item_id in item_ids],
+                [recent.get(item_id, 0.0) for item_id in item_ids],
+                model_id,
+                *allowed_params,
+                k,
+                list(also),
+            ],
+        )
+        return {
+            item_id: ((rank - 1) if rank <= k and score > 0 else None, float(score), float(recent))
+            for item_id, rank, score, recent in cursor.fetchall()
+        }
+
+
+def item_popularity(*, item_ids: list[int], as_of=None) -> dict[int, tuple[float, float, float | None]]:
+    """{item: (people who chose it, trending share, first interaction as Unix seconds)}.
+
+    Now (as_of None): from ItemStats, rebuilt with the behaviour model. At a past moment (the
+    re-ranker's training, an offline replay): from the activities before it, by the same
+    definitions: distinct people; recency-weighted interactions (TRENDING_HALF_LIFE_DAYS, the
+    last six half-lives) over the same sum for the whole catalog.
+    """
+    from users.models import Activity
+
+    if as_of is None:
+        rows = ItemStats.objects.filter(item_id__in=item_ids).values_list(
+            "item_id", "popularity", "trending", "first_interaction_at"
+        )
+        total = ItemStats.objects.aggregate(total=Sum("trending"))["total"] or 1.0
+        return {
+            item_id: (popularity, trending / total, first.timestamp() if first else None)
+            for item_id, popularity, trending, first in rows
+        }
+    half_life = settings.RECOMMENDER["TRENDING_HALF_LIFE_DAYS"] * 86_400
+    window_start = as_of - timedelta(seconds=6 * half_life)
+    table = Activity._meta.db_table
+    decay = "power(0.5, extract(epoch FROM (%s - created_at)) / %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COALESCE(SUM({decay}), 0) FROM {table} "  # noqa: S608 - table and expression are ours
+            "WHERE item_id IS NOT NULL AND kind <> 'dismiss' AND created_at >= %s AND created_at < %s",
+            [as_of, half_life, window_start, as_of],
+        )
+        total = float(cursor.fetchone()[0]) or 1.0
+        cursor.execute(
+            f"""
+            SELECT item_id, COUNT(DISTINCT user_id),
+                   COALESCE(SUM({decay}) FILTER (WHERE created_at >= %s), 0),
+                   MIN(created_at)
+            FROM {table}
+            WHERE item_id = ANY(%s::bigint[]) AND kind <> 'dismiss' AND created_at < %s
+            GROUP BY item_id
+            """,  # noqa: S608 - table and expression are ours
+            [as_of, half_life, window_start, list(item_ids), as_of],
+        )
+        return {
+            item_id: (float(people), float(trending) / total, first.timestamp())
+            for item_id, people, trending, first in cursor.fetchall()
+        }
 
 
 def behaviour_candidates(*, history: dict[int, float], filters: ItemFilters, k: int) -> list[tuple[int, float]]:
@@ -136,11 +248,12 @@ def popular_candidates(*, filters: ItemFilters, k: int, by: str = "popularity") 
     return [(item_id, float(score)) for item_id, score in rows]
 
 
-def fresh_candidates(*, filters: ItemFilters, k: int, days: int) -> list[tuple[int, float]]:
+def fresh_candidates(*, filters: ItemFilters, k: int, days: int, now=None) -> list[tuple[int, float]]:
     """The newest active items of the last `days` days (exploration for items nobody has seen)."""
-    since = timezone.now() - timedelta(days=days)
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
     rows = (
-        Item.objects.filter(filters.q(), created_at__gte=since)
+        Item.objects.filter(filters.q(), created_at__gte=since, created_at__lte=now)
         .order_by("-created_at", "-id")
         .values_list("id", "created_at")[:k]
     )
@@ -173,18 +286,43 @@ def semantic_candidates(
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef_search or _ef_search(), k))])
         if filters.is_selective or filters.exclude_ids:
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        for vector in vectors:
-            rows = item_vectors_nearest(
-                vector=vector, model_name=model_name, k=k, active_only=False, where=filters.q("item__"), exact=exact
-            ).values_list("item_id", "distance")
-            for item_id, distance in rows:
-                best[item_id] = max(best.get(item_id, -1.0), 1.0 - float(distance))
+        if exact and len(vectors) > 1:
+            # One scan for all the vectors: ordered by the nearest of their distances.
+            rows = _nearest_to_any(vectors=vectors, model_name=model_name, k=k, where=filters.q("item__"))
+        else:
+            rows = [
+                row
+                for vector in vectors
+                for row in item_vectors_nearest(
+                    vector=vector, model_name=model_name, k=k, active_only=False, where=filters.q("item__"), exact=exact
+                ).values_list("item_id", "distance")
+            ]
+        for item_id, distance in rows:
+            best[item_id] = max(best.get(item_id, -1.0), 1.0 - float(distance))
     return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
 
 
+def _nearest_to_any(*, vectors: list[np.ndarray], model_name: str, k: int, where: Q) -> list[tuple[int, float]]:
+    expected = _model_dimensions(model_name)
+    for vector in vectors:
+        if expected is not None and expected != len(vector):
+            raise ValueError(f"a query vector has {len(vector)} numbers, but {model_name} vectors have {expected}")
+    distance = Least(*(CosineDistance("embedding", np.asarray(vector, dtype=np.float32)) for vector in vectors))
+    return list(
+        ItemVector.objects.filter(where, model_name=model_name)
+        .annotate(distance=distance)
+        .order_by("distance")
+        .values_list("item_id", "distance")[:k]
+    )
+
+
 def item_vectors_for(*, item_ids: list[int], model_name: str) -> dict[int, np.ndarray]:
-    rows = ItemVector.objects.filter(item_id__in=item_ids, model_name=model_name).values_list("item_id", "embedding")
-    return {item_id: np.asarray(vector, dtype=np.float32) for item_id, vector in rows}
+    rows = (
+        ItemVector.objects.filter(item_id__in=item_ids, model_name=model_name)
+        .annotate(raw=VectorBytes("embedding"))
+        .values_list("item_id", "raw")
+    )
+    return {item_id: vector_from_bytes(raw) for item_id, raw in rows}
 
 
 def item_stats_for(*, item_ids: list[int]) -> dict[int, tuple[float, float]]:

@@ -15,15 +15,19 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from catalog.models import Item
+from catalog.models import Item, Placement
 from core.exceptions import ApplicationError
 from core.text import text_clean
+from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations import selectors
+from recommendations.candidates import SOURCES, Candidate, PersonState, _merge, candidates_gather, person_state
+from recommendations.features import FEATURES, features_compute
 from recommendations.models import (
     ItemNeighbour,
     Recommendation,
@@ -31,12 +35,12 @@ from recommendations.models import (
     RecommendedItem,
     UserInterest,
 )
+from recommendations.ranking import RankerError, active_ranker, blend_scores, feature_matrix
 from recommendations.selectors import ItemFilters
-from users.models import Activity, ActivityKind, ActivityVector, User
+from users.models import ActivityKind, User
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("behaviour", "semantic", "popular", "fresh")
 SNIPPET_LENGTH = 80
 # A person's own words are quoted as the reason only when they are this close to the item.
 QUOTE_MIN_SIMILARITY = 0.35
@@ -67,69 +71,36 @@ class Answer:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Candidate:
-    item_id: int
-    sources: dict[str, int] = field(default_factory=dict)  # source -> rank (0 = its best)
-    behaviour: float = 0.0
-    semantic: float = 0.0
-    popularity: float = 0.0
-    score: float = 0.0
-
-
 def _serving_model() -> str:
     config = settings.RECOMMENDER
     return config["SERVING_MODEL"] or config["ENCODER_MODEL"]
 
 
-def _merge(candidates: dict[int, _Candidate], source: str, ranked: list[tuple[int, float]]) -> None:
-    for rank, (item_id, _score) in enumerate(ranked):
-        candidates.setdefault(item_id, _Candidate(item_id)).sources[source] = rank
+def _placements(ordered: list[Candidate], pinned: list[int]) -> list[Candidate]:
+    """Staff-pinned items first (in their order), then the ranked rest."""
+    if not pinned:
+        return ordered
+    by_id = {candidate.item_id: candidate for candidate in ordered}
+    first = [by_id.get(item_id) or Candidate(item_id, sources={"pinned": 0}) for item_id in pinned]
+    for candidate in first:
+        candidate.sources.setdefault("pinned", 0)
+    return first + [candidate for candidate in ordered if candidate.item_id not in set(pinned)]
 
 
-def _history(user: User) -> tuple[dict[int, float], dict[int, tuple[str, float | None]], set[int]]:
-    """(item weights for the behaviour source, strongest activity per item, items to exclude)."""
-    rows = (
-        Activity.objects.filter(user=user, item__isnull=False)
-        .order_by("-created_at", "-id")
-        .values_list("item_id", "kind", "rating")[: settings.RECOMMENDER["HISTORY_ITEMS"]]
-    )
-    # Everything the person ever touched is "seen", not only the recent items the behaviour
-    # source reads: an old purchase must not come back as a recommendation.
-    seen = set(Activity.objects.filter(user=user, item__isnull=False).values_list("item_id", flat=True).distinct())
-    weights: dict[int, float] = {}
-    evidence: dict[int, tuple[str, float | None]] = {}
-    for item_id, kind, rating in rows:
-        if kind == ActivityKind.DISMISS:
-            weights.pop(item_id, None)
-            continue
-        # Every interaction counts once (the behaviour model was learned from binary rows).
-        weights[item_id] = 1.0
-        evidence.setdefault(item_id, (kind, rating))
-    return weights, evidence, seen
-
-
-def _blend(candidates: list[_Candidate]) -> None:
-    config = settings.RECOMMENDER
-    best_behaviour = max((candidate.behaviour for candidate in candidates), default=0.0) or 1.0
-    best_popularity = max((candidate.popularity for candidate in candidates), default=0.0) or 1.0
-    for candidate in candidates:
-        candidate.score = (
-            candidate.behaviour / best_behaviour
-            + config["BLEND_SEMANTIC"] * candidate.semantic
-            + config["BLEND_POPULARITY"] * candidate.popularity / best_popularity
-        )
-
-
-def _apply_rules(candidates: list[_Candidate], items: dict[int, Item], *, offset: int, k: int) -> list[_Candidate]:
-    """Order by score (ties by id: stable pages), cap results per category, cut the page."""
+def _apply_rules(
+    candidates: list[Candidate], categories: dict[int, str], *, offset: int, k: int, pinned: list[int] = ()
+) -> list[Candidate]:
+    """Order by score (ties by id: stable pages), pinned items first, cap results per category,
+    cut the page. Exclusions (seen, inactive, banned, the caller's filters) were applied by
+    every source's query already."""
     ordered = sorted(candidates, key=lambda candidate: (-candidate.score, candidate.item_id))
+    ordered = _placements(ordered, list(pinned))
     cap = settings.RECOMMENDER["MAX_PER_CATEGORY"]
     if cap:
         per_category: dict[str, int] = {}
         capped = []
         for candidate in ordered:
-            category = items[candidate.item_id].category
+            category = categories.get(candidate.item_id, "")
             per_category[category] = per_category.get(category, 0) + 1
             if not category or per_category[category] <= cap:
                 capped.append(candidate)
@@ -137,7 +108,20 @@ def _apply_rules(candidates: list[_Candidate], items: dict[int, Item], *, offset
     return ordered[offset : offset + k]
 
 
-def _features(candidates: dict[int, _Candidate], *, query_vectors: list[np.ndarray], model_name: str) -> None:
+def _pinned(filters: ItemFilters) -> list[int]:
+    """Items staff pinned that pass the request's filters (one small indexed query)."""
+    return list(
+        Item.objects.filter(filters.q(), placement=Placement.PINNED).order_by("id").values_list("id", flat=True)[:20]
+    )
+
+
+def _categories(candidates: dict[int, Candidate]) -> dict[int, str]:
+    if not settings.RECOMMENDER["MAX_PER_CATEGORY"]:
+        return {}
+    return dict(Item.objects.filter(id__in=list(candidates)).values_list("id", "category"))
+
+
+def _features(candidates: dict[int, Candidate], *, query_vectors: list[np.ndarray], model_name: str) -> None:
     """Semantic similarity and popularity for every candidate, in two queries (no N+1)."""
     ids = list(candidates)
     if query_vectors:
@@ -155,35 +139,31 @@ def _snippet(text: str) -> str:
 
 
 def _reasons_for_user(
-    user: User,
-    page: list[_Candidate],
-    items: dict[int, Item],
-    history: dict[int, float],
-    evidence: dict,
-    model_name: str,
+    state: PersonState, page: list[Candidate], items: dict[int, Item], model_name: str
 ) -> dict[int, str]:
+    """The evidence behind each result: their own words, the item of theirs that led to it, or
+    the trend it belongs to."""
     reasons: dict[int, str] = {}
     page_ids = [candidate.item_id for candidate in page]
     # Behaviour: the person's item that contributes most to each result.
     strongest: dict[int, tuple[float, int]] = {}
-    if history:
+    if state.history:
         links = ItemNeighbour.objects.filter(
-            model__is_active=True, item_id__in=list(history), neighbour_id__in=page_ids
+            model__is_active=True, item_id__in=list(state.history), neighbour_id__in=page_ids
         ).values_list("neighbour_id", "item_id", "weight")
         for neighbour_id, item_id, weight in links:
             if weight > strongest.get(neighbour_id, (0.0, 0))[0]:
                 strongest[neighbour_id] = (weight, item_id)
     anchors = Item.objects.in_bulk({item_id for _weight, item_id in strongest.values()})
     # Text: the person's own words closest to each result.
-    texts = list(
-        ActivityVector.objects.filter(activity__user=user, model_name=model_name)
-        .order_by("-activity__created_at")
-        .values_list("activity__text", "embedding")[:200]
-    )
+    texts = state.texts
     item_vectors = selectors.item_vectors_for(item_ids=page_ids, model_name=model_name) if texts else {}
-    text_matrix = np.stack([np.asarray(vector) for _text, vector in texts]) if texts else None
+    text_matrix = np.stack([vector for _text, vector in texts]) if texts else None
     for candidate in page:
         item = items[candidate.item_id]
+        if "pinned" in candidate.sources:
+            reasons[candidate.item_id] = "featured"
+            continue
         if text_matrix is not None and candidate.item_id in item_vectors:
             similarities = text_matrix @ item_vectors[candidate.item_id]
             best = int(np.argmax(similarities))
@@ -192,7 +172,7 @@ def _reasons_for_user(
                 continue
         if candidate.item_id in strongest:
             anchor = anchors[strongest[candidate.item_id][1]]
-            kind, rating = evidence.get(anchor.id, ("view", None))
+            kind, rating = state.evidence.get(anchor.id, ("view", None))
             verb = VERBS.get(kind, "you looked at")
             stars = f" {rating:g} stars" if kind == ActivityKind.RATING and rating is not None else ""
             reasons[candidate.item_id] = f"because {verb} {anchor.title}{stars}"
@@ -226,7 +206,15 @@ def _log(
     return str(recommendation.id)
 
 
-def _answer(page: list[_Candidate], items: dict[int, Item], reasons: dict[int, str], notes: list[str]) -> Answer:
+def _answer(
+    page: list[Candidate],
+    items: dict[int, Item],
+    reasons: dict[int, str],
+    notes: list[str],
+    *,
+    ranker: str = "blend",
+    fallback: bool = True,
+) -> Answer:
     results = [
         Result(
             item=items[candidate.item_id],
@@ -236,7 +224,30 @@ def _answer(page: list[_Candidate], items: dict[int, Item], reasons: dict[int, s
         )
         for candidate in page
     ]
-    return Answer(results=results, ranker="blend", fallback=True, notes=notes)
+    return Answer(results=results, ranker=ranker, fallback=fallback, notes=notes)
+
+
+def _score(candidates: list[Candidate], *, scoring: str) -> tuple[str, bool, list[str]]:
+    """Score candidates with the active ranker, or the documented blend. Returns (ranker name,
+    fallback?, notes)."""
+    if scoring not in ("auto", "blend"):
+        raise ValueError(f"scoring must be 'auto' or 'blend', not {scoring!r}")
+    rows = [candidate.features for candidate in candidates]
+    version, model = active_ranker() if scoring == "auto" else (None, None)
+    if model is not None:
+        try:
+            scores = model.score(feature_matrix(rows, model.features))
+        except RankerError as error:
+            logger.error("ranker v%d cannot score: %s", version.version, error)
+        else:
+            for candidate, score in zip(candidates, scores, strict=True):
+                candidate.score = float(score)
+            return f"{model.algorithm} v{version.version}", False, []
+    scores = blend_scores(feature_matrix(rows, list(FEATURES)))
+    for candidate, score in zip(candidates, scores, strict=True):
+        candidate.score = float(score)
+    reason = "no trained ranker is active" if scoring == "auto" else "the blend was asked for"
+    return "blend", True, [f"{reason}: results use the documented blend"]
 
 
 def recommend_for_user(
@@ -247,70 +258,46 @@ def recommend_for_user(
     filters: ItemFilters | None = None,
     exclude_seen: bool | None = None,
     sources: tuple[str, ...] = SOURCES,
+    scoring: str = "auto",
+    as_of: datetime | None = None,
     log: bool = True,
 ) -> Answer:
     """What to show this person next, with the reason and source(s) of each result.
 
-    `sources` limits the candidate sources (the evaluation's per-source ablations use it).
+    `sources` limits the candidate sources and `scoring="blend"` bypasses the trained ranker
+    (the evaluation's ablations use both). `as_of` replays the past: only activities before it
+    count and popularity is read as of then (the offline evaluation asks as of each person's
+    split point, as the ranker was trained).
     """
     started = time.monotonic()
     config = settings.RECOMMENDER
     filters = filters or ItemFilters()
     exclude_seen = config["EXCLUDE_SEEN"] if exclude_seen is None else exclude_seen
     model_name = _serving_model()
-    history, evidence, seen = _history(user)
+    state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
     if exclude_seen:
-        filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | seen)})
-    interests = [
-        np.asarray(vector, dtype=np.float32)
-        for vector in UserInterest.objects.filter(user=user, embedding_model=model_name)
-        .order_by("cluster")
-        .values_list("embedding", flat=True)
-    ]
+        filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | state.seen)})
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
-    candidates: dict[int, _Candidate] = {}
-    behaviour = []
-    if "behaviour" in sources:
-        behaviour = selectors.behaviour_candidates(history=history, filters=filters, k=size)
-        _merge(candidates, "behaviour", behaviour)
     if "semantic" not in sources:
-        interests = []
-    if interests:
-        _merge(
-            candidates,
-            "semantic",
-            selectors.semantic_candidates(vectors=interests, model_name=model_name, filters=filters, k=size),
-        )
-    if "popular" in sources:
-        _merge(
-            candidates,
-            "popular",
-            selectors.popular_candidates(filters=filters, k=size, by=config["POPULAR_BY"]),
-        )
-    if "fresh" in sources and config["FRESH_CANDIDATES"]:
-        _merge(
-            candidates,
-            "fresh",
-            selectors.fresh_candidates(filters=filters, k=config["FRESH_CANDIDATES"], days=config["FRESH_DAYS"]),
-        )
-    for item_id, score in behaviour:
-        candidates[item_id].behaviour = score
-    _features(candidates, query_vectors=interests[:1], model_name=model_name)
-    _blend(list(candidates.values()))
-    items = Item.objects.in_bulk(list(candidates))
-    page = _apply_rules(list(candidates.values()), items, offset=offset, k=k)
-    reasons = _reasons_for_user(user, page, items, history, evidence, model_name)
-    notes = ["no trained ranker is active: results use the documented blend"]
-    if not history:
+        state.interests = []
+    candidates = candidates_gather(state=state, filters=filters, size=size, model_name=model_name, sources=sources)
+    fields = features_compute(state=state, candidates=candidates, model_name=model_name, size=size)
+    ranker, fallback, notes = _score(list(candidates.values()), scoring=scoring)
+    categories = {item_id: values["category"] for item_id, values in fields.items()}
+    page = _apply_rules(list(candidates.values()), categories, offset=offset, k=k, pinned=_pinned(filters))
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    reasons = _reasons_for_user(state, page, items, model_name)
+    if not state.history:
         notes.append("no history yet: popular items and anything you typed")
-    answer = _answer(page, items, reasons, notes)
+    answer = _answer(page, items, reasons, notes, ranker=ranker, fallback=fallback)
     if log:
         answer.recommendation_id = _log(context=RecommendationContext.USER, user=user, results=answer.results)
     logger.debug(
-        "recommended for user=%s n=%d candidates=%d ms=%d",
+        "recommended for user=%s n=%d candidates=%d ranker=%s ms=%d",
         user.pk,
         len(page),
         len(candidates),
+        ranker,
         (time.monotonic() - started) * 1000,
     )
     return answer
@@ -343,7 +330,7 @@ def recommend_for_text(
     filters = filters or ItemFilters()
     model_name = _serving_model()
     query = _text_vector(text)
-    candidates: dict[int, _Candidate] = {}
+    candidates: dict[int, Candidate] = {}
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
     _merge(
         candidates,
@@ -355,9 +342,11 @@ def recommend_for_text(
     if user is not None:
         interest = (
             UserInterest.objects.filter(user=user, embedding_model=model_name, cluster=0)
-            .values_list("embedding", flat=True)
+            .annotate(raw=VectorBytes("embedding"))
+            .values_list("raw", flat=True)
             .first()
         )
+        interest = vector_from_bytes(interest) if interest is not None else None
     personal = {}
     if interest is not None:
         vectors = selectors.item_vectors_for(item_ids=list(candidates), model_name=model_name)
@@ -368,8 +357,8 @@ def recommend_for_text(
             + config["TEXT_POPULARITY"] * candidate.popularity
             + config["BLEND_SEMANTIC"] * personal.get(candidate.item_id, 0.0)
         )
-    items = Item.objects.in_bulk(list(candidates))
-    page = _apply_rules(list(candidates.values()), items, offset=offset, k=k)
+    page = _apply_rules(list(candidates.values()), _categories(candidates), offset=offset, k=k)
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
     reason = f'matches "{_snippet(text)}"'
     reasons = {candidate.item_id: reason for candidate in page}
     notes = ["free-text answers are ranked by meaning and popularity (no trained ranker for text yet)"]
@@ -396,7 +385,7 @@ def similar_items(
     filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | {item.id})})
     model_name = _serving_model()
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
-    candidates: dict[int, _Candidate] = {}
+    candidates: dict[int, Candidate] = {}
     behaviour = selectors.behaviour_candidates(history={item.id: 1.0}, filters=filters, k=size)
     _merge(candidates, "behaviour", behaviour)
     vector = selectors.item_vectors_for(item_ids=[item.id], model_name=model_name).get(item.id)
@@ -413,8 +402,8 @@ def similar_items(
     best = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
     for candidate in candidates.values():
         candidate.score = candidate.behaviour / best + config["SIMILAR_SEMANTIC"] * candidate.semantic
-    items = Item.objects.in_bulk(list(candidates))
-    page = _apply_rules(list(candidates.values()), items, offset=offset, k=k)
+    page = _apply_rules(list(candidates.values()), _categories(candidates), offset=offset, k=k)
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
     reasons = {
         candidate.item_id: (
             f"people who chose {item.title} also chose this"

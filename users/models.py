@@ -78,6 +78,8 @@ class Activity(EmbeddedTextMixin):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="activity_user_recent_idx"),
             models.Index(fields=["item", "kind"], name="activity_item_kind_idx"),
+            # Popularity and trends as of a moment (the re-ranker's training, offline replays).
+            models.Index(fields=["created_at"], name="activity_created_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=ActivityKind.values), name="activity_kind_valid"),

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='item',
             name='placement',
-            field=models.CharField(choices=[('normal', 'Ranked normally'), ('pinned', 'Pinned: shown first wherever it passes the filters'), ('banned', 'Banned: never recommended')], default='normal', max_length=10),
+            field=models.CharField(choices=[('normal', 'Ranked normally'), ('pinned', 'Pinned: first in personal recommendations'), ('banned', 'Banned: never recommended')], default='normal', max_length=10),
         ),
         migrations.AddConstraint(
             model_name='item',

@@ -211,7 +211,9 @@ def test_query_count_of_recommend_for_user_does_not_grow_with_the_page(world):
             recommend_for_user(user=person, k=k, log=False)
         counts.append(len(queries))
 
-    assert counts[0] == counts[1] <= 19, counts
+    # The person (3), candidate sources (9 with the HNSW settings), features (4), ranker and
+    # pins (2), the page's items (1), explanations (3), trending total (1).
+    assert counts[0] == counts[1] <= 23, counts
 
 
 def test_interest_vectors_are_unit_length(world):

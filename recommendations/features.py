@@ -1,0 +1,122 @@
+"""Features of (person, candidate) pairs for the re-ranker, computed in batches (no N+1).
+
+The same function serves requests and builds the re-ranker's training rows, so a model never
+sees features computed differently from the ones it learned on. A missing value is NaN (the
+gradient-boosted ranker handles it; the logistic one reads 0 with the feature's own flag).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from django.utils import timezone
+
+from catalog.models import Item
+from recommendations import selectors
+from recommendations.candidates import Candidate, PersonState, item_vectors_with_recent
+
+# Version the list when it changes: a stored ranker reads features by these names.
+FEATURES = (
+    "behaviour",  # sum of behaviour-model weights over the person's items
+    "behaviour_recent",  # the same over their latest items only
+    "behaviour_rank",  # rank in the behaviour source / source size (1 = not proposed)
+    "behaviour_share",  # behaviour / the best behaviour score among the candidates
+    "semantic_best",  # best cosine to any interest vector
+    "semantic_main",  # cosine to the main interest vector
+    "semantic_recent_max",  # best cosine to the vectors of their latest items
+    "semantic_recent_mean",  # mean cosine to those
+    "text_match",  # best cosine to what they wrote (reviews, searches, questions, tags)
+    "semantic_rank",  # rank in the semantic source / source size (1 = not proposed)
+    "popularity",  # log(1 + distinct people)
+    "trending",  # log(1 + 10,000 x share of the recency-weighted interactions)
+    "item_age_years",  # years between the item's first interaction and now (or as_of)
+    "category_share",  # share of the person's items in the candidate's category
+    "tag_share_mean",  # mean over the candidate's tags of the person's share of that tag
+    "tag_share_max",
+    "in_popular",
+    "in_fresh",
+    "history_size",  # log(1 + the person's items)
+    "price_gap",  # |log price - mean log price of the person's items| (NaN without prices)
+)
+INDEX = {name: position for position, name in enumerate(FEATURES)}
+
+
+def _shares(values: list[str]) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0.0) + 1.0
+    total = sum(counts.values()) or 1.0
+    return {value: count / total for value, count in counts.items()}
+
+
+def features_compute(
+    *, state: PersonState, candidates: dict[int, Candidate], model_name: str, size: int
+) -> dict[int, dict]:
+    """Fill candidate.features (FEATURES order), .semantic and .popularity; returns the
+    candidates' item fields read (category, tags, price) for the business rules. Four queries."""
+    ids = list(candidates)
+    if not ids:
+        return {}
+    matrix = np.full((len(ids), len(FEATURES)), np.nan, dtype=np.float64)
+    vectors, recent_vectors = item_vectors_with_recent(state=state, item_ids=ids, model_name=model_name)
+    interests = np.stack(state.interests) if state.interests else None
+    texts = np.stack([vector for _text, vector in state.texts]) if state.texts else None
+    popularity = selectors.item_popularity(item_ids=ids, as_of=state.as_of)
+    rows = Item.objects.filter(id__in=set(ids) | set(state.history)).values_list("id", "category", "tags", "price")
+    read = {item_id: {"category": category, "tags": tags, "price": price} for item_id, category, tags, price in rows}
+    fields = {item_id: read[item_id] for item_id in ids if item_id in read}
+    categories, tags, prices = [], [], []
+    for category, item_tags, price in (
+        (values["category"], values["tags"], values["price"])
+        for item_id, values in read.items()
+        if item_id in state.history
+    ):
+        categories.append(category)
+        tags.extend(item_tags)
+        if price is not None and price > 0:
+            prices.append(math.log(float(price)))
+    category_shares, tag_shares = _shares(categories), _shares(tags)
+    mean_price = float(np.mean(prices)) if prices else None
+    reference = (state.as_of or timezone.now()).timestamp()
+    best_behaviour = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
+    history_size = math.log1p(len(state.history))
+
+    for row, item_id in enumerate(ids):
+        candidate = candidates[item_id]
+        values = matrix[row]
+        values[INDEX["behaviour"]] = candidate.behaviour
+        values[INDEX["behaviour_recent"]] = candidate.behaviour_recent
+        values[INDEX["behaviour_rank"]] = candidate.sources.get("behaviour", size) / size
+        values[INDEX["behaviour_share"]] = candidate.behaviour / best_behaviour
+        values[INDEX["semantic_rank"]] = candidate.sources.get("semantic", size) / size
+        vector = vectors.get(item_id)
+        if vector is not None:
+            if interests is not None:
+                similarities = interests @ vector
+                values[INDEX["semantic_best"]] = candidate.semantic = float(similarities.max())
+                values[INDEX["semantic_main"]] = float(similarities[0])
+            if recent_vectors is not None:
+                similarities = recent_vectors @ vector
+                values[INDEX["semantic_recent_max"]] = float(similarities.max())
+                values[INDEX["semantic_recent_mean"]] = float(similarities.mean())
+            if texts is not None:
+                values[INDEX["text_match"]] = float((texts @ vector).max())
+        people, trending, first = popularity.get(item_id, (0.0, 0.0, None))
+        values[INDEX["popularity"]] = candidate.popularity = math.log1p(people)
+        values[INDEX["trending"]] = math.log1p(10_000 * trending)
+        if first is not None:
+            values[INDEX["item_age_years"]] = (reference - first) / (365.25 * 86_400)
+        item = fields.get(item_id)
+        if item is not None:
+            values[INDEX["category_share"]] = category_shares.get(item["category"], 0.0)
+            item_tag_shares = [tag_shares.get(tag, 0.0) for tag in item["tags"]] or [0.0]
+            values[INDEX["tag_share_mean"]] = float(np.mean(item_tag_shares))
+            values[INDEX["tag_share_max"]] = float(np.max(item_tag_shares))
+            if mean_price is not None and item["price"] is not None and item["price"] > 0:
+                values[INDEX["price_gap"]] = abs(math.log(float(item["price"])) - mean_price)
+        values[INDEX["in_popular"]] = float("popular" in candidate.sources)
+        values[INDEX["in_fresh"]] = float("fresh" in candidate.sources)
+        values[INDEX["history_size"]] = history_size
+        candidate.features = values
+    return fields

@@ -1,0 +1,328 @@
+"""The trained re-ranker: training on logged interactions, versions, activation, serving cache.
+
+Training (`ranker_train`, run by the Celery task and `manage.py train_ranker`):
+1. Every person's interactions are sorted by (time, item); their last RANKER_LABEL_FRACTION
+   (at least one) are the labels, the rest is their past.
+2. A behaviour model is built from the past only (not served), so behaviour features do not
+   already know the labels; popularity and trending are read as of each person's cut-off.
+3. For each person (up to RANKER_MAX_PEOPLE, a seeded sample), the serving code itself
+   (candidates.person_state / candidates_gather / features.features_compute) proposes and
+   describes candidates as of their cut-off; a candidate is positive when it is in their labels.
+4. Temporal split of the people: those whose cut-off is earlier train, the latest
+   RANKER_VALIDATION_SHARE validate. Both algorithms are trained; each becomes a RankerModel
+   version with its validation NDCG@K next to every single source's and the blend's.
+5. The best new version becomes active only if it beats, on this validation data, the best
+   single source and the active version (re-scored on the same rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from core.exceptions import ApplicationError
+from recommendations.behaviour_services import POSITIVE_KINDS, behaviour_model_build
+from recommendations.candidates import candidates_gather, person_state
+from recommendations.features import FEATURES, INDEX, features_compute
+from recommendations.ml.ranker import Ranker, ndcg_of_groups, train_lambdarank, train_logistic_regression
+from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
+from recommendations.selectors import ItemFilters
+from users.models import Activity
+
+logger = logging.getLogger(__name__)
+
+MIN_INTERACTIONS = 5  # people with fewer have too little past to learn from
+
+
+class RankerError(ApplicationError):
+    pass
+
+
+# --- serving: the active version, loaded once per process ------------------------------------
+
+_active: dict[str, object] = {"id": None, "ranker": None, "version": None}
+
+
+def active_ranker() -> tuple[RankerModel | None, Ranker | None]:
+    """The active version and its model. One small query; the artifact is read only when the
+    active version changed since this process last looked (a staff activation, a training)."""
+    row = RankerModel.objects.filter(is_active=True).values_list("id", "version").first()
+    if row is None:
+        return None, None
+    ranker_id, version = row
+    if _active["id"] != ranker_id:
+        artifact = RankerModel.objects.filter(id=ranker_id).values_list("artifact", flat=True).first()
+        if artifact is None:
+            return None, None
+        _active.update(id=ranker_id, version=version, ranker=Ranker.from_bytes(artifact))
+    return RankerModel(id=ranker_id, version=version), _active["ranker"]
+
+
+def reset_active_ranker() -> None:
+    _active.update(id=None, ranker=None, version=None)
+
+
+def feature_matrix(rows: list[np.ndarray], names: list[str]) -> np.ndarray:
+    """Rows in FEATURES order -> the columns a stored ranker reads, by name."""
+    unknown = [name for name in names if name not in INDEX]
+    if unknown:
+        raise RankerError(f"the ranker reads features this version does not compute: {', '.join(unknown)}")
+    if not rows:
+        return np.zeros((0, len(names)))
+    return np.stack(rows)[:, [INDEX[name] for name in names]]
+
+
+def blend_scores(matrix: np.ndarray) -> np.ndarray:
+    """The documented fallback when no ranker is active (rows in FEATURES order)."""
+    config = settings.RECOMMENDER
+    behaviour = np.nan_to_num(matrix[:, INDEX["behaviour_share"]])
+    semantic = np.nan_to_num(matrix[:, INDEX["semantic_best"]])
+    popularity = matrix[:, INDEX["popularity"]]
+    best_popularity = popularity.max() if len(popularity) and popularity.max() > 0 else 1.0
+    return behaviour + config["BLEND_SEMANTIC"] * semantic + config["BLEND_POPULARITY"] * popularity / best_popularity
+
+
+def ranker_activate(*, ranker: RankerModel) -> RankerModel:
+    """Make this version the one that serves (staff may roll back to any stored version)."""
+    with transaction.atomic():
+        RankerModel.objects.select_for_update().filter(is_active=True).exclude(pk=ranker.pk).update(is_active=False)
+        RankerModel.objects.filter(pk=ranker.pk).update(is_active=True)
+    ranker.is_active = True
+    logger.info("ranker v%d active", ranker.version)
+    return ranker
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingData:
+    matrix: np.ndarray
+    labels: np.ndarray
+    groups: list[int]  # rows per person, in the order of people
+    relevant: list[int]  # each person's number of label items
+    cutoffs: list[datetime]
+    window: tuple[datetime | None, datetime | None] = (None, None)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def select(self, people: list[int]) -> TrainingData:
+        starts = np.concatenate([[0], np.cumsum(self.groups)])
+        rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in people]) if people else np.array([], int)
+        return TrainingData(
+            matrix=self.matrix[rows],
+            labels=self.labels[rows],
+            groups=[self.groups[p] for p in people],
+            relevant=[self.relevant[p] for p in people],
+            cutoffs=[self.cutoffs[p] for p in people],
+        )
+
+
+def _serving_model() -> str:
+    config = settings.RECOMMENDER
+    return config["SERVING_MODEL"] or config["ENCODER_MODEL"]
+
+
+def training_data_build(
+    *,
+    label_fraction: float,
+    max_people: int,
+    seed: int = 0,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+) -> TrainingData:
+    """Candidates and features of each sampled person as of their cut-off, labelled by what
+    they went on to choose. See the module docstring."""
+    started = time.monotonic()
+    config = settings.RECOMMENDER
+    model_name = _serving_model()
+    per_person: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    rows = Activity.objects.filter(item__isnull=False, kind__in=POSITIVE_KINDS).values_list(
+        "user_id", "item_id", "created_at"
+    )
+    for user_id, item_id, created_at in rows.order_by().iterator(chunk_size=20_000):
+        per_person[user_id].append((created_at, item_id))
+    past_users, past_items, past_times = [], [], []
+    people: list[tuple[int, datetime, set[int], set[int]]] = []  # (user, cut-off, past items, labels)
+    for user_id, events in per_person.items():
+        events.sort()
+        n_labels = max(1, math.ceil(len(events) * label_fraction))
+        head = events if len(events) < MIN_INTERACTIONS else events[: len(events) - n_labels]
+        for created_at, item_id in head:
+            past_users.append(user_id)
+            past_items.append(item_id)
+            past_times.append(created_at.timestamp())
+        if len(events) >= MIN_INTERACTIONS:
+            past = {item_id for _created_at, item_id in head}
+            labels = {item_id for _created_at, item_id in events[len(head) :]} - past
+            if labels:
+                people.append((user_id, events[len(head)][0], past, labels))
+    if not people:
+        raise RankerError(f"no person has {MIN_INTERACTIONS} or more interactions yet: nothing to learn from")
+    people.sort(key=lambda person: person[0])
+    random.Random(seed).shuffle(people)
+    people = sorted(people[:max_people], key=lambda person: (person[1], person[0]))  # by cut-off: temporal split
+    shadow = behaviour_model_build(
+        user_ids=np.array(past_users, dtype=np.int64),
+        item_ids=np.array(past_items, dtype=np.int64),
+        times=np.array(past_times),
+        activate=False,
+    )
+    seconds = {"behaviour_model_of_the_past": round(time.monotonic() - started, 1)}
+    size = config["CANDIDATES_PER_SOURCE"]
+    matrices, labels, groups, relevant, cutoffs = [], [], [], [], []
+    try:
+        for user_id, cutoff, past, wanted in progress(people, "ranker training data"):
+            state = person_state(user_id=user_id, model_name=model_name, as_of=cutoff)
+            filters = ItemFilters(exclude_ids=frozenset(state.seen | past))
+            candidates = candidates_gather(
+                state=state, filters=filters, size=size, model_name=model_name, behaviour_model_id=shadow.id
+            )
+            features_compute(state=state, candidates=candidates, model_name=model_name, size=size)
+            if not candidates:
+                continue
+            ids = sorted(candidates)
+            matrices.append(np.stack([candidates[item_id].features for item_id in ids]))
+            labels.append(np.array([1.0 if item_id in wanted else 0.0 for item_id in ids]))
+            groups.append(len(ids))
+            relevant.append(len(wanted))
+            cutoffs.append(cutoff)
+    finally:
+        BehaviourModel.objects.filter(pk=shadow.pk).delete()
+    seconds["features"] = round(time.monotonic() - started - seconds["behaviour_model_of_the_past"], 1)
+    return TrainingData(
+        matrix=np.concatenate(matrices) if matrices else np.zeros((0, len(FEATURES))),
+        labels=np.concatenate(labels) if labels else np.zeros(0),
+        groups=groups,
+        relevant=relevant,
+        cutoffs=cutoffs,
+        window=(min(cutoffs) if cutoffs else None, max(cutoffs) if cutoffs else None),
+        seconds=seconds,
+    )
+
+
+def activation_refusals(*, score: float, best_source: float, active: float | None, k: int) -> list[str]:
+    """Why a new version with this validation NDCG must not serve (empty: it may)."""
+    reasons = []
+    if score <= best_source:
+        reasons.append(f"NDCG@{k} {score} does not beat the best single source ({best_source})")
+    if active is not None and score <= active:
+        reasons.append(f"NDCG@{k} {score} does not beat the active version ({active})")
+    return reasons
+
+
+def _single_source_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "behaviour": np.nan_to_num(matrix[:, INDEX["behaviour"]]),
+        "semantic": np.nan_to_num(matrix[:, INDEX["semantic_best"]], nan=-1.0),
+        "popular": matrix[:, INDEX["popularity"]],
+        "blend": blend_scores(matrix),
+    }
+
+
+def ranker_train(
+    *,
+    label_fraction: float | None = None,
+    validation_share: float | None = None,
+    max_people: int | None = None,
+    algorithms: tuple[str, ...] = (RankerAlgorithm.LAMBDARANK, RankerAlgorithm.LOGISTIC_REGRESSION),
+    activate: bool = True,
+    seed: int = 0,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+) -> list[RankerModel]:
+    """Train new ranker versions; activate the best if it earns it. Returns the new versions."""
+    config = settings.RECOMMENDER
+    k = config["RANKER_VALIDATION_K"]
+    data = training_data_build(
+        label_fraction=label_fraction or config["RANKER_LABEL_FRACTION"],
+        max_people=max_people or config["RANKER_MAX_PEOPLE"],
+        seed=seed,
+        progress=progress,
+    )
+    n_people = len(data.groups)
+    n_validation = max(1, round(n_people * (validation_share or config["RANKER_VALIDATION_SHARE"])))
+    if n_people - n_validation < 1:
+        raise RankerError(f"{n_people} people to learn from: too few to train and validate")
+    training = data.select(list(range(n_people - n_validation)))
+    validation = data.select(list(range(n_people - n_validation, n_people)))
+    if training.labels.sum() == 0:
+        raise RankerError("no candidate of the training people was chosen later: nothing to learn from")
+    # People whose candidates hold no label teach a ranking nothing (every order scores 0).
+    useful = [p for p, size in enumerate(training.groups) if training.select([p]).labels.sum() > 0]
+    training = training.select(useful)
+
+    def ndcg(scores: np.ndarray) -> float:
+        return round(ndcg_of_groups(scores, validation.labels, validation.groups, k=k, relevant=validation.relevant), 4)
+
+    baselines = {name: ndcg(scores) for name, scores in _single_source_scores(validation.matrix).items()}
+    best_source = max(baselines[name] for name in ("behaviour", "semantic", "popular"))
+    active_version, active_model = active_ranker()
+    active_ndcg = None
+    if active_model is not None:
+        try:
+            active_ndcg = ndcg(active_model.score(feature_matrix(list(validation.matrix), active_model.features)))
+        except RankerError:
+            active_ndcg = None  # it reads features this version no longer computes: it cannot compete
+    started = time.monotonic()
+    trained = []
+    for algorithm in algorithms:
+        step = time.monotonic()
+        if algorithm == RankerAlgorithm.LAMBDARANK:
+            ranker = train_lambdarank(training.matrix, training.labels, training.groups, list(FEATURES))
+        elif algorithm == RankerAlgorithm.LOGISTIC_REGRESSION:
+            ranker = train_logistic_regression(training.matrix, training.labels, list(FEATURES))
+        else:
+            raise RankerError(f"unknown ranker algorithm {algorithm!r}")
+        trained.append((ranker, ndcg(ranker.score(validation.matrix)), round(time.monotonic() - step, 1)))
+    versions = []
+    with transaction.atomic():
+        latest = RankerModel.objects.aggregate(latest=Max("version"))["latest"] or 0
+        for offset, (ranker, validation_ndcg, train_seconds) in enumerate(trained, start=1):
+            metrics = {
+                f"ndcg@{k}": validation_ndcg,
+                "single_sources": {name: baselines[name] for name in ("behaviour", "semantic", "popular")},
+                "blend": baselines["blend"],
+                "active_version": active_version.version if active_version else None,
+                "active_ndcg": active_ndcg,
+                "training_people": len(training.groups),
+                "validation_people": len(validation.groups),
+                "training_rows": int(len(training.labels)),
+                "training_positives": int(training.labels.sum()),
+                "train_seconds": train_seconds,
+                "data_seconds": data.seconds,
+            }
+            versions.append(
+                RankerModel.objects.create(
+                    version=latest + offset,
+                    algorithm=ranker.algorithm,
+                    features=ranker.features,
+                    trained_from=data.window[0],
+                    trained_until=data.window[1],
+                    validation_metrics=metrics,
+                    artifact=ranker.to_bytes(),
+                )
+            )
+    logger.info(
+        "rankers trained versions=%s seconds=%.1f",
+        [version.version for version in versions],
+        time.monotonic() - started,
+    )
+    best = max(versions, key=lambda version: version.validation_metrics[f"ndcg@{k}"])
+    score = best.validation_metrics[f"ndcg@{k}"]
+    reasons = activation_refusals(score=score, best_source=best_source, active=active_ndcg, k=k)
+    if activate and not reasons:
+        ranker_activate(ranker=best)
+        best.notes = f"activated: NDCG@{k} {score} beats every single source and the active version"
+    else:
+        best.notes = "not activated: " + ("; ".join(reasons) if reasons else "activation not asked for")
+    best.save(update_fields=["notes"])
+    return versions

@@ -1,0 +1,204 @@
+"""The trained re-ranker: training data as of each person's past, versions, activation, serving."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from catalog.models import Item, Placement
+from catalog.services import item_set_placement
+from recommendations import embedding
+from recommendations.behaviour_services import behaviour_model_rebuild
+from recommendations.candidates import person_state
+from recommendations.features import FEATURES
+from recommendations.ml.ranker import Ranker, ndcg_of_groups
+from recommendations.models import BehaviourModel, RankerModel
+from recommendations.ranking import activation_refusals, ranker_activate, ranker_train, reset_active_ranker
+from recommendations.selectors import item_popularity
+from recommendations.services import recommend_for_user
+from tests.factories import UserFactory
+from users.models import Activity
+
+pytestmark = pytest.mark.django_db
+
+THEMES = {
+    "hiking": ("Outdoor", "boots, tents and trail maps for mountain hikes"),
+    "tea": ("Kitchen", "loose-leaf green tea, teapots and kettles"),
+    "jazz": ("Music", "jazz records, saxophone solos and live club recordings"),
+    "baking": ("Kitchen", "sourdough bread, flour and baking tins"),
+}
+MODEL = "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ranker_cache():
+    reset_active_ranker()
+    yield
+    reset_active_ranker()
+
+
+@pytest.fixture
+def world():
+    """Four themes of eight items; 32 people, each loyal to one theme, choosing its items in a
+    fixed order (so what someone chose early predicts what they choose next)."""
+    items = {}
+    for theme, (category, words) in THEMES.items():
+        for number in range(8):
+            items[(theme, number)] = Item.objects.create(
+                external_id=f"{theme}-{number}",
+                title=f"{theme.title()} item {number}",
+                category=category,
+                tags=[theme],
+                description=f"Number {number} of our {words}.",
+            )
+    start = timezone.now() - timedelta(days=200)
+    people = []
+    for index in range(32):
+        theme = list(THEMES)[index % 4]
+        person = UserFactory(username=f"person{index}")
+        people.append(person)
+        offset = index // 4  # people of a theme start at different items: varied histories
+        for step in range(6):
+            Activity.objects.create(
+                user=person,
+                item=items[(theme, (offset + step) % 8)],
+                kind="purchase",
+                created_at=start + timedelta(days=index + 3 * step),
+            )
+    embedding.embeddings_process_pending()
+    behaviour_model_rebuild()
+    return {"items": items, "people": people, "start": start}
+
+
+def test_person_state_as_of_a_moment_sees_only_what_came_before(world):
+    person = world["people"][0]
+    activities = list(Activity.objects.filter(user=person).order_by("created_at"))
+    cut = activities[3].created_at
+
+    state = person_state(user_id=person.id, model_name=MODEL, as_of=cut)
+
+    assert state.seen == {activity.item_id for activity in activities[:3]}
+    assert list(state.history) == [activity.item_id for activity in reversed(activities[:3])]
+    assert state.interests  # built from those three items only, in memory
+
+
+def test_item_popularity_as_of_counts_only_earlier_interactions(world):
+    item = world["items"][("hiking", 0)]
+    interactions = list(Activity.objects.filter(item=item).order_by("created_at"))
+    assert len(interactions) >= 2
+
+    before_second = item_popularity(item_ids=[item.id], as_of=interactions[1].created_at)
+    now = item_popularity(item_ids=[item.id], as_of=timezone.now())
+
+    assert before_second[item.id][0] == 1.0
+    assert now[item.id][0] == len({activity.user_id for activity in interactions})
+    assert before_second[item.id][2] == pytest.approx(interactions[0].created_at.timestamp())
+
+
+def test_training_stores_two_versions_with_metrics_and_deletes_its_model_of_the_past(world):
+    versions = ranker_train(max_people=32)
+
+    assert sorted(version.algorithm for version in versions) == ["lambdarank", "logistic_regression"]
+    for version in versions:
+        metrics = version.validation_metrics
+        assert 0.0 <= metrics["ndcg@20"] <= 1.0
+        assert set(metrics["single_sources"]) == {"behaviour", "semantic", "popular"}
+        assert metrics["training_people"] + metrics["validation_people"] <= 32
+        assert metrics["training_positives"] > 0
+        assert version.trained_from <= version.trained_until
+        assert version.features == list(FEATURES)
+        ranker = Ranker.from_bytes(version.artifact)
+        assert ranker.score(np.zeros((3, len(FEATURES)))).shape == (3,)
+    # Only the served behaviour model is left: the one of the past was deleted after use.
+    assert list(BehaviourModel.objects.values_list("is_active", flat=True)) == [True]
+    best = max(versions, key=lambda version: version.validation_metrics["ndcg@20"])
+    best.refresh_from_db()
+    assert best.notes.startswith("activated" if best.is_active else "not activated")
+
+
+def test_a_retrained_version_that_does_not_beat_the_active_one_stays_inactive(world):
+    first = ranker_train(max_people=32)
+    best = max(first, key=lambda version: version.validation_metrics["ndcg@20"])
+    ranker_activate(ranker=best)
+
+    second = ranker_train(max_people=32)  # the same data and seed: the same scores, no better
+
+    assert RankerModel.objects.get(is_active=True).pk == best.pk
+    challenger = max(second, key=lambda version: version.validation_metrics["ndcg@20"])
+    challenger.refresh_from_db()
+    assert "does not beat the active version" in challenger.notes
+    assert challenger.validation_metrics["active_version"] == best.version
+
+
+def test_activation_needs_to_beat_every_single_source_and_the_active_version():
+    assert activation_refusals(score=0.30, best_source=0.25, active=None, k=20) == []
+    assert activation_refusals(score=0.30, best_source=0.25, active=0.28, k=20) == []
+    assert activation_refusals(score=0.25, best_source=0.25, active=None, k=20) == [
+        "NDCG@20 0.25 does not beat the best single source (0.25)"
+    ]
+    assert activation_refusals(score=0.30, best_source=0.10, active=0.31, k=20) == [
+        "NDCG@20 0.3 does not beat the active version (0.31)"
+    ]
+
+
+def test_the_service_scores_with_the_active_ranker_and_names_it(world):
+    versions = ranker_train(max_people=32, activate=False)
+    chosen = next(version for version in versions if version.algorithm == "lambdarank")
+    ranker_activate(ranker=chosen)
+
+    answer = recommend_for_user(user=world["people"][5], k=5, log=False)
+
+    assert answer.ranker == f"lambdarank v{chosen.version}"
+    assert answer.fallback is False
+    assert len(answer.results) == 5
+    assert not any("blend" in note for note in answer.notes)
+
+
+def test_without_a_ranker_the_service_uses_the_blend_and_says_so(world):
+    answer = recommend_for_user(user=world["people"][5], k=5, log=False)
+
+    assert answer.ranker == "blend" and answer.fallback is True
+    assert "no trained ranker is active: results use the documented blend" in answer.notes
+
+
+def test_a_ranker_that_reads_unknown_features_falls_back_to_the_blend(world):
+    broken = Ranker(
+        "logistic_regression", ["no_such_feature"], {"mean": [0], "scale": [1], "coef": [1], "intercept": 0}
+    )
+    RankerModel.objects.create(
+        version=1, algorithm="logistic_regression", features=["no_such_feature"], artifact=broken.to_bytes()
+    )
+    ranker_activate(ranker=RankerModel.objects.get(version=1))
+
+    answer = recommend_for_user(user=world["people"][5], k=5, log=False)
+
+    assert answer.ranker == "blend" and answer.fallback is True
+    assert len(answer.results) == 5
+
+
+def test_banned_items_are_never_recommended_and_pinned_ones_come_first(world):
+    person = world["people"][0]  # a hiker
+    usual = recommend_for_user(user=person, k=5, log=False)
+    top = usual.results[0].item
+    featured = world["items"][("jazz", 7)]
+
+    item_set_placement(item_ids=[top.id], placement=Placement.BANNED)
+    item_set_placement(item_ids=[featured.id], placement=Placement.PINNED)
+    answer = recommend_for_user(user=person, k=5, log=False)
+
+    ids = [result.item.id for result in answer.results]
+    assert top.id not in ids
+    assert ids[0] == featured.id
+    assert answer.results[0].reason == "featured"
+    assert "pinned" in answer.results[0].sources
+
+
+def test_ndcg_of_groups_counts_relevant_items_the_candidates_missed():
+    scores = np.array([0.9, 0.1, 0.5, 0.4])
+    labels = np.array([1.0, 0.0, 0.0, 1.0])
+    # Group 1: its only relevant item first -> 1. Group 2: its relevant item second of two,
+    # but the person had two relevant items (one never proposed): (1/log2 3) / (1 + 1/log2 3).
+    value = ndcg_of_groups(scores, labels, [2, 2], k=20, relevant=[1, 2])
+    expected = (1.0 + (1 / np.log2(3)) / (1 + 1 / np.log2(3))) / 2
+    assert value == pytest.approx(expected)
