@@ -48,8 +48,15 @@ def page(browser, live_server):
     # Any alert/confirm would mean a script ran that should not have (or a page we did not expect).
     opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     opened.dialogs = dialogs
+    # The Content-Security-Policy must never block anything our own pages need.
+    blocked: list[str] = []
+    opened.on(
+        "console",
+        lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     yield opened
     context.close()
+    assert blocked == [], blocked
 
 
 @pytest.fixture

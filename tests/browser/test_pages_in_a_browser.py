@@ -2,6 +2,7 @@
 live server with the real encoder, pgvector and behaviour model; tasks run in-process."""
 
 import re
+from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import expect
@@ -40,7 +41,7 @@ def test_visitor_asks_a_question_and_gets_items_with_reasons(page, shop, screens
     answer = page.locator("#ask-answer")
     expect(answer.locator("[data-results] h3").first).to_have_text("Where is my parcel?")
     expect(answer.locator("[data-reason]").first).to_contain_text('matches "my parcel has not arrived"')
-    assert page.url.rstrip("/").endswith(page.context.pages[0].url.rstrip("/").split("/", 3)[-1] or "")
+    assert urlparse(page.url).path == "/"  # answered in place, no new page
     screenshot(page, "home-visitor-answer")
 
     page.goto("/ask/")
@@ -108,6 +109,12 @@ def test_staff_previews_a_person_and_pins_an_item(page, shop, screenshot):
     expect(teapot.locator(".badge-pinned")).to_have_text("pinned")
     screenshot(page, "staff-preview")
     assert Item.objects.get(external_id="teapot").placement == Placement.PINNED
+
+    # The item admin: its placement, embedding status and nearest neighbours.
+    page.goto(f"/admin/catalog/item/{shop['items']['teapot'].pk}/change/")
+    expect(page.locator(".field-placement select")).to_have_value("pinned")
+    expect(page.locator(".field-nearest_neighbours")).to_contain_text("Gooseneck tea kettle")
+    screenshot(page, "admin-item")
 
 
 def test_an_xss_attempt_in_a_review_renders_as_text(page, shop, screenshot):

@@ -57,3 +57,13 @@ def test_charts_escape_their_labels():
 
 def test_a_chart_without_data_says_so():
     assert "No data yet." in charts.line_chart(title="t", x_labels=[], series={})
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_content_security_policy_that_allows_no_inline_script(client, staff_user):
+    client.force_login(staff_user)
+
+    for url in (reverse("catalog:home"), reverse("recommendations:staff_dashboard"), reverse("admin:index")):
+        policy = client.get(url)["Content-Security-Policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+    assert "Content-Security-Policy" not in client.get("/api/docs/")
