@@ -137,6 +137,7 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+
 # --- security (production defaults; DEBUG relaxes what needs HTTPS) ------------------------
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -244,12 +245,17 @@ CELERY_TASK_DEFAULT_QUEUE = "interactive"
 CELERY_TASK_ROUTES = {
     "recommendations.tasks.embed_pending": {"queue": "bulk"},
     "recommendations.tasks.rebuild_behaviour_model": {"queue": "bulk"},
+    "recommendations.tasks.train_ranker": {"queue": "bulk"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-embeddings": {"task": "recommendations.tasks.sweep_pending_embeddings", "schedule": 60.0},
     "rebuild-behaviour-model": {
         "task": "recommendations.tasks.rebuild_behaviour_model",
         "schedule": env_int("RECOMMENDER_BEHAVIOUR_REBUILD_SECONDS", 3600, minimum=60),
+    },
+    "train-ranker": {
+        "task": "recommendations.tasks.train_ranker",
+        "schedule": env_int("RECOMMENDER_RANKER_TRAIN_SECONDS", 86_400, minimum=600),
     },
 }
 
@@ -313,6 +319,15 @@ RECOMMENDER = {
     "MAX_TEXT_LENGTH": env_int("RECOMMENDER_MAX_TEXT_LENGTH", 10_000, minimum=1),
     # Rows per transaction when importing bundles. 2,000 rows cost about 0.1 s to insert here.
     "IMPORT_BATCH_SIZE": env_int("RECOMMENDER_IMPORT_BATCH_SIZE", 2_000, minimum=1),
+    # The re-ranker's training (recommendations.ranking): each person's last LABEL_FRACTION of
+    # interactions are what the ranker learns to predict; at most MAX_PEOPLE people (a seeded
+    # sample) are read; the people with the latest cut-offs (VALIDATION_SHARE) validate; a new
+    # version must beat every single source and the active version at NDCG@VALIDATION_K.
+    # Trained daily by the beat schedule (RECOMMENDER_RANKER_TRAIN_SECONDS) and by `train_ranker`.
+    "RANKER_LABEL_FRACTION": env_float("RECOMMENDER_RANKER_LABEL_FRACTION", 0.2),
+    "RANKER_VALIDATION_SHARE": env_float("RECOMMENDER_RANKER_VALIDATION_SHARE", 0.25),
+    "RANKER_MAX_PEOPLE": env_int("RECOMMENDER_RANKER_MAX_PEOPLE", 1_000, minimum=2),
+    "RANKER_VALIDATION_K": env_int("RECOMMENDER_RANKER_VALIDATION_K", 20, minimum=1),
 }
 
 LOGGING = {
