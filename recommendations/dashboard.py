@@ -11,8 +11,8 @@ from core.models import EmbeddingStatus
 from recommendations.models import EvaluationRun, RankerModel
 from users.models import Activity
 
-# Metrics drawn over ranker versions: the first of these names found in validation_metrics.
-RANKER_CHART_LIMIT = 4
+# At most this many lines in the chart of ranker quality over versions.
+RANKER_CHART_LIMIT = 6
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,53 @@ def ranker_versions() -> list[RankerModel]:
     return list(RankerModel.objects.defer("artifact").order_by("-version"))
 
 
+# Validation figures that measure ranking quality (0..1, higher is better): drawn over versions.
+QUALITY_PREFIXES = ("ndcg", "recall", "mrr", "precision", "map")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def ranker_flat_metrics(ranker: RankerModel) -> dict[str, float]:
+    """A version's numeric validation figures, nested ones flattened ("single_sources" -> "<name> alone")."""
+    flat: dict[str, float] = {}
+    for name, value in (ranker.validation_metrics or {}).items():
+        if _is_number(value):
+            flat[name] = float(value)
+        elif isinstance(value, dict) and name == "single_sources":
+            flat.update({f"{source} alone": float(score) for source, score in value.items() if _is_number(score)})
+    return flat
+
+
+def _is_quality(name: str) -> bool:
+    return name.startswith(QUALITY_PREFIXES) or name == "blend" or name.endswith(" alone")
+
+
 def ranker_metric_names(rankers: list[RankerModel]) -> list[str]:
-    """Numeric validation metrics that ranker versions report, most widely reported first."""
-    counts: dict[str, int] = {}
+    """Every numeric figure the versions report: quality figures first, then the others (sizes, seconds)."""
+    names: dict[str, int] = {}
     for ranker in rankers:
-        for name, value in (ranker.validation_metrics or {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                counts[name] = counts.get(name, 0) + 1
-    return sorted(counts, key=lambda name: (-counts[name], name))
+        for name in ranker_flat_metrics(ranker):
+            names[name] = names.get(name, 0) + 1
+    return sorted(names, key=lambda name: (not _is_quality(name), -names[name], name))
+
+
+def ranker_quality_series(rankers: list[RankerModel]) -> dict[str, list[float | None]]:
+    """Quality figures per version, in the order of `rankers` (None where a version lacks one)."""
+    flat = [ranker_flat_metrics(ranker) for ranker in rankers]
+    names = [name for name in ranker_metric_names(rankers) if _is_quality(name)][:RANKER_CHART_LIMIT]
+    return {name: [metrics.get(name) for metrics in flat] for name in names}
+
+
+def ranker_table(rankers: list[RankerModel]) -> tuple[list[str], list[tuple[RankerModel, list[float | None]]]]:
+    """Column names and, per version, its figures in that order."""
+    names = ranker_metric_names(rankers)
+    rows = []
+    for ranker in rankers:
+        flat = ranker_flat_metrics(ranker)
+        rows.append((ranker, [flat.get(name) for name in names]))
+    return names, rows
 
 
 def latest_evaluation() -> EvaluationRun | None:

@@ -26,6 +26,7 @@ from core.models import EmbeddingStatus
 from recommendations import charts, dashboard
 from recommendations import services as recommender
 from recommendations.models import RankerModel
+from recommendations.ranking import ranker_activate
 from users.forms import AskForm
 from users.models import Activity, ActivityKind, User
 from users.services import activity_record
@@ -106,7 +107,6 @@ def for_you(request: HttpRequest) -> HttpResponse:
 def staff_dashboard(request: HttpRequest) -> HttpResponse:
     coverage = dashboard.embedding_coverage()
     rankers = dashboard.ranker_versions()
-    metric_names = dashboard.ranker_metric_names(rankers)[: dashboard.RANKER_CHART_LIMIT]
     oldest_first = list(reversed(rankers))
     evaluation = dashboard.latest_evaluation()
     context = {
@@ -129,23 +129,15 @@ def staff_dashboard(request: HttpRequest) -> HttpResponse:
         "failed_items": dashboard.failed_items(),
         "rankers": rankers,
         "active_ranker": next((ranker for ranker in rankers if ranker.is_active), None),
-        "metric_names": metric_names,
         "ranker_chart": charts.line_chart(
             title="Ranker validation metrics by version",
             x_labels=[f"v{ranker.version}" for ranker in oldest_first],
-            series={
-                name: [_number_or_none((ranker.validation_metrics or {}).get(name)) for ranker in oldest_first]
-                for name in metric_names
-            },
+            series=dashboard.ranker_quality_series(oldest_first),
         ),
         "evaluation": evaluation,
         "evaluation_methods": (evaluation.figures or {}).get("methods", []) if evaluation else [],
     }
     return render(request, "recommendations/staff_dashboard.html", context)
-
-
-def _number_or_none(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _find_person(text: str) -> User | None:
@@ -197,39 +189,20 @@ def staff_item_placement(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 @require_GET
 def staff_rankers(request: HttpRequest) -> HttpResponse:
-    rankers = dashboard.ranker_versions()
-    return render(
-        request,
-        "recommendations/staff_rankers.html",
-        {
-            "rankers": rankers,
-            "metric_names": dashboard.ranker_metric_names(rankers),
-            "can_activate": _ranker_activate() is not None,
-        },
-    )
-
-
-def _ranker_activate() -> Callable[..., RankerModel] | None:
-    try:
-        from recommendations.ranking import ranker_activate
-    except ImportError:
-        return None
-    return ranker_activate
+    metric_names, rows = dashboard.ranker_table(dashboard.ranker_versions())
+    return render(request, "recommendations/staff_rankers.html", {"metric_names": metric_names, "rows": rows})
 
 
 @staff_required
 @require_POST
 def staff_ranker_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Make a stored version the one that serves (a roll-back is an activation of an older one)."""
     ranker = get_object_or_404(RankerModel.objects.defer("artifact"), pk=pk)
-    activate = _ranker_activate()
-    if activate is None:
-        messages.error(request, "Ranker activation is not available yet.")
+    try:
+        ranker_activate(ranker=ranker)
+    except ApplicationError as error:
+        messages.error(request, error.message)
     else:
-        try:
-            activate(ranker=ranker)
-        except ApplicationError as error:
-            messages.error(request, error.message)
-        else:
-            logger.info("activated ranker=%s by user=%s", ranker.pk, request.user.pk)
-            messages.success(request, f"Ranker v{ranker.version} is now active.")
+        logger.info("activated ranker=%s by user=%s", ranker.pk, request.user.pk)
+        messages.success(request, f"Ranker v{ranker.version} is now active.")
     return redirect("recommendations:staff_rankers")

@@ -161,3 +161,22 @@ def test_item_page_shows_the_placement_control_to_staff_only(client, staff_user)
     assert "data-placement" not in client.get(url).content.decode()
     client.force_login(staff_user)
     assert "data-placement" in client.get(url).content.decode()
+
+
+def test_staff_activates_a_ranker_version_and_the_other_one_stops_serving(client, staff_user):
+    old = RankerModel.objects.create(version=1, algorithm="lambdarank", artifact=b"", is_active=True)
+    new = RankerModel.objects.create(
+        version=2,
+        algorithm="logistic_regression",
+        artifact=b"",
+        validation_metrics={"ndcg@20": 0.17, "single_sources": {"behaviour": 0.15}, "training_people": 480},
+    )
+    client.force_login(staff_user)
+
+    page = client.get(reverse("recommendations:staff_rankers")).content.decode()
+    assert "behaviour alone" in page and "0.15" in page and ">480<" in page
+    response = client.post(reverse("recommendations:staff_ranker_activate", args=[new.pk]))
+
+    assert response.status_code == 302 and response["Location"] == reverse("recommendations:staff_rankers")
+    assert RankerModel.objects.get(pk=new.pk).is_active and not RankerModel.objects.get(pk=old.pk).is_active
+    assert "Ranker v2 is now active." in client.get(response["Location"]).content.decode()
