@@ -168,6 +168,7 @@ class MethodResult:
     mrr: float
     coverage: float
     latency_ms: list[float] = field(default_factory=list)
+    per_key_ndcg: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict:
         latency = np.array(self.latency_ms) if self.latency_ms else np.array([0.0])
@@ -192,11 +193,13 @@ def score_rankings(
     latency_ms: list[float] | None = None,
 ) -> MethodResult:
     recalls, ndcgs, rrs = [], [], []
+    per_key: dict[str, float] = {}
     shown: set[str] = set()
     for user_id, relevant in split.test.items():
         ranked = rankings.get(user_id, [])
         recalls.append(recall_at_k(ranked, relevant, k))
         ndcgs.append(ndcg_at_k(ranked, relevant, k))
+        per_key[user_id] = ndcgs[-1]
         rrs.append(reciprocal_rank(ranked, relevant, k))
         shown.update(ranked[:k])
     return MethodResult(
@@ -206,6 +209,7 @@ def score_rankings(
         float(np.mean(rrs)),
         len(shown) / max(n_items, 1),
         latency_ms or [],
+        per_key,
     )
 
 
@@ -269,7 +273,15 @@ def _build(
     from catalog.bundle_import import bundle_import
     from recommendations.behaviour_services import behaviour_model_rebuild
     from recommendations.embedding import embeddings_process_pending
-    from recommendations.ranking import ranker_train
+    from recommendations.ranking import RankerError, ranker_train
+
+    def train_ranker() -> None:
+        try:
+            ranker_train(progress=progress)
+        except RankerError as error:
+            # Too little to learn from (a tiny bundle): the service answers with its blend,
+            # as it would in production, and the report names what served.
+            logger.warning("no re-ranker for this evaluation: %s", error)
 
     steps = [
         ("import", lambda: bundle_import(source=source)),
@@ -279,11 +291,21 @@ def _build(
     if ranker:
         # Labels are each person's last part of the TRAIN split: a validation split carved
         # from the training part; the test part is never seen.
-        steps.append(("ranker_training", lambda: ranker_train(progress=progress)))
+        steps.append(("ranker_training", train_ranker))
     for name, run in steps:
         step = time.monotonic()
         run()
         timings[name] = time.monotonic() - step
+
+
+def _served_name(prefix: str) -> str:
+    """The full system's variant, named by what actually scores it."""
+    from recommendations.models import RankerModel
+
+    active = RankerModel.objects.filter(is_active=True).values_list("algorithm", "version").first()
+    return (
+        f"{prefix} (re-ranker: {active[0]} v{active[1]})" if active else f"{prefix} (no ranker could be trained: blend)"
+    )
 
 
 def _models() -> dict:
@@ -331,6 +353,27 @@ class Report:
     methods: list[dict]
     seconds: dict[str, float]
     models: dict = field(default_factory=dict)
+    # NDCG per group of people by how much they did in the train part, per method.
+    buckets: list[dict] = field(default_factory=list)
+    # Per method, every answer's latency in ms (for the latency chart).
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+
+ACTIVITY_BUCKETS = ((1, 20), (21, 50), (51, 100), (101, 250), (251, None))
+
+
+def activity_buckets(methods: list[MethodResult], activity: dict[str, int]) -> list[dict]:
+    """Mean NDCG of each method among people with 1-20, 21-50, ... train interactions."""
+    rows = []
+    for low, high in ACTIVITY_BUCKETS:
+        keys = [key for key, count in activity.items() if count >= low and (high is None or count <= high)]
+        label = f"{low}-{high}" if high else f"{low}+"
+        row = {"bucket": label, "people": len(keys)}
+        for method in methods:
+            values = [method.per_key_ndcg[key] for key in keys if key in method.per_key_ndcg]
+            row[method.name] = round(float(np.mean(values)), 4) if values else None
+        rows.append(row)
+    return rows
 
 
 def evaluate_p1(
@@ -362,7 +405,7 @@ def evaluate_p1(
         external_ids = dict(Item.objects.values_list("id", "external_id"))
         everything = ("behaviour", "semantic", "popular", "fresh")
         variants = [
-            ("full system (trained re-ranker)", everything, "auto"),
+            (_served_name("full system"), everything, "auto"),
             ("full system with the blend (no ranker)", everything, "blend"),
             ("behaviour source only", ("behaviour",), "blend"),
             ("semantic source only (text)", ("semantic",), "blend"),
@@ -395,6 +438,10 @@ def evaluate_p1(
         methods.append(score_rankings(f"baseline: {name}", rankings, split, k=k, n_items=len(items)))
     timings["baselines"] = time.monotonic() - step
     timings["total"] = time.monotonic() - started
+    activity: dict[str, int] = defaultdict(int)
+    for row in split.train:
+        if row.item_id and row.kind in INTERACTION_KINDS and row.user_id in split.test:
+            activity[row.user_id] += 1
     return Report(
         protocol="p1",
         k=k,
@@ -405,6 +452,109 @@ def evaluate_p1(
         methods=[method.summary() for method in methods],
         seconds={name: round(value, 1) for name, value in timings.items()},
         models=models,
+        buckets=activity_buckets(methods, activity),
+        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
+    )
+
+
+def cold_items(events: Iterable[EventRow], *, share: float = 0.1, min_events: int = 5, seed: int = 0) -> set[str]:
+    """P2: a seeded `share` of the items with at least `min_events` interactions (numpy
+    default_rng(seed).choice over the ids sorted numerically where they are numbers)."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in events:
+        if row.item_id and row.kind in INTERACTION_KINDS:
+            counts[row.item_id] += 1
+    eligible = sorted(
+        (item_id for item_id, count in counts.items() if count >= min_events),
+        key=lambda item_id: (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id),
+    )
+    if not eligible:
+        raise EvaluationError(f"no item has {min_events} or more interactions: no cold items to choose")
+    size = max(1, round(len(eligible) * share))
+    return set(np.random.default_rng(seed).choice(np.array(eligible, dtype=object), size=size, replace=False))
+
+
+def evaluate_p2(
+    *,
+    source: BundleSource,
+    database: str,
+    k: int = 20,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+) -> Report:
+    """P2 (cold items): the P1 split, but 10% of the items with >= 5 events lose all their train
+    events; each person with test events on those items gets them ranked among the cold items
+    only. Behaviour and popularity know nothing of them: only text can tell them apart."""
+    from catalog.models import Item
+    from recommendations.selectors import ItemFilters
+    from recommendations.services import recommend_for_user
+    from users.models import User
+
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
+    events = [row for row in source.events() if not isinstance(row, Rejection)]
+    cold = cold_items(events)
+    split = split_per_user(events)
+    train = [row for row in split.train if row.item_id not in cold]
+    test = {user_id: wanted & cold for user_id, wanted in split.test.items() if wanted & cold}
+    if not test:
+        raise EvaluationError("no person has test events on the cold items")
+    cold_split = Split(
+        train=train,
+        test=test,
+        n_interactions=split.n_interactions,
+        fingerprint=split.fingerprint,
+        cutoffs=split.cutoffs,
+    )
+    timings["split"] = time.monotonic() - started
+    methods = []
+    with isolated_database(database):
+        _build(_in_memory_source(source, items, train), timings, ranker=True, progress=progress)
+        models = _models()
+        people = dict(User.objects.filter(external_id__in=list(test)).values_list("external_id", "id"))
+        external_ids = dict(Item.objects.values_list("id", "external_id"))
+        cold_ids = frozenset(Item.objects.filter(external_id__in=cold).values_list("id", flat=True))
+        filters = ItemFilters(only_ids=cold_ids)
+        everything = ("behaviour", "semantic", "popular", "fresh")
+        variants = [
+            (_served_name("full system, cold items only"), everything, "auto"),
+            ("semantic source only (text), cold items only", ("semantic",), "blend"),
+            ("behaviour source only, cold items only", ("behaviour",), "blend"),
+            ("popular source only, cold items only", ("popular",), "blend"),
+        ]
+        for name, sources, scoring in variants:
+
+            def ask(user_id: str, sources=sources, scoring=scoring) -> list[str]:
+                answer = recommend_for_user(
+                    user=User(id=people[user_id]),
+                    k=k,
+                    filters=filters,
+                    sources=sources,
+                    scoring=scoring,
+                    as_of=split.cutoffs[user_id],
+                    log=False,
+                )
+                return [external_ids[result.item.id] for result in answer.results]
+
+            methods.append(
+                _run_variant(name, ask, cold_split, k=k, n_items=len(cold), timings=timings, progress=progress)
+            )
+    ordered_cold = sorted(cold)
+    rng = np.random.default_rng(0)
+    random_rankings = {user_id: list(rng.permutation(ordered_cold)[:k]) for user_id in sorted(test)}
+    methods.append(score_rankings("baseline: random", random_rankings, cold_split, k=k, n_items=len(cold)))
+    timings["total"] = time.monotonic() - started
+    return Report(
+        protocol="p2",
+        k=k,
+        fingerprint=split.fingerprint,
+        n_users=len(test),
+        n_items=len(cold),
+        n_interactions=split.n_interactions,
+        methods=[method.summary() for method in methods],
+        seconds={name: round(value, 1) for name, value in timings.items()},
+        models=models,
+        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
     )
 
 
@@ -487,4 +637,5 @@ def evaluate_p3(
         n_interactions=len(interactions),
         methods=[method.summary() for method in methods],
         seconds={name: round(value, 1) for name, value in timings.items()},
+        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
     )

@@ -88,6 +88,8 @@ class ItemFilters:
     price_min: Decimal | None = None
     price_max: Decimal | None = None
     exclude_ids: frozenset[int] = field(default_factory=frozenset)
+    # Only these items (a shelf of new arrivals, the cold items of an evaluation); empty: all.
+    only_ids: frozenset[int] = field(default_factory=frozenset)
 
     def q(self, prefix: str = "") -> Q:
         # Inactive items and those staff banned from recommendations never pass.
@@ -105,11 +107,20 @@ class ItemFilters:
             # Django build (and PostgreSQL parse) a 500-element list per source query.
             excluded = RawSQL("SELECT unnest(%s::bigint[])", [sorted(self.exclude_ids)])  # noqa: S611
             condition &= ~Q(**{f"{prefix}id__in": excluded})
+        if self.only_ids:
+            allowed = RawSQL("SELECT unnest(%s::bigint[])", [sorted(self.only_ids)])  # noqa: S611
+            condition &= Q(**{f"{prefix}id__in": allowed})
         return condition
 
     @property
     def is_selective(self) -> bool:
-        return bool(self.categories or self.tags or self.price_min is not None or self.price_max is not None)
+        return bool(
+            self.categories
+            or self.tags
+            or self.only_ids
+            or self.price_min is not None
+            or self.price_max is not None
+        )
 
 
 def active_behaviour_model_id() -> int | None:

@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from catalog.bundles import BundleError, bundle_open
 from catalog.movielens import movielens_open
-from recommendations.evaluation import EvaluationError, evaluate_p1, evaluate_p3
+from recommendations.evaluation import EvaluationError, evaluate_p1, evaluate_p2, evaluate_p3
+from recommendations.evaluation_report import evaluation_run_save, report_charts, report_markdown
 
 
 def _progress(rows, description):
@@ -35,7 +36,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("bundle")
-        parser.add_argument("--protocol", choices=["p1", "p3"], default="p1")
+        parser.add_argument("--protocol", choices=["p1", "p2", "p3"], default="p1")
         parser.add_argument("--k", type=int, default=20)
         parser.add_argument("--test-fraction", type=float, default=0.2)
         parser.add_argument("--test-last", type=int, default=None, help="hold out the last N interactions instead")
@@ -53,6 +54,8 @@ class Command(BaseCommand):
         try:
             if protocol == "p3":
                 report = evaluate_p3(source=source, database=database, k=k, progress=_progress)
+            elif protocol == "p2":
+                report = evaluate_p2(source=source, database=database, k=k, progress=_progress)
             else:
                 report = evaluate_p1(
                     source=source,
@@ -78,22 +81,13 @@ class Command(BaseCommand):
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(payload, indent=2, default=str))
-        lines = [
-            f"# Evaluation {protocol.upper()} on {folder.name} (K={k})",
-            "",
-            f"{report.n_users} {'queries' if protocol == 'p3' else 'people'} evaluated, {report.n_items} items, "
-            f"{report.n_interactions} interactions; "
-            f"dataset fingerprint {report.fingerprint}; commit {payload['git_commit']}.",
-            "",
-            f"| method | Recall@{k} | NDCG@{k} | MRR | coverage | p50 ms | p99 ms |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for method in report.methods:
-            lines.append(
-                f"| {method['method']} | {method['recall']:.4f} | {method['ndcg']:.4f} | {method['mrr']:.4f} | "
-                f"{method['coverage']:.3f} | {method['latency_p50_ms']} | {method['latency_p99_ms']} |"
-            )
-        lines += ["", "Seconds: " + ", ".join(f"{name} {value}" for name, value in report.seconds.items())]
-        (out_dir / "report.md").write_text("\n".join(lines) + "\n")
-        self.stdout.write("\n".join(lines))
-        self.stdout.write(self.style.SUCCESS(f"written to {out_dir}"))
+        markdown = report_markdown(payload, title=f"Evaluation {protocol.upper()} on {folder.name} (K={k})")
+        (out_dir / "report.md").write_text(markdown)
+        charts = report_charts(payload)
+        for name, png in charts.items():
+            (out_dir / f"{name}.png").write_bytes(png)
+        run = evaluation_run_save(
+            payload=json.loads(json.dumps(payload, default=str)), markdown=markdown, charts=charts
+        )
+        self.stdout.write(markdown)
+        self.stdout.write(self.style.SUCCESS(f"written to {out_dir} (evaluation run {run.pk} for the staff pages)"))

@@ -1,0 +1,52 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from recommendations.models import RankerAlgorithm
+from recommendations.ranking import RankerError, ranker_train
+
+
+def _progress(rows, description):
+    return tqdm(list(rows), desc=description, unit=" people", file=sys.stderr, mininterval=1.0, disable=None)
+
+
+class Command(BaseCommand):
+    help = (
+        "Train new re-ranker versions from the logged interactions (in this process); the best becomes active "
+        "only if it beats every single source and the active version on validation."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--max-people", type=int, default=None, help="people read (default RANKER_MAX_PEOPLE)")
+        parser.add_argument(
+            "--algorithm",
+            action="append",
+            choices=[RankerAlgorithm.LAMBDARANK, RankerAlgorithm.LOGISTIC_REGRESSION],
+            help="train only these (repeatable; default both)",
+        )
+        parser.add_argument("--no-activate", action="store_true", help="store the versions, activate none")
+
+    def handle(self, *args, max_people, algorithm, no_activate, **options):
+        if max_people is not None and max_people < 2:
+            raise CommandError("--max-people must be at least 2")
+        try:
+            versions = ranker_train(
+                max_people=max_people,
+                algorithms=tuple(algorithm or (RankerAlgorithm.LAMBDARANK, RankerAlgorithm.LOGISTIC_REGRESSION)),
+                activate=not no_activate,
+                progress=_progress,
+            )
+        except RankerError as error:
+            raise CommandError(str(error)) from error
+        for version in versions:
+            version.refresh_from_db()
+            metrics = version.validation_metrics
+            k = next(key for key in metrics if key.startswith("ndcg@"))
+            sources = ", ".join(f"{name} {value}" for name, value in metrics["single_sources"].items())
+            self.stdout.write(
+                f"ranker v{version.version} {version.algorithm}: validation {k} {metrics[k]} "
+                f"(single sources: {sources}; blend {metrics['blend']}){' ACTIVE' if version.is_active else ''}"
+            )
+            if version.notes:
+                self.stdout.write(f"  {version.notes}")
