@@ -134,3 +134,46 @@ def test_an_xss_attempt_in_a_review_renders_as_text(page, shop, screenshot):
     assert page.evaluate("window.__xss") is None
     assert page.dialogs == []
     screenshot(page, "xss-as-text")
+
+
+CONTROLS = "input:not([type=hidden]), select, textarea, button, a[href]"
+UNNAMED_CONTROLS = """(selector) => [...document.querySelectorAll(selector)]
+    .filter((element) => element.offsetParent !== null || element === document.activeElement)
+    .filter((element) => {
+        const labelled = element.labels && [...element.labels].some((label) => label.textContent.trim());
+        const named = (element.getAttribute('aria-label') || element.textContent || '').trim();
+        return !(labelled || named);
+    })
+    .map((element) => element.outerHTML.slice(0, 120))"""
+
+
+def test_main_pages_are_labelled_keyboard_usable_and_fit_a_phone(page, shop, screenshot):
+    UserFactory(username="reader")
+    sign_in(page, "reader")
+    item = shop["items"]["tent"]
+    for path in ("/", "/ask/?q=a+tent+for+two", "/catalog/", f"/items/{item.pk}/", "/account/activity/"):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.lang") == "en"
+        assert page.locator("h1").count() == 1, path
+        assert page.evaluate(UNNAMED_CONTROLS, CONTROLS) == [], path
+
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.goto(f"/items/{item.pk}/")
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_text("Skip to content")
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    # ... and a review can be written with the keyboard alone.
+    page.get_by_label("Your words").focus()
+    page.keyboard.type("Roomy for two and quick to pitch")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#reviews [data-review-text]").first).to_have_text("Roomy for two and quick to pitch")
+
+    # A phone-sized screen: nothing wider than the screen.
+    page.set_viewport_size({"width": 375, "height": 800})
+    for path in ("/", f"/items/{item.pk}/"):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    screenshot(page, "item-phone")
