@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; apt only when missing.
 chromium:
-	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 demo: install
 	$(DEV) $(BIN)/python manage.py migrate --no-input

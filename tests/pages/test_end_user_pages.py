@@ -275,3 +275,15 @@ def test_deleting_an_entry_of_my_activity_removes_it_and_refreshes_my_interest(
     assert not Activity.objects.filter(pk=mine.pk).exists()
     assert refused.status_code == 404 and Activity.objects.filter(pk=theirs.pk).exists()
     assert client.get(reverse("users:activity_delete", args=[theirs.pk])).status_code == 405
+
+
+def test_visitor_home_and_my_activity_take_a_fixed_number_of_queries(client, shop, django_assert_num_queries):
+    # Trending ids, then their items; no query per item.
+    with django_assert_num_queries(2):
+        client.get(reverse("catalog:home"))
+    person = UserFactory()
+    ActivityFactory.create_batch(5, user=person, item=shop["items"]["tent"], kind="review", text="Dry")
+    client.force_login(person)
+    # Session, person, count, the page of activities with their items.
+    with django_assert_num_queries(4):
+        client.get(reverse("users:activity"))
