@@ -25,7 +25,7 @@ from catalog.bundles import (
 from catalog.models import Item, Placement
 from catalog.selectors import item_list_active
 from catalog.services import item_bulk_upsert, item_save, item_set_active
-from core.apis import ApiPagination
+from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.text import InvalidTextError
 
 # Rows per bulk request: 1,000 items of about 1 KB fit the default 2.5 MB body limit.
@@ -121,8 +121,9 @@ class ItemListApi(APIView):
 
     @extend_schema(
         tags=["items"],
-        parameters=[FilterSerializer],
-        responses={200: OutputSerializer(many=True)},
+        operation_id="v1_items_list",
+        parameters=[FilterSerializer, PaginationParametersSerializer],
+        responses={200: paginated(OutputSerializer(many=True), name="PaginatedItemList")},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)

@@ -8,6 +8,7 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -26,6 +27,24 @@ class ApiPagination(LimitOffsetPagination):
 
     default_limit = 20
     max_limit = 100
+
+
+class PaginationParametersSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=ApiPagination.max_limit)
+    offset = serializers.IntegerField(required=False, min_value=0)
+
+
+def paginated(child: serializers.Serializer, *, name: str) -> serializers.Serializer:
+    """The schema of one ApiPagination page of `child` rows."""
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": child,
+        },
+    )
 
 
 class HealthLiveApi(APIView):
@@ -125,6 +144,7 @@ class HealthReadyApi(APIView):
         )
 
 
+@csrf_exempt  # answers every method with a 404; CSRF would turn an unknown DELETE into an HTML 403
 def api_not_found(request: HttpRequest, unknown_path: str = "") -> JsonResponse:
     """Any path under /api/ that names no endpoint: a JSON 404 in the error shape, whoever asks."""
     return JsonResponse({"error": {"code": "not_found", "message": f"No API endpoint at {request.path}."}}, status=404)

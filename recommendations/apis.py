@@ -22,7 +22,10 @@ from recommendations.selectors import ItemFilters
 from recommendations.services import Answer, recommend_for_text, recommend_for_user, similar_items
 
 MAX_K = 100
-MAX_OFFSET = 1_000
+# Deep pages cost candidates (each source proposes CANDIDATES_PER_SOURCE + offset + k), and the
+# HNSW search breadth follows that number up to pgvector's limit of 1,000: with the default 200
+# candidates, offset + k stays at or below 600 + 200.
+MAX_OFFSET = 500
 MAX_FILTER_VALUES = 20
 
 

@@ -23,7 +23,7 @@ from catalog.apis import MAX_ID, ItemSummarySerializer
 from catalog.bundles import MAX_ID_LENGTH
 from catalog.models import Item
 from core.api_fields import CleanTextField
-from core.apis import ApiPagination
+from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.models import EmbeddingStatus
 from core.throttling import AuthTokenThrottle
 from users.models import ITEM_KINDS, RATING_MAX, RATING_MIN, TEXT_ONLY_KINDS, Activity, ActivityKind, User
@@ -221,7 +221,10 @@ class ActivityListApi(APIView):
         kind = serializers.ChoiceField(choices=ActivityKind.choices, required=False)
 
     @extend_schema(
-        tags=["activities"], parameters=[FilterSerializer], responses={200: ActivityOutputSerializer(many=True)}
+        tags=["activities"],
+        operation_id="v1_activities_list",
+        parameters=[FilterSerializer, PaginationParametersSerializer],
+        responses={200: paginated(ActivityOutputSerializer(many=True), name="PaginatedActivityList")},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
