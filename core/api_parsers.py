@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -41,13 +42,21 @@ class LimitedJSONParser(JSONParser):
         except UnicodeDecodeError:
             raise ParseError("The body is not valid UTF-8.") from None
         try:
-            data = json.loads(text, parse_constant=_refuse_constant)
+            data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as error:
             raise ParseError(f"The body is not valid JSON: {error}") from None
         if _has_lone_surrogate(data):
             # "\ud800" escapes decode to text PostgreSQL cannot store: refuse it here, once.
             raise ParseError("The body contains an invalid Unicode escape (a lone surrogate).")
         return data
+
+
+def _finite_float(literal: str) -> float:
+    # 1e400 parses as infinity, which PostgreSQL's jsonb cannot store.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:20]} is out of range")
+    return value
 
 
 def _refuse_constant(name: str):

@@ -72,11 +72,12 @@ def test_a_text_over_the_limit_is_400_on_that_field_and_states_the_limit(client,
     [
         "{not json",
         '{"text": NaN}',
+        '{"text": "tea", "k": 1e400}',
         '{"text": "\\ud800 broken"}',
         "[" * 5_000 + "]" * 5_000,
         '{"attributes": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}",
     ],
-    ids=["malformed", "nan", "lone-surrogate", "deep-list", "deep-object"],
+    ids=["malformed", "nan", "infinite", "lone-surrogate", "deep-list", "deep-object"],
 )
 def test_malformed_bodies_are_400(client, raw):
     response = client.post("/api/v1/recommendations/text/", raw, content_type="application/json")

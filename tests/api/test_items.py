@@ -177,3 +177,12 @@ def test_bulk_upsert_refuses_more_than_the_limit(staff):
 
     assert response.status_code == 400
     assert "1000" in error_of(response)["fields"]["items"][0]
+
+
+def test_an_infinite_number_in_attributes_is_refused_before_the_database(staff):
+    raw = '{"external_id": "x", "title": "t", "attributes": {"size": 1e400}}'
+
+    response = client_for(staff).post("/api/v1/items/create/", raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert not Item.objects.exists()
