@@ -15,12 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Chosen on MovieLens P1's validation people (the train part's latest, never the test part):
+# 300 trees of 31 leaves reached validation NDCG@20 0.143, below the behaviour source alone
+# (0.156): they learn the earlier people's absolute popularity and ages too well. Smaller,
+# more regularised trees generalise forward in time better (0.164).
 LAMBDARANK_PARAMS = {
     "objective": "lambdarank",
-    "n_estimators": 300,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 50,
+    "n_estimators": 200,
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_child_samples": 200,
+    "reg_lambda": 10.0,
     "subsample": 0.8,
     "subsample_freq": 1,
     "colsample_bytree": 0.8,
