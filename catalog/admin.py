@@ -26,7 +26,8 @@ class ItemAdmin(admin.ModelAdmin):
     )
     list_filter = ("is_active", "placement", "embedding_status", "category")
     search_fields = ("title", "description", "=external_id")
-    readonly_fields = (*EMBEDDING_FIELDS, "nearest_neighbours", "created_at", "updated_at")
+    # Placement changes only through the pin/ban/release actions (catalog.services.item_set_placement).
+    readonly_fields = ("placement", *EMBEDDING_FIELDS, "nearest_neighbours", "created_at", "updated_at")
     list_per_page = 50
     show_full_result_count = False
     actions = ("activate", "deactivate", "pin", "ban", "release", "queue_reembedding")
