@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from recommendations import charts
+from recommendations.models import RankerModel
+from tests.factories import ActivityFactory, ItemFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,3 +70,40 @@ def test_pages_carry_a_content_security_policy_that_allows_no_inline_script(clie
         policy = client.get(url)["Content-Security-Policy"]
         assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
     assert "Content-Security-Policy" not in client.get("/api/docs/")
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def test_every_post_form_in_the_templates_carries_the_csrf_token():
+    forms = []
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text()
+        for start in [index for index in range(len(text)) if text.startswith("<form", index)]:
+            form = text[start : text.index("</form>", start)]
+            if 'method="post"' in form:
+                forms.append((template.name, "{% csrf_token %}" in form))
+
+    assert len(forms) >= 8
+    assert [name for name, protected in forms if not protected] == []
+
+
+@pytest.mark.django_db
+def test_every_page_action_refuses_a_post_without_the_csrf_token(staff_user):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(staff_user)
+    item = ItemFactory()
+    activity = ActivityFactory(user=staff_user, item=item)
+    ranker = RankerModel.objects.create(version=1, algorithm="lambdarank", artifact=b"")
+    posts = [
+        reverse("catalog:item_words", args=[item.pk]),
+        reverse("users:activity_delete", args=[activity.pk]),
+        reverse("users:delete"),
+        reverse("users:logout"),
+        reverse("users:login"),
+        reverse("users:signup"),
+        reverse("recommendations:staff_item_placement", args=[item.pk]),
+        reverse("recommendations:staff_ranker_activate", args=[ranker.pk]),
+    ]
+
+    assert [url for url in posts if strict.post(url, {"placement": "banned"}).status_code != 403] == []
