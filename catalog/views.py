@@ -15,8 +15,9 @@ from catalog import selectors
 from catalog.models import Item, Placement
 from core.exceptions import ApplicationError
 from recommendations import services as recommender
+from recommendations.forms import AskForm
 from recommendations.selectors import ItemFilters, popular_candidates
-from users.forms import AskForm, ItemWordsForm
+from users.forms import ItemWordsForm
 from users.models import Activity, ActivityKind
 from users.services import activity_record
 

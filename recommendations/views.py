@@ -25,9 +25,9 @@ from core.exceptions import ApplicationError
 from core.models import EmbeddingStatus
 from recommendations import charts, dashboard
 from recommendations import services as recommender
+from recommendations.forms import AskForm
 from recommendations.models import RankerModel
 from recommendations.ranking import ranker_activate
-from users.forms import AskForm
 from users.models import Activity, ActivityKind, User
 from users.services import activity_record
 

@@ -39,10 +39,6 @@ class ItemWordsForm(forms.Form):
         return rating
 
 
-class AskForm(forms.Form):
-    q = forms.CharField(label="What are you looking for?", max_length=500, strip=True)
-
-
 class AccountDeleteForm(forms.Form):
     """Deleting an account is final: the person confirms with their password."""
 
