@@ -1,0 +1,55 @@
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_recommender_times_the_services_in_its_own_database_and_drops_it(tmp_path):
+    live_database = connection.settings_dict["NAME"]
+    bench_database = f"{live_database}_bench"
+    out = tmp_path / "recommender-300.json"
+
+    call_command(
+        "benchmark_recommender",
+        "--items",
+        "300",
+        "--people",
+        "20",
+        "--requests",
+        "5",
+        "--database",
+        bench_database,
+        "--out",
+        str(out),
+    )
+
+    report = json.loads(out.read_text())
+    assert connection.settings_dict["NAME"] == live_database
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [bench_database])
+        assert cursor.fetchone() is None
+    assert report["semantic_search"] == "exact scan"  # 300 vectors: under EXACT_SEARCH_MAX_VECTORS
+    for name in (
+        "recommend_for_user",
+        "recommend_for_user, one category (~2% of items)",
+        "recommend_for_text (encoder included)",
+        "encoder alone, one text",
+        "similar_items",
+        "numpy scan, top 20 of one vector (floor)",
+    ):
+        figures = report["latency"][name]
+        assert figures["n"] == 5 and 0 < figures["p50_ms"] <= figures["p99_ms"]
+    for figures in report["recall_hnsw_against_exact"].values():
+        assert figures["people"] == 5 and 0.0 <= figures["recall_at_10"] <= 1.0
+    assert report["behaviour_model"]["algorithm"] == "ease"
+    assert report["hnsw_index"]["megabytes"] > 0 and report["build_seconds"]["hnsw_index_build"] >= 0
+    assert report["one_request"]["recommend_for_user"]["queries"] > 0
+
+
+@pytest.mark.django_db
+def test_benchmark_recommender_refuses_a_catalog_smaller_than_its_categories():
+    with pytest.raises(CommandError, match="--items >= 100"):
+        call_command("benchmark_recommender", "--items", "10")
