@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -53,6 +54,9 @@ WARM_UP_CALLS = 5
 # Slowest queries of one request kept in the report, and how much of each SQL is shown.
 SLOW_QUERIES_SHOWN = 6
 SQL_SHOWN = 240
+# Requests whose queries are captured and grouped (Django times queries to the millisecond,
+# and this machine is shared: one request alone is too noisy to say which query dominates).
+PROFILED_REQUESTS = 10
 PLAN_LINE_SHOWN = 300
 QUERIES = [
     "waterproof boots for a winter hike",
@@ -88,6 +92,13 @@ def _timed(calls: Iterable, run: Callable) -> list[float]:
     return latencies
 
 
+def _shape(query: str) -> str:
+    """A query without its literals (vectors, id arrays, numbers): queries of one kind share it."""
+    query = re.sub(r"'[^']*'", "?", query)
+    query = re.sub(r"\b\d+(\.\d+)?\b", "N", query)
+    return " ".join(query.split())
+
+
 def _recall_at(approximate: list[tuple[int, float]], exact: list[tuple[int, float]], k: int) -> float | None:
     truth = {item_id for item_id, _score in exact[:k]}
     if not truth:
@@ -107,6 +118,20 @@ def _git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _changed_paths() -> list[str]:
+    """Uncommitted changes in the checkout the benchmark ran from (others may be editing it)."""
+    try:
+        return subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return []
 
 
 def _cpu_model() -> str:
@@ -197,6 +222,7 @@ class Command(BaseCommand):
                 "load_average_before": [round(value, 2) for value in os.getloadavg()],
             },
             "git_commit": _git_commit(),
+            "uncommitted_changes": _changed_paths(),
             "database": database,
             "items": items,
             "people": people,
@@ -526,30 +552,48 @@ class Command(BaseCommand):
         results["numpy scan, top 20 of one vector (floor)"] = _percentiles(_timed(queries, numpy_top_20))
         report["latency"] = results
         report["recall_hnsw_against_exact"] = recall
-        report["one_request"] = {
-            "recommend_for_user": self._queries_of(lambda: for_user(asked[0])),
-            "recommend_for_user, one category": self._queries_of(lambda: for_user_in_category(asked[0])),
+        # Where a request's time goes: its queries grouped by shape over a few requests.
+        sample = asked[:PROFILED_REQUESTS]
+        report["queries_per_request"] = {
+            "recommend_for_user": self._queries_of(for_user, sample),
+            "recommend_for_user, one category": self._queries_of(for_user_in_category, sample),
+            "similar_items": self._queries_of(
+                lambda item: similar_items(item=item, k=20, log=False), anchor_list[:PROFILED_REQUESTS]
+            ),
         }
 
-    def _queries_of(self, run: Callable) -> dict:
-        """The queries of one request, slowest first, and the plan of the slowest."""
+    def _queries_of(self, run: Callable, calls: list) -> dict:
+        """The queries of a few requests grouped by shape (literals removed), costliest first,
+        with the plan of the costliest shape's slowest instance."""
         with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
-            run()
-            total = (time.perf_counter() - started) * 1000
-        queries = sorted(captured.captured_queries, key=lambda query: -float(query["time"]))
-        slowest = queries[0]["sql"] if queries else None
+            total_ms = sum(_timed(calls, run))
+        shapes: dict[str, dict] = {}
+        for query in captured.captured_queries:
+            milliseconds = float(query["time"]) * 1000
+            shape = shapes.setdefault(_shape(query["sql"]), {"ms": 0.0, "count": 0, "slowest_ms": -1.0, "sql": ""})
+            shape["ms"] += milliseconds
+            shape["count"] += 1
+            if milliseconds > shape["slowest_ms"]:
+                shape["slowest_ms"], shape["sql"] = milliseconds, query["sql"]
+        ranked = sorted(shapes.items(), key=lambda pair: -pair[1]["ms"])
+        costliest = ranked[0][1]["sql"] if ranked else ""
+        explainable = costliest.lstrip().upper().startswith(("SELECT", "WITH"))
+        requests = len(calls)
         return {
-            "total_ms": round(total, 1),
-            "queries": len(queries),
-            "queries_ms": round(sum(float(query["time"]) for query in queries) * 1000, 1),
-            "slowest": [
-                {"ms": round(float(query["time"]) * 1000, 2), "sql": query["sql"][:SQL_SHOWN]}
-                for query in queries[:SLOW_QUERIES_SHOWN]
+            "requests": requests,
+            "ms_per_request": round(total_ms / requests, 1),
+            "sql_ms_per_request": round(sum(shape["ms"] for shape in shapes.values()) / requests, 1),
+            "queries_per_request": round(len(captured.captured_queries) / requests, 1),
+            "costliest": [
+                {
+                    "ms_per_request": round(shape["ms"] / requests, 2),
+                    "per_request": round(shape["count"] / requests, 1),
+                    "slowest_ms": round(shape["slowest_ms"], 2),
+                    "sql": key[:SQL_SHOWN],
+                }
+                for key, shape in ranked[:SLOW_QUERIES_SHOWN]
             ],
-            "slowest_plan": self._explain(slowest)
-            if slowest and slowest.lstrip().upper().startswith("SELECT")
-            else None,
+            "costliest_plan": self._explain(costliest) if explainable else None,
         }
 
     def _explain(self, query: str) -> list[str]:
@@ -590,9 +634,16 @@ class Command(BaseCommand):
             f"HNSW index {index['megabytes']} MB (vector table {index['vector_table_megabytes']} MB), "
             f"maintenance_work_mem {index['maintenance_work_mem']}; behaviour model: {report['behaviour_model']}"
         )
-        for name, one in report["one_request"].items():
-            lines += ["", f"One {name}: {one['total_ms']} ms, {one['queries']} queries ({one['queries_ms']} ms in SQL)"]
-            lines += [f"- {query['ms']} ms: {query['sql'][:160]}" for query in one["slowest"][:3]]
+        for name, one in report["queries_per_request"].items():
+            lines += [
+                "",
+                f"{name}: {one['ms_per_request']} ms a request over {one['requests']}, "
+                f"{one['queries_per_request']} queries ({one['sql_ms_per_request']} ms in SQL); costliest:",
+            ]
+            lines += [
+                f"- {query['ms_per_request']} ms ({query['per_request']}x): {query['sql'][:140]}"
+                for query in one["costliest"][:3]
+            ]
         lines.append(
             f"Load average before {report['machine']['load_average_before']}, "
             f"after {report['machine']['load_average_after']}"
