@@ -259,6 +259,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+_ITEM_ACTIVITY_KINDS = ("view", "click", "add_to_cart", "purchase", "rating", "review", "comment", "tag", "dismiss")
+
+
+def _item_kinds(name: str) -> tuple[str, ...]:
+    kinds = env_list(name, list(_ITEM_ACTIVITY_KINDS))
+    unknown = [kind for kind in kinds if kind not in _ITEM_ACTIVITY_KINDS]
+    if unknown:
+        raise ImproperlyConfigured(f"{name}: unknown activity kind(s) {', '.join(unknown)}")
+    return tuple(kinds)
+
+
 # --- the recommender: every knob in one place (documented in README "Configuration") ---------
 RECOMMENDER = {
     # Encoder: a local folder or a hub id the deployment can reach. Default: all-MiniLM-L6-v2
@@ -302,9 +313,11 @@ RECOMMENDER = {
     "POPULAR_BY": env_choice("RECOMMENDER_POPULAR_BY", "popularity", ("popularity", "trending")),
     "FRESH_DAYS": env_int("RECOMMENDER_FRESH_DAYS", 14, minimum=1),
     "FRESH_CANDIDATES": env_int("RECOMMENDER_FRESH_CANDIDATES", 20, minimum=0),
-    # Never recommend items the person already interacted with (any kind). Off for catalogs
-    # with repeat purchases; the evaluation's --include-seen turns it off too.
+    # Never recommend items the person already interacted with through these kinds of activity
+    # (default: every kind). A shop with repeat purchases might keep "purchase" out of the list;
+    # EXCLUDE_SEEN off (and the evaluation's --include-seen) turns the rule off altogether.
     "EXCLUDE_SEEN": env_bool("RECOMMENDER_EXCLUDE_SEEN", True),
+    "EXCLUDE_SEEN_KINDS": _item_kinds("RECOMMENDER_EXCLUDE_SEEN_KINDS"),
     # At most this many results per category in one answer (0 = no cap): a diversity control.
     "MAX_PER_CATEGORY": env_int("RECOMMENDER_MAX_PER_CATEGORY", 0, minimum=0),
     # The blend used while no trained ranker is active: behaviour score (scaled to 0..1 by the

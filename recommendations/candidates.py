@@ -27,6 +27,8 @@ from users.models import Activity, ActivityKind, ActivityVector
 SOURCES = ("behaviour", "semantic", "popular", "fresh")
 # The person's latest items: where their taste is going now (behaviour and semantic features).
 RECENT_ITEMS = 10
+# Stars from which a rating says "I liked it" (the behaviour-liked feature).
+LIKED_RATING = 4.0
 # Their own words read for the text-match feature and the explanations.
 TEXTS_READ = 200
 
@@ -36,6 +38,7 @@ class PersonState:
     user_id: int
     history: dict[int, float]  # item -> weight for the behaviour source, most recent first
     recent: dict[int, float]  # their latest RECENT_ITEMS items -> 1.0
+    liked: dict[int, float]  # items they clearly liked (4+ stars, bought, carted) -> 1.0
     evidence: dict[int, tuple[str, float | None]]  # item -> (strongest kind, rating)
     seen: set[int]
     interests: list[np.ndarray]
@@ -60,7 +63,8 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         .order_by("-created_at", "-id")
         .values_list("item_id", "kind", "rating", "created_at")
     )
-    seen = {row[0] for row in every}
+    excluded_kinds = set(config["EXCLUDE_SEEN_KINDS"])
+    seen = {row[0] for row in every if row[1] in excluded_kinds}
     rows = every[: config["HISTORY_ITEMS"]]
     history: dict[int, float] = {}
     evidence: dict[int, tuple[str, float | None]] = {}
@@ -75,6 +79,12 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         history.setdefault(item_id, 1.0)
         evidence.setdefault(item_id, (kind, rating))
     recent = {item_id: 1.0 for item_id in list(history)[:RECENT_ITEMS]}
+    liked = {
+        item_id: 1.0
+        for item_id, (kind, rating) in evidence.items()
+        if (rating is not None and rating >= LIKED_RATING)
+        or (rating is None and kind in (ActivityKind.PURCHASE, ActivityKind.ADD_TO_CART))
+    }
     if as_of is None:
         interests = [
             vector_from_bytes(raw)
@@ -103,6 +113,7 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         user_id=user_id,
         history=history,
         recent=recent,
+        liked=liked,
         evidence=evidence,
         seen=seen,
         interests=interests,
@@ -118,6 +129,7 @@ class Candidate:
     sources: dict[str, int] = field(default_factory=dict)  # source -> rank (0 = its best)
     behaviour: float = 0.0
     behaviour_recent: float = 0.0
+    behaviour_liked: float = 0.0
     semantic: float = 0.0
     popularity: float = 0.0  # log(1 + people)
     features: np.ndarray | None = None
@@ -159,17 +171,19 @@ def candidates_gather(
         scores = selectors.behaviour_scores(
             history=state.history,
             recent=state.recent,
+            liked=state.liked,
             filters=filters,
             k=size if "behaviour" in sources else 0,
             model_id=model_id,
             also=list(candidates),
         )
-        for item_id, (rank, score, recent) in scores.items():
+        for item_id, (rank, score, recent, liked) in scores.items():
             if rank is not None:
                 candidates.setdefault(item_id, Candidate(item_id)).sources["behaviour"] = rank
             if item_id in candidates:
                 candidates[item_id].behaviour = score
                 candidates[item_id].behaviour_recent = recent
+                candidates[item_id].behaviour_liked = liked
     return candidates
 
 

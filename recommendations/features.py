@@ -20,6 +20,7 @@ from recommendations.candidates import Candidate, PersonState, item_vectors_with
 FEATURES = (
     "behaviour",  # sum of behaviour-model weights over the person's items
     "behaviour_recent",  # the same over their latest items only
+    "behaviour_liked",  # the same over the items they clearly liked (4+ stars, bought)
     "behaviour_rank",  # rank in the behaviour source / source size (1 = not proposed)
     "behaviour_share",  # behaviour / the best behaviour score among the candidates
     "semantic_best",  # best cosine to any interest vector
@@ -87,6 +88,7 @@ def features_compute(
         values = matrix[row]
         values[INDEX["behaviour"]] = candidate.behaviour
         values[INDEX["behaviour_recent"]] = candidate.behaviour_recent
+        values[INDEX["behaviour_liked"]] = candidate.behaviour_liked
         values[INDEX["behaviour_rank"]] = candidate.sources.get("behaviour", size) / size
         values[INDEX["behaviour_share"]] = candidate.behaviour / best_behaviour
         values[INDEX["semantic_rank"]] = candidate.sources.get("semantic", size) / size

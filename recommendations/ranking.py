@@ -9,8 +9,9 @@ Training (`ranker_train`, run by the Celery task and `manage.py train_ranker`):
    (candidates.person_state / candidates_gather / features.features_compute) proposes and
    describes candidates as of their cut-off; a candidate is positive when it is in their labels.
 4. Temporal split of the people: those whose cut-off is earlier train, the latest
-   RANKER_VALIDATION_SHARE validate. Both algorithms are trained; each becomes a RankerModel
-   version with its validation NDCG@K next to every single source's and the blend's.
+   RANKER_VALIDATION_SHARE validate. Both algorithms are trained and validated, then refit on
+   everyone; each becomes a RankerModel version with its validation NDCG@K next to every single
+   source's and the blend's.
 5. The best new version becomes active only if it beats, on this validation data, the best
    single source and the active version (re-scored on the same rows).
 """
@@ -229,6 +230,14 @@ def _single_source_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _fit(algorithm: str, data: TrainingData) -> Ranker:
+    if algorithm == RankerAlgorithm.LAMBDARANK:
+        return train_lambdarank(data.matrix, data.labels, data.groups, list(FEATURES))
+    if algorithm == RankerAlgorithm.LOGISTIC_REGRESSION:
+        return train_logistic_regression(data.matrix, data.labels, list(FEATURES))
+    raise RankerError(f"unknown ranker algorithm {algorithm!r}")
+
+
 def ranker_train(
     *,
     label_fraction: float | None = None,
@@ -273,16 +282,16 @@ def ranker_train(
         except RankerError:
             active_ndcg = None  # it reads features this version no longer computes: it cannot compete
     started = time.monotonic()
+    # Validated on the latest people, then refit on everyone (validation people included) with the
+    # same settings: the stored model learns from the newest interactions too, and the figure
+    # that decides activation is the held-out one.
+    everyone = data.select([p for p, size in enumerate(data.groups) if data.select([p]).labels.sum() > 0])
     trained = []
     for algorithm in algorithms:
         step = time.monotonic()
-        if algorithm == RankerAlgorithm.LAMBDARANK:
-            ranker = train_lambdarank(training.matrix, training.labels, training.groups, list(FEATURES))
-        elif algorithm == RankerAlgorithm.LOGISTIC_REGRESSION:
-            ranker = train_logistic_regression(training.matrix, training.labels, list(FEATURES))
-        else:
-            raise RankerError(f"unknown ranker algorithm {algorithm!r}")
-        trained.append((ranker, ndcg(ranker.score(validation.matrix)), round(time.monotonic() - step, 1)))
+        validated = _fit(algorithm, training)
+        validation_ndcg = ndcg(validated.score(validation.matrix))
+        trained.append((_fit(algorithm, everyone), validation_ndcg, round(time.monotonic() - step, 1)))
     versions = []
     with transaction.atomic():
         latest = RankerModel.objects.aggregate(latest=Max("version"))["latest"] or 0
@@ -294,6 +303,7 @@ def ranker_train(
                 "active_version": active_version.version if active_version else None,
                 "active_ndcg": active_ndcg,
                 "training_people": len(training.groups),
+                "refit_people": len(everyone.groups),
                 "validation_people": len(validation.groups),
                 "training_rows": int(len(training.labels)),
                 "training_positives": int(training.labels.sum()),

@@ -115,11 +115,7 @@ class ItemFilters:
     @property
     def is_selective(self) -> bool:
         return bool(
-            self.categories
-            or self.tags
-            or self.only_ids
-            or self.price_min is not None
-            or self.price_max is not None
+            self.categories or self.tags or self.only_ids or self.price_min is not None or self.price_max is not None
         )
 
 
@@ -132,14 +128,17 @@ def behaviour_scores(
     history: dict[int, float],
     recent: dict[int, float],
     filters: ItemFilters,
+    liked: dict[int, float] | None = None,
     k: int,
     model_id: int | None,
     also: Sequence[int] = (),
 ) -> dict[int, tuple[int | None, float, float]]:
-    """Behaviour evidence for the top k items and for `also`: {item: (rank or None, score, recent score)}.
+    """Behaviour evidence for the top k items and for `also`:
+    {item: (rank or None, score, recent score, liked score)}.
 
     score = sum of neighbour weight x history weight over the person's items; the recent score
-    sums over their latest items only (`recent`), which tells where their taste is going now.
+    sums over their latest items only (`recent`), which tells where their taste is going now;
+    the liked score over the items they clearly liked (`liked`).
     One query: the same aggregate ranks the source's own candidates and scores the others'.
     """
     if model_id is None or not history:
@@ -153,23 +152,26 @@ def behaviour_scores(
             WITH scores AS (
                 SELECT neighbour.neighbour_id AS item_id,
                        SUM(neighbour.weight * history.weight) AS score,
-                       SUM(neighbour.weight * history.recent) AS recent
+                       SUM(neighbour.weight * history.recent) AS recent,
+                       SUM(neighbour.weight * history.liked) AS liked
                 FROM recommendations_itemneighbour AS neighbour
-                JOIN unnest(%s::bigint[], %s::float8[], %s::float8[]) AS history (item_id, weight, recent)
+                JOIN unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[])
+                    AS history (item_id, weight, recent, liked)
                     ON neighbour.item_id = history.item_id
                 WHERE neighbour.model_id = %s AND neighbour.neighbour_id IN ({allowed_sql})
                 GROUP BY neighbour.neighbour_id
             ), ranked AS (
-                SELECT item_id, score, recent, row_number() OVER (ORDER BY score DESC, item_id) AS rank
+                SELECT item_id, score, recent, liked, row_number() OVER (ORDER BY score DESC, item_id) AS rank
                 FROM scores
             )
-            SELECT item_id, rank, score, recent FROM ranked
+            SELECT item_id, rank, score, recent, liked FROM ranked
             WHERE (rank <= %s AND score > 0) OR item_id = ANY(%s::bigint[])
             """,  # noqa: S608 - the subquery is Django's own SQL with its parameters
             [
                 item_ids,
                 [history[item_id] for item_id in item_ids],
                 [recent.get(item_id, 0.0) for item_id in item_ids],
+                [(liked or {}).get(item_id, 0.0) for item_id in item_ids],
                 model_id,
                 *allowed_params,
                 k,
@@ -177,8 +179,8 @@ def behaviour_scores(
             ],
         )
         return {
-            item_id: ((rank - 1) if rank <= k and score > 0 else None, float(score), float(recent))
-            for item_id, rank, score, recent in cursor.fetchall()
+            item_id: ((rank - 1) if rank <= k and score > 0 else None, float(score), float(recent), float(liked))
+            for item_id, rank, score, recent, liked in cursor.fetchall()
         }
 
 

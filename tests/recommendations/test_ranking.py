@@ -202,3 +202,18 @@ def test_ndcg_of_groups_counts_relevant_items_the_candidates_missed():
     value = ndcg_of_groups(scores, labels, [2, 2], k=20, relevant=[1, 2])
     expected = (1.0 + (1 / np.log2(3)) / (1 + 1 / np.log2(3))) / 2
     assert value == pytest.approx(expected)
+
+
+def test_what_counts_as_seen_is_a_setting_per_kind_of_activity(world, settings):
+    person = world["people"][0]
+    top = recommend_for_user(user=person, k=3, log=False).results[0].item
+    Activity.objects.create(user=person, item=top, kind="view", created_at=timezone.now())
+    bought = set(Activity.objects.filter(user=person, kind="purchase").values_list("item_id", flat=True))
+
+    def recommended() -> set[int]:
+        return {result.item.id for result in recommend_for_user(user=person, k=30, log=False).results}
+
+    assert top.id not in recommended()  # by default every kind of activity makes an item seen
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "EXCLUDE_SEEN_KINDS": ("purchase", "rating")}
+    assert top.id in recommended()  # only looked at: may come back
+    assert not bought & recommended()
