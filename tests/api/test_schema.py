@@ -122,3 +122,26 @@ def settings_override(settings):
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": dict.fromkeys(["anon", "user", "text_anon", "text_user", "auth"], "100000/min"),
     }
+
+
+def _api_views():
+    from django.urls import get_resolver
+
+    def walk(patterns):
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                yield from walk(pattern.url_patterns)
+            elif getattr(pattern.callback, "view_class", None) is not None:
+                yield pattern.callback.view_class
+
+    api = next(p for p in get_resolver().url_patterns if str(p.pattern) == "api/")
+    return {view for view in walk(api.url_patterns) if view.__module__.split(".")[-1] == "apis"}
+
+
+def test_every_api_view_states_its_permissions_and_who_may_call_it():
+    views = _api_views()
+
+    assert len(views) >= 20
+    for view in views:
+        assert "permission_classes" in vars(view), f"{view.__name__} relies on the default permissions"
+        assert view.__doc__ and len(view.__doc__) > 40, f"{view.__name__} does not say who may call it"
