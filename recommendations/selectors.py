@@ -273,6 +273,9 @@ def fresh_candidates(*, filters: ItemFilters, k: int, days: int, now=None) -> li
     return [(item_id, created_at.timestamp()) for item_id, created_at in rows]
 
 
+HNSW_EF_SEARCH_MAX = 1000
+
+
 def _ef_search() -> int:
     return settings.RECOMMENDER["HNSW_EF_SEARCH"]
 
@@ -296,7 +299,9 @@ def semantic_candidates(
     exact = use_exact_search() if exact is None else exact
     with transaction.atomic(), connection.cursor() as cursor:
         # Breadth of the HNSW search for this query only (is_local: ends with the transaction).
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef_search or _ef_search(), k))])
+        # pgvector accepts 1..1000; a deeper page than that reads the first 1000 candidates.
+        breadth = min(max(ef_search or _ef_search(), k), HNSW_EF_SEARCH_MAX)
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(breadth)])
         if filters.is_selective or filters.exclude_ids:
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         if exact and len(vectors) > 1:

@@ -217,3 +217,10 @@ def test_what_counts_as_seen_is_a_setting_per_kind_of_activity(world, settings):
     settings.RECOMMENDER = {**settings.RECOMMENDER, "EXCLUDE_SEEN_KINDS": ("purchase", "rating")}
     assert top.id in recommended()  # only looked at: may come back
     assert not bought & recommended()
+
+
+def test_a_page_deeper_than_pgvectors_search_breadth_limit_still_answers(world):
+    # pgvector refuses hnsw.ef_search above 1000; candidates + offset + k can exceed it.
+    answer = recommend_for_user(user=world["people"][1], k=20, offset=990, log=False)
+
+    assert answer.results == []  # 32 items: nothing that deep, but no error either
