@@ -539,7 +539,10 @@ class Command(BaseCommand):
             }
 
         # The floor: the same vectors as one float32 matrix in memory, top 20 by dot product
-        # (unit vectors: cosine), for each person's main interest vector.
+        # (unit vectors: cosine), for each person's main interest vector. With BLAS's two
+        # threads and with one: on a busy machine the second thread's wake-up dominates.
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
         matrix = self.catalog.vectors
         queries = [interests[user_id][0] for user_id in asked if user_id in interests]
 
@@ -550,6 +553,9 @@ class Command(BaseCommand):
 
         _timed(queries[:WARM_UP_CALLS], numpy_top_20)
         results["numpy scan, top 20 of one vector (floor)"] = _percentiles(_timed(queries, numpy_top_20))
+        with threadpool_limits(limits=1):
+            _timed(queries[:WARM_UP_CALLS], numpy_top_20)
+            results["numpy scan, one BLAS thread"] = _percentiles(_timed(queries, numpy_top_20))
         report["latency"] = results
         report["recall_hnsw_against_exact"] = recall
         # Where a request's time goes: its queries grouped by shape over a few requests.
@@ -565,6 +571,8 @@ class Command(BaseCommand):
     def _queries_of(self, run: Callable, calls: list) -> dict:
         """The queries of a few requests grouped by shape (literals removed), costliest first,
         with the plan of the costliest shape's slowest instance."""
+        # The build ran with DEBUG's query log on: a full log (9,000 queries) captures nothing.
+        connection.queries_log.clear()
         with CaptureQueriesContext(connection) as captured:
             total_ms = sum(_timed(calls, run))
         shapes: dict[str, dict] = {}
