@@ -149,8 +149,10 @@ def candidates_gather(
     model_name: str,
     sources: tuple[str, ...] = SOURCES,
     behaviour_model_id: int | None = None,
+    describe: bool = True,
 ) -> dict[int, Candidate]:
-    """Every source's proposals for the person, with the behaviour evidence of all of them."""
+    """Every source's proposals for the person, with the behaviour evidence of all of them
+    (describe=False: only the sources' own proposals, for an ablation ordered by one source)."""
     config = settings.RECOMMENDER
     candidates: dict[int, Candidate] = {}
     if "semantic" in sources and state.interests:
@@ -166,7 +168,7 @@ def candidates_gather(
             filters=filters, k=config["FRESH_CANDIDATES"], days=config["FRESH_DAYS"], now=state.as_of
         )
         _merge(candidates, "fresh", fresh)
-    if state.history:
+    if state.history and (describe or "behaviour" in sources):
         model_id = behaviour_model_id or selectors.active_behaviour_model_id()
         scores = selectors.behaviour_scores(
             history=state.history,
@@ -175,7 +177,7 @@ def candidates_gather(
             filters=filters,
             k=size if "behaviour" in sources else 0,
             model_id=model_id,
-            also=list(candidates),
+            also=list(candidates) if describe else [],
         )
         for item_id, (rank, score, recent, liked) in scores.items():
             if rank is not None:

@@ -407,9 +407,9 @@ def evaluate_p1(
         variants = [
             (_served_name("full system"), everything, "auto"),
             ("full system with the blend (no ranker)", everything, "blend"),
-            ("behaviour source only", ("behaviour",), "blend"),
-            ("semantic source only (text)", ("semantic",), "blend"),
-            ("popular source only", ("popular",), "blend"),
+            ("behaviour source only", ("behaviour",), "source"),
+            ("semantic source only (text)", ("semantic",), "source"),
+            ("popular source only", ("popular",), "source"),
         ]
         for name, sources, scoring in variants:
 
@@ -518,9 +518,9 @@ def evaluate_p2(
         everything = ("behaviour", "semantic", "popular", "fresh")
         variants = [
             (_served_name("full system, cold items only"), everything, "auto"),
-            ("semantic source only (text), cold items only", ("semantic",), "blend"),
-            ("behaviour source only, cold items only", ("behaviour",), "blend"),
-            ("popular source only, cold items only", ("popular",), "blend"),
+            ("semantic source only (text), cold items only", ("semantic",), "source"),
+            ("behaviour source only, cold items only", ("behaviour",), "source"),
+            ("popular source only, cold items only", ("popular",), "source"),
         ]
         for name, sources, scoring in variants:
 

@@ -227,11 +227,14 @@ def _answer(
     return Answer(results=results, ranker=ranker, fallback=fallback, notes=notes)
 
 
-def _score(candidates: list[Candidate], *, scoring: str) -> tuple[str, bool, list[str]]:
-    """Score candidates with the active ranker, or the documented blend. Returns (ranker name,
-    fallback?, notes)."""
-    if scoring not in ("auto", "blend"):
-        raise ValueError(f"scoring must be 'auto' or 'blend', not {scoring!r}")
+def _score(candidates: list[Candidate], *, scoring: str, sources: tuple[str, ...]) -> tuple[str, bool, list[str]]:
+    """Score candidates with the active ranker, the documented blend, or (scoring="source", one
+    source asked) that source's own order. Returns (ranker name, fallback?, notes)."""
+    if scoring == "source":
+        (source,) = sources
+        for candidate in candidates:
+            candidate.score = 1.0 / (1 + candidate.sources[source])
+        return f"{source} source order", True, [f"ordered by the {source} source alone (an ablation)"]
     rows = [candidate.features for candidate in candidates]
     version, model = active_ranker() if scoring == "auto" else (None, None)
     if model is not None:
@@ -264,13 +267,17 @@ def recommend_for_user(
 ) -> Answer:
     """What to show this person next, with the reason and source(s) of each result.
 
-    `sources` limits the candidate sources and `scoring="blend"` bypasses the trained ranker
-    (the evaluation's ablations use both). `as_of` replays the past: only activities before it
-    count and popularity is read as of then (the offline evaluation asks as of each person's
-    split point, as the ranker was trained).
+    `sources` limits the candidate sources; `scoring="blend"` bypasses the trained ranker and
+    `scoring="source"` orders by the one source asked for (the evaluation's ablations). `as_of`
+    replays the past: only activities before it count and popularity is read as of then (the
+    offline evaluation asks as of each person's split point, as the ranker was trained).
     """
     started = time.monotonic()
     config = settings.RECOMMENDER
+    if scoring not in ("auto", "blend", "source"):
+        raise ValueError(f"scoring must be 'auto', 'blend' or 'source', not {scoring!r}")
+    if scoring == "source" and len(sources) != 1:
+        raise ValueError("scoring='source' orders by one source: ask for exactly one")
     filters = filters or ItemFilters()
     exclude_seen = config["EXCLUDE_SEEN"] if exclude_seen is None else exclude_seen
     model_name = _serving_model()
@@ -280,10 +287,16 @@ def recommend_for_user(
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
     if "semantic" not in sources:
         state.interests = []
-    candidates = candidates_gather(state=state, filters=filters, size=size, model_name=model_name, sources=sources)
-    fields = features_compute(state=state, candidates=candidates, model_name=model_name, size=size)
-    ranker, fallback, notes = _score(list(candidates.values()), scoring=scoring)
-    categories = {item_id: values["category"] for item_id, values in fields.items()}
+    describe = scoring != "source"  # a source's own order needs no features
+    candidates = candidates_gather(
+        state=state, filters=filters, size=size, model_name=model_name, sources=sources, describe=describe
+    )
+    if describe:
+        fields = features_compute(state=state, candidates=candidates, model_name=model_name, size=size)
+        categories = {item_id: values["category"] for item_id, values in fields.items()}
+    else:
+        categories = _categories(candidates)
+    ranker, fallback, notes = _score(list(candidates.values()), scoring=scoring, sources=sources)
     page = _apply_rules(list(candidates.values()), categories, offset=offset, k=k, pinned=_pinned(filters))
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])
     reasons = _reasons_for_user(state, page, items, model_name)

@@ -224,3 +224,15 @@ def test_a_page_deeper_than_pgvectors_search_breadth_limit_still_answers(world):
     answer = recommend_for_user(user=world["people"][1], k=20, offset=990, log=False)
 
     assert answer.results == []  # 32 items: nothing that deep, but no error either
+
+
+def test_an_ablation_orders_by_one_source_alone(world):
+    person = world["people"][2]
+
+    answer = recommend_for_user(user=person, k=5, sources=("popular",), scoring="source", log=False)
+
+    assert answer.ranker == "popular source order"
+    assert all(result.sources == ["popular"] for result in answer.results)
+    assert [result.score for result in answer.results] == sorted((r.score for r in answer.results), reverse=True)
+    with pytest.raises(ValueError, match="exactly one"):
+        recommend_for_user(user=person, sources=("popular", "semantic"), scoring="source", log=False)
