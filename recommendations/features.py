@@ -83,6 +83,22 @@ def features_compute(
     best_behaviour = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
     history_size = math.log1p(len(state.history))
 
+    # Cosines of every candidate with a vector against the interest, recent-item and text
+    # vectors: three matrix products for the whole batch, not three per candidate.
+    with_vectors = [row for row, item_id in enumerate(ids) if item_id in vectors]
+    if with_vectors:
+        stacked = np.stack([vectors[ids[row]] for row in with_vectors])
+        if interests is not None:
+            similarities = stacked @ interests.T
+            matrix[with_vectors, INDEX["semantic_best"]] = similarities.max(axis=1)
+            matrix[with_vectors, INDEX["semantic_main"]] = similarities[:, 0]
+        if recent_vectors is not None:
+            similarities = stacked @ recent_vectors.T
+            matrix[with_vectors, INDEX["semantic_recent_max"]] = similarities.max(axis=1)
+            matrix[with_vectors, INDEX["semantic_recent_mean"]] = similarities.mean(axis=1)
+        if texts is not None:
+            matrix[with_vectors, INDEX["text_match"]] = (stacked @ texts.T).max(axis=1)
+
     for row, item_id in enumerate(ids):
         candidate = candidates[item_id]
         values = matrix[row]
@@ -92,18 +108,8 @@ def features_compute(
         values[INDEX["behaviour_rank"]] = candidate.sources.get("behaviour", size) / size
         values[INDEX["behaviour_share"]] = candidate.behaviour / best_behaviour
         values[INDEX["semantic_rank"]] = candidate.sources.get("semantic", size) / size
-        vector = vectors.get(item_id)
-        if vector is not None:
-            if interests is not None:
-                similarities = interests @ vector
-                values[INDEX["semantic_best"]] = candidate.semantic = float(similarities.max())
-                values[INDEX["semantic_main"]] = float(similarities[0])
-            if recent_vectors is not None:
-                similarities = recent_vectors @ vector
-                values[INDEX["semantic_recent_max"]] = float(similarities.max())
-                values[INDEX["semantic_recent_mean"]] = float(similarities.mean())
-            if texts is not None:
-                values[INDEX["text_match"]] = float((texts @ vector).max())
+        if not math.isnan(values[INDEX["semantic_best"]]):
+            candidate.semantic = float(values[INDEX["semantic_best"]])
         people, trending, first = popularity.get(item_id, (0.0, 0.0, None))
         values[INDEX["popularity"]] = candidate.popularity = math.log1p(people)
         values[INDEX["trending"]] = math.log1p(10_000 * trending)
@@ -113,8 +119,8 @@ def features_compute(
         if item is not None:
             values[INDEX["category_share"]] = category_shares.get(item["category"], 0.0)
             item_tag_shares = [tag_shares.get(tag, 0.0) for tag in item["tags"]] or [0.0]
-            values[INDEX["tag_share_mean"]] = float(np.mean(item_tag_shares))
-            values[INDEX["tag_share_max"]] = float(np.max(item_tag_shares))
+            values[INDEX["tag_share_mean"]] = sum(item_tag_shares) / len(item_tag_shares)
+            values[INDEX["tag_share_max"]] = max(item_tag_shares)
             if mean_price is not None and item["price"] is not None and item["price"] > 0:
                 values[INDEX["price_gap"]] = abs(math.log(float(item["price"])) - mean_price)
         values[INDEX["in_popular"]] = float("popular" in candidate.sources)
