@@ -14,7 +14,6 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
 from catalog.models import ItemVector
 from core.vector_wire import VectorBytes, vector_from_bytes
@@ -136,7 +135,7 @@ class Candidate:
     score: float = 0.0
 
 
-def _merge(candidates: dict[int, Candidate], source: str, ranked: list[tuple[int, float]]) -> None:
+def merge_ranked(candidates: dict[int, Candidate], source: str, ranked: list[tuple[int, float]]) -> None:
     for rank, (item_id, _score) in enumerate(ranked):
         candidates.setdefault(item_id, Candidate(item_id)).sources[source] = rank
 
@@ -156,18 +155,20 @@ def candidates_gather(
     config = settings.RECOMMENDER
     candidates: dict[int, Candidate] = {}
     if "semantic" in sources and state.interests:
-        _merge(
+        merge_ranked(
             candidates,
             "semantic",
             selectors.semantic_candidates(vectors=state.interests, model_name=model_name, filters=filters, k=size),
         )
     if "popular" in sources:
-        _merge(candidates, "popular", selectors.popular_candidates(filters=filters, k=size, by=config["POPULAR_BY"]))
+        merge_ranked(
+            candidates, "popular", selectors.popular_candidates(filters=filters, k=size, by=config["POPULAR_BY"])
+        )
     if "fresh" in sources and config["FRESH_CANDIDATES"]:
         fresh = selectors.fresh_candidates(
             filters=filters, k=config["FRESH_CANDIDATES"], days=config["FRESH_DAYS"], now=state.as_of
         )
-        _merge(candidates, "fresh", fresh)
+        merge_ranked(candidates, "fresh", fresh)
     if state.history and (describe or "behaviour" in sources):
         model_id = behaviour_model_id or selectors.active_behaviour_model_id()
         scores = selectors.behaviour_scores(
@@ -204,5 +205,7 @@ def item_vectors_with_recent(
     return vectors, (np.stack(recent) if recent else None)
 
 
-def now_or(as_of: datetime | None) -> datetime:
-    return as_of or timezone.now()
+def serving_model() -> str:
+    """The encoder model whose vectors answer queries (the old one during an encoder change)."""
+    config = settings.RECOMMENDER
+    return config["SERVING_MODEL"] or config["ENCODER_MODEL"]

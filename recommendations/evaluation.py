@@ -342,6 +342,46 @@ def _run_variant(
     return score_rankings(name, rankings, split, k=k, n_items=n_items, latency_ms=latencies)
 
 
+def _served_variants(
+    variants: list[tuple[str, tuple[str, ...], str]],
+    split: Split,
+    *,
+    k: int,
+    n_items: int,
+    timings: dict[str, float],
+    progress: Callable[[Iterable, str], Iterable],
+    filters=None,
+    exclude_seen: bool = True,
+) -> list[MethodResult]:
+    """(name, sources, scoring) variants of recommend_for_user, each asked for every test person
+    as of their split point (as the ranker was trained: what the service would have answered
+    then, with the popularity and trends of that moment)."""
+    from catalog.models import Item
+    from recommendations.services import recommend_for_user
+    from users.models import User
+
+    people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
+    external_ids = dict(Item.objects.values_list("id", "external_id"))
+    methods = []
+    for name, sources, scoring in variants:
+
+        def ask(user_id: str, sources=sources, scoring=scoring) -> list[str]:
+            answer = recommend_for_user(
+                user=User(id=people[user_id]),
+                k=k,
+                filters=filters,
+                sources=sources,
+                scoring=scoring,
+                exclude_seen=exclude_seen,
+                as_of=split.cutoffs[user_id],
+                log=False,
+            )
+            return [external_ids[result.item.id] for result in answer.results]
+
+        methods.append(_run_variant(name, ask, split, k=k, n_items=n_items, timings=timings, progress=progress))
+    return methods
+
+
 @dataclass
 class Report:
     protocol: str
@@ -388,21 +428,14 @@ def evaluate_p1(
 ) -> Report:
     from django.conf import settings
 
-    from catalog.models import Item
-    from recommendations.services import recommend_for_user
-    from users.models import User
-
     timings: dict[str, float] = {}
     started = time.monotonic()
     items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
     split = split_per_user(source.events(), test_fraction=test_fraction, test_last=test_last)
     timings["split"] = time.monotonic() - started
-    methods = []
     with isolated_database(database):
         _build(_in_memory_source(source, items, split.train), timings, ranker=True, progress=progress)
         models = _models()
-        people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
-        external_ids = dict(Item.objects.values_list("id", "external_id"))
         everything = ("behaviour", "semantic", "popular", "fresh")
         variants = [
             (_served_name("full system"), everything, "auto"),
@@ -411,23 +444,15 @@ def evaluate_p1(
             ("semantic source only (text)", ("semantic",), "source"),
             ("popular source only", ("popular",), "source"),
         ]
-        for name, sources, scoring in variants:
-
-            def ask(user_id: str, sources=sources, scoring=scoring) -> list[str]:
-                answer = recommend_for_user(
-                    user=User(id=people[user_id]),
-                    k=k,
-                    sources=sources,
-                    scoring=scoring,
-                    exclude_seen=not include_seen,
-                    # Asked as of the person's split point, as the ranker was trained: what the
-                    # service would have answered then (popularity and trends of that moment).
-                    as_of=split.cutoffs[user_id],
-                    log=False,
-                )
-                return [external_ids[result.item.id] for result in answer.results]
-
-            methods.append(_run_variant(name, ask, split, k=k, n_items=len(items), timings=timings, progress=progress))
+        methods = _served_variants(
+            variants,
+            split,
+            k=k,
+            n_items=len(items),
+            timings=timings,
+            progress=progress,
+            exclude_seen=not include_seen,
+        )
     step = time.monotonic()
     for name, rankings in baseline_rankings(
         split,
@@ -486,8 +511,6 @@ def evaluate_p2(
     only. Behaviour and popularity know nothing of them: only text can tell them apart."""
     from catalog.models import Item
     from recommendations.selectors import ItemFilters
-    from recommendations.services import recommend_for_user
-    from users.models import User
 
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -507,14 +530,10 @@ def evaluate_p2(
         cutoffs=split.cutoffs,
     )
     timings["split"] = time.monotonic() - started
-    methods = []
     with isolated_database(database):
         _build(_in_memory_source(source, items, train), timings, ranker=True, progress=progress)
         models = _models()
-        people = dict(User.objects.filter(external_id__in=list(test)).values_list("external_id", "id"))
-        external_ids = dict(Item.objects.values_list("id", "external_id"))
         cold_ids = frozenset(Item.objects.filter(external_id__in=cold).values_list("id", flat=True))
-        filters = ItemFilters(only_ids=cold_ids)
         everything = ("behaviour", "semantic", "popular", "fresh")
         variants = [
             (_served_name("full system, cold items only"), everything, "auto"),
@@ -522,23 +541,15 @@ def evaluate_p2(
             ("behaviour source only, cold items only", ("behaviour",), "source"),
             ("popular source only, cold items only", ("popular",), "source"),
         ]
-        for name, sources, scoring in variants:
-
-            def ask(user_id: str, sources=sources, scoring=scoring) -> list[str]:
-                answer = recommend_for_user(
-                    user=User(id=people[user_id]),
-                    k=k,
-                    filters=filters,
-                    sources=sources,
-                    scoring=scoring,
-                    as_of=split.cutoffs[user_id],
-                    log=False,
-                )
-                return [external_ids[result.item.id] for result in answer.results]
-
-            methods.append(
-                _run_variant(name, ask, cold_split, k=k, n_items=len(cold), timings=timings, progress=progress)
-            )
+        methods = _served_variants(
+            variants,
+            cold_split,
+            k=k,
+            n_items=len(cold),
+            timings=timings,
+            progress=progress,
+            filters=ItemFilters(only_ids=cold_ids),
+        )
     ordered_cold = sorted(cold)
     rng = np.random.default_rng(0)
     random_rankings = {user_id: list(rng.permutation(ordered_cold)[:k]) for user_id in sorted(test)}

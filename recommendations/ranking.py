@@ -34,7 +34,7 @@ from django.db.models import Max
 
 from core.exceptions import ApplicationError
 from recommendations.behaviour_services import POSITIVE_KINDS, behaviour_model_build
-from recommendations.candidates import candidates_gather, person_state
+from recommendations.candidates import candidates_gather, person_state, serving_model
 from recommendations.features import FEATURES, INDEX, features_compute
 from recommendations.ml.ranker import Ranker, ndcg_of_groups, train_lambdarank, train_logistic_regression
 from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
@@ -129,11 +129,6 @@ class TrainingData:
         )
 
 
-def _serving_model() -> str:
-    config = settings.RECOMMENDER
-    return config["SERVING_MODEL"] or config["ENCODER_MODEL"]
-
-
 def training_data_build(
     *,
     label_fraction: float,
@@ -145,7 +140,7 @@ def training_data_build(
     they went on to choose. See the module docstring."""
     started = time.monotonic()
     config = settings.RECOMMENDER
-    model_name = _serving_model()
+    model_name = serving_model()
     per_person: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
     rows = Activity.objects.filter(item__isnull=False, kind__in=POSITIVE_KINDS).values_list(
         "user_id", "item_id", "created_at"

@@ -26,7 +26,15 @@ from core.exceptions import ApplicationError
 from core.text import text_clean
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations import selectors
-from recommendations.candidates import SOURCES, Candidate, PersonState, _merge, candidates_gather, person_state
+from recommendations.candidates import (
+    SOURCES,
+    Candidate,
+    PersonState,
+    candidates_gather,
+    merge_ranked,
+    person_state,
+    serving_model,
+)
 from recommendations.features import FEATURES, features_compute
 from recommendations.models import (
     ItemNeighbour,
@@ -69,11 +77,6 @@ class Answer:
     fallback: bool
     recommendation_id: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _serving_model() -> str:
-    config = settings.RECOMMENDER
-    return config["SERVING_MODEL"] or config["ENCODER_MODEL"]
 
 
 def _placements(ordered: list[Candidate], pinned: list[int]) -> list[Candidate]:
@@ -280,7 +283,7 @@ def recommend_for_user(
         raise ValueError("scoring='source' orders by one source: ask for exactly one")
     filters = filters or ItemFilters()
     exclude_seen = config["EXCLUDE_SEEN"] if exclude_seen is None else exclude_seen
-    model_name = _serving_model()
+    model_name = serving_model()
     state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
     if exclude_seen:
         filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | state.seen)})
@@ -319,7 +322,7 @@ def recommend_for_user(
 def _text_vector(text: str) -> np.ndarray:
     from recommendations.ml.encoder import get_encoder
 
-    return get_encoder(_serving_model()).encode([text]).vectors[0]
+    return get_encoder(serving_model()).encode([text]).vectors[0]
 
 
 def recommend_for_text(
@@ -341,11 +344,11 @@ def recommend_for_text(
     if not text:
         raise ApplicationError("text is empty")
     filters = filters or ItemFilters()
-    model_name = _serving_model()
+    model_name = serving_model()
     query = _text_vector(text)
     candidates: dict[int, Candidate] = {}
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
-    _merge(
+    merge_ranked(
         candidates,
         "semantic",
         selectors.semantic_candidates(vectors=[query], model_name=model_name, filters=filters, k=size),
@@ -396,15 +399,15 @@ def similar_items(
     config = settings.RECOMMENDER
     filters = filters or ItemFilters()
     filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | {item.id})})
-    model_name = _serving_model()
+    model_name = serving_model()
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
     candidates: dict[int, Candidate] = {}
     behaviour = selectors.behaviour_candidates(history={item.id: 1.0}, filters=filters, k=size)
-    _merge(candidates, "behaviour", behaviour)
+    merge_ranked(candidates, "behaviour", behaviour)
     vector = selectors.item_vectors_for(item_ids=[item.id], model_name=model_name).get(item.id)
     query_vectors = [vector] if vector is not None else []
     if query_vectors:
-        _merge(
+        merge_ranked(
             candidates,
             "semantic",
             selectors.semantic_candidates(vectors=query_vectors, model_name=model_name, filters=filters, k=size),
