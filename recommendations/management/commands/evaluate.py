@@ -51,6 +51,7 @@ class Command(BaseCommand):
         except BundleError as error:
             raise CommandError(str(error)) from error
         database = database or f"{settings.DATABASES['default']['NAME']}_eval"
+        commit = _git_commit()  # the code that runs, read before the run (minutes long)
         try:
             if protocol == "p3":
                 report = evaluate_p3(source=source, database=database, k=k, progress=_progress)
@@ -71,7 +72,7 @@ class Command(BaseCommand):
         payload = {
             **asdict(report),
             "bundle": str(folder.resolve()),
-            "git_commit": _git_commit(),
+            "git_commit": commit,
             "encoder": settings.RECOMMENDER["ENCODER_MODEL"],
             "settings": {key: value for key, value in settings.RECOMMENDER.items() if not key.endswith("_DIR")},
             "finished_at": datetime.now(UTC).isoformat(),
