@@ -213,7 +213,8 @@ class Command(BaseCommand):
         database = database or f"{live}_bench_{items}"
         report: dict = {
             "command": "manage.py benchmark_recommender "
-            + f"--items {items} --people {people} --requests {requests} --seed {seed}",
+            + f"--items {items} --people {people} --requests {requests} --seed {seed} "
+            + f"--maintenance-work-mem {maintenance_work_mem}",
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
                 "cpu": _cpu_model(),
@@ -293,10 +294,7 @@ class Command(BaseCommand):
             cursor.execute("RESET maintenance_work_mem")
             cursor.execute(
                 "SELECT pg_relation_size(%s::regclass), pg_relation_size(%s::regclass)",
-                [
-                    index_name,
-                    ItemVector._meta.db_table,
-                ],
+                [index_name, ItemVector._meta.db_table],
             )
             index_bytes, table_bytes = cursor.fetchone()
         report["hnsw_index"] = {
