@@ -34,6 +34,10 @@ class Item(EmbeddedTextMixin):
         ordering = ["title", "id"]
         indexes = [
             GinIndex(fields=["tags"], name="item_tags_gin"),
+            # The fresh source (newest items) and the pinned items of every request: without these
+            # both read the whole catalog (89 and 96 ms per request at 100,000 items).
+            models.Index(fields=["-created_at"], name="item_newest"),
+            models.Index(fields=["placement"], condition=Q(placement="pinned"), name="item_pinned"),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),

@@ -143,7 +143,10 @@ def behaviour_scores(
     """
     if model_id is None or not history:
         return {}
-    allowed = Item.objects.filter(filters.q()).values("id")
+    # order_by(): without it Item's default ordering (by title) stays in the pasted subquery and
+    # PostgreSQL sorts the whole catalog on every request (measured: 208 ms of a 608 ms request
+    # at 100,000 items; 7.6 ms without).
+    allowed = Item.objects.filter(filters.q()).order_by().values("id")
     allowed_sql, allowed_params = allowed.query.sql_with_params()
     item_ids = list(history)
     with connection.cursor() as cursor:
@@ -236,7 +239,7 @@ def behaviour_candidates(*, history: dict[int, float], filters: ItemFilters, k: 
     model_id = BehaviourModel.objects.filter(is_active=True).values_list("id", flat=True).first()
     if model_id is None or not history:
         return []
-    allowed = Item.objects.filter(filters.q()).values("id")
+    allowed = Item.objects.filter(filters.q()).order_by().values("id")
     allowed_sql, allowed_params = allowed.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
