@@ -134,8 +134,8 @@ def test_evaluation_runs_the_served_system_in_its_own_database_and_is_determinis
     live_database = connection.settings_dict["NAME"]
     folder = _tiny_bundle(tmp_path / "bundle")
 
-    first = evaluate_p1(source=bundle_open(folder), database=f"{live_database}_eval_test", k=3)
-    second = evaluate_p1(source=bundle_open(folder), database=f"{live_database}_eval_test", k=3)
+    first = evaluate_p1(source=bundle_open(folder), database=f"{live_database}_eval_test", k=3, with_blend=True)
+    second = evaluate_p1(source=bundle_open(folder), database=f"{live_database}_eval_test", k=3, with_blend=True)
 
     assert connection.settings_dict["NAME"] == live_database
     assert not Item.objects.exists()  # nothing was written to the live (here: test) database

@@ -41,10 +41,15 @@ class Command(BaseCommand):
         parser.add_argument("--test-fraction", type=float, default=0.2)
         parser.add_argument("--test-last", type=int, default=None, help="hold out the last N interactions instead")
         parser.add_argument("--include-seen", action="store_true", help="rank items the person already had too")
+        parser.add_argument(
+            "--with-blend", action="store_true", help="P1: also the full system ordered by the fallback blend"
+        )
         parser.add_argument("--database", default=None, help="name of the isolated database (default: <live>_eval)")
         parser.add_argument("--out", default=None, help="folder for report.json and report.md")
 
-    def handle(self, *args, bundle, protocol, k, test_fraction, test_last, include_seen, database, out, **options):
+    def handle(
+        self, *args, bundle, protocol, k, test_fraction, test_last, include_seen, with_blend, database, out, **options
+    ):
         folder = Path(bundle)
         try:
             source = movielens_open(folder) if (folder / "movies.csv").is_file() else bundle_open(folder)
@@ -65,6 +70,7 @@ class Command(BaseCommand):
                     test_fraction=test_fraction,
                     test_last=test_last,
                     include_seen=include_seen,
+                    with_blend=with_blend,
                     progress=_progress,
                 )
         except EvaluationError as error:
