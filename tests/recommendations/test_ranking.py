@@ -236,3 +236,17 @@ def test_an_ablation_orders_by_one_source_alone(world):
     assert [result.score for result in answer.results] == sorted((r.score for r in answer.results), reverse=True)
     with pytest.raises(ValueError, match="exactly one"):
         recommend_for_user(user=person, sources=("popular", "semantic"), scoring="source", log=False)
+
+
+def test_train_ranker_command_reports_each_version_and_refuses_bad_input(world):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("train_ranker", "--max-people", "32", "--algorithm", "logistic_regression", stdout=out)
+
+    assert "ranker v1 logistic_regression: validation ndcg@20" in out.getvalue()
+    assert RankerModel.objects.count() == 1
+    with pytest.raises(CommandError, match="at least 2"):
+        call_command("train_ranker", "--max-people", "1")

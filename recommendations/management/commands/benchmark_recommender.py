@@ -34,6 +34,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from catalog.models import Item, ItemVector
+from core.command_support import git_commit
 from core.models import EmbeddingStatus
 from core.text import text_hash
 from core.vector_indexes import vector_index_name, vector_indexes_ensure, vector_indexes_forget
@@ -109,15 +110,6 @@ def _recall_at(approximate: list[tuple[int, float]], exact: list[tuple[int, floa
 def _mean(values: list[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return round(float(np.mean(present)), 4) if present else None
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _changed_paths() -> list[str]:
@@ -222,7 +214,7 @@ class Command(BaseCommand):
                 "python": platform.python_version(),
                 "load_average_before": [round(value, 2) for value in os.getloadavg()],
             },
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "uncommitted_changes": _changed_paths(),
             "database": database,
             "items": items,

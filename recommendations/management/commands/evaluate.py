@@ -1,31 +1,16 @@
 import json
-import subprocess
-import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from catalog.bundles import BundleError, bundle_open
 from catalog.movielens import movielens_open
+from core.command_support import git_commit, people_progress
 from recommendations.evaluation import EvaluationError, evaluate_p1, evaluate_p2, evaluate_p3
 from recommendations.evaluation_report import evaluation_run_save, report_charts, report_markdown
-
-
-def _progress(rows, description):
-    return tqdm(list(rows), desc=description, unit=" people", file=sys.stderr, mininterval=1.0, disable=None)
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 class Command(BaseCommand):
@@ -56,12 +41,12 @@ class Command(BaseCommand):
         except BundleError as error:
             raise CommandError(str(error)) from error
         database = database or f"{settings.DATABASES['default']['NAME']}_eval"
-        commit = _git_commit()  # the code that runs, read before the run (minutes long)
+        commit = git_commit()  # the code that runs, read before the run (minutes long)
         try:
             if protocol == "p3":
-                report = evaluate_p3(source=source, database=database, k=k, progress=_progress)
+                report = evaluate_p3(source=source, database=database, k=k, progress=people_progress)
             elif protocol == "p2":
-                report = evaluate_p2(source=source, database=database, k=k, progress=_progress)
+                report = evaluate_p2(source=source, database=database, k=k, progress=people_progress)
             else:
                 report = evaluate_p1(
                     source=source,
@@ -71,7 +56,7 @@ class Command(BaseCommand):
                     test_last=test_last,
                     include_seen=include_seen,
                     with_blend=with_blend,
-                    progress=_progress,
+                    progress=people_progress,
                 )
         except EvaluationError as error:
             raise CommandError(str(error)) from error

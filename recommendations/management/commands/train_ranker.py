@@ -1,14 +1,8 @@
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from core.command_support import people_progress
 from recommendations.models import RankerAlgorithm
 from recommendations.ranking import RankerError, ranker_train
-
-
-def _progress(rows, description):
-    return tqdm(list(rows), desc=description, unit=" people", file=sys.stderr, mininterval=1.0, disable=None)
 
 
 class Command(BaseCommand):
@@ -35,7 +29,7 @@ class Command(BaseCommand):
                 max_people=max_people,
                 algorithms=tuple(algorithm or (RankerAlgorithm.LAMBDARANK, RankerAlgorithm.LOGISTIC_REGRESSION)),
                 activate=not no_activate,
-                progress=_progress,
+                progress=people_progress,
             )
         except RankerError as error:
             raise CommandError(str(error)) from error
