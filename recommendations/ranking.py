@@ -117,6 +117,16 @@ class TrainingData:
     window: tuple[datetime | None, datetime | None] = (None, None)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def labelled_people(self) -> list[int]:
+        """People with at least one chosen candidate (the others teach a ranking nothing)."""
+        starts = np.concatenate([[0], np.cumsum(self.groups)[:-1]]).astype(int)
+        positives = np.add.reduceat(self.labels, starts) if self.groups else np.zeros(0)
+        return [
+            person
+            for person, (size, count) in enumerate(zip(self.groups, positives, strict=True))
+            if size and count > 0
+        ]
+
     def select(self, people: list[int]) -> TrainingData:
         starts = np.concatenate([[0], np.cumsum(self.groups)])
         rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in people]) if people else np.array([], int)
@@ -261,8 +271,7 @@ def ranker_train(
     if training.labels.sum() == 0:
         raise RankerError("no candidate of the training people was chosen later: nothing to learn from")
     # People whose candidates hold no label teach a ranking nothing (every order scores 0).
-    useful = [p for p, size in enumerate(training.groups) if training.select([p]).labels.sum() > 0]
-    training = training.select(useful)
+    training = training.select(training.labelled_people())
 
     def ndcg(scores: np.ndarray) -> float:
         return round(ndcg_of_groups(scores, validation.labels, validation.groups, k=k, relevant=validation.relevant), 4)
@@ -280,7 +289,7 @@ def ranker_train(
     # Validated on the latest people, then refit on everyone (validation people included) with the
     # same settings: the stored model learns from the newest interactions too, and the figure
     # that decides activation is the held-out one.
-    everyone = data.select([p for p, size in enumerate(data.groups) if data.select([p]).labels.sum() > 0])
+    everyone = data.select(data.labelled_people())
     trained = []
     for algorithm in algorithms:
         step = time.monotonic()

@@ -235,27 +235,13 @@ def item_popularity(*, item_ids: list[int], as_of=None) -> dict[int, tuple[float
 
 
 def behaviour_candidates(*, history: dict[int, float], filters: ItemFilters, k: int) -> list[tuple[int, float]]:
-    """Items the active behaviour model links to the person's items: sum of weight x history weight."""
-    model_id = BehaviourModel.objects.filter(is_active=True).values_list("id", flat=True).first()
-    if model_id is None or not history:
-        return []
-    allowed = Item.objects.filter(filters.q()).order_by().values("id")
-    allowed_sql, allowed_params = allowed.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT neighbour.neighbour_id, SUM(neighbour.weight * history.weight) AS score
-            FROM recommendations_itemneighbour AS neighbour
-            JOIN unnest(%s::bigint[], %s::float8[]) AS history (item_id, weight)
-                ON neighbour.item_id = history.item_id
-            WHERE neighbour.model_id = %s AND neighbour.neighbour_id IN ({allowed_sql})
-            GROUP BY neighbour.neighbour_id
-            ORDER BY score DESC
-            LIMIT %s
-            """,  # noqa: S608 - the subquery is Django's own SQL with its parameters
-            [list(history), list(history.values()), model_id, *allowed_params, k],
-        )
-        return [(item_id, float(score)) for item_id, score in cursor.fetchall() if score > 0]
+    """Items the active behaviour model links to the person's items, best first:
+    sum of weight x history weight (the behaviour source's own proposals of behaviour_scores)."""
+    scores = behaviour_scores(history=history, recent={}, filters=filters, k=k, model_id=active_behaviour_model_id())
+    proposed = [
+        (item_id, rank, score) for item_id, (rank, score, _recent, _liked) in scores.items() if rank is not None
+    ]
+    return [(item_id, score) for item_id, _rank, score in sorted(proposed, key=lambda row: row[1])]
 
 
 def popular_candidates(*, filters: ItemFilters, k: int, by: str = "popularity") -> list[tuple[int, float]]:
