@@ -157,6 +157,28 @@ def isolated_database(name: str):
         default.settings_dict["NAME"] = original
 
 
+@contextmanager
+def attached_database(name: str):
+    """Point the default connection at an existing database `name` (kept by an earlier run), migrated."""
+    default = connections["default"]
+    original = default.settings_dict["NAME"]
+    if name == original:
+        raise EvaluationError("the evaluation database must not be the live one")
+    default.ensure_connection()
+    with default.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            raise EvaluationError(f"database {name} does not exist")
+    default.close()
+    default.settings_dict["NAME"] = name
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        yield
+    finally:
+        default.close()
+        default.settings_dict["NAME"] = original
+
+
 # --- running it -----------------------------------------------------------------------------
 
 

@@ -61,6 +61,20 @@ def test_onnx_vectors_match_sentence_transformers_in_mixed_length_batches(onnx_e
     assert _cosines(encoded.vectors, reference_vectors).min() >= 0.999
 
 
+@pytest.mark.skipif(
+    not encoder_module.cpu_has_bf16(), reason="bf16 runs only on a CPU with native bf16 (the fallback is tested below)"
+)
+def test_bf16_vectors_stay_within_the_issue_bar_of_fp32(reference_vectors):
+    # bf16 weights round every product: not the 0.999 of the exact runtimes, but >= 0.99
+    # (measured 0.9999 here), the bar a runtime must pass to be offered.
+    encoder = Encoder("all-MiniLM-L6-v2", runtime="bf16")
+    encoded = encoder.encode(TEXTS, batch_size=len(TEXTS))
+
+    assert encoder.runtime == "bf16" and encoded.vectors.dtype == np.float32
+    assert _cosines(encoded.vectors, reference_vectors).min() >= 0.99
+    assert np.allclose(np.linalg.norm(encoded.vectors, axis=1), 1.0, atol=1e-5)
+
+
 def test_results_come_back_in_the_order_given(fp32_encoder):
     forward = fp32_encoder.encode(TEXTS).vectors
     backward = fp32_encoder.encode(TEXTS[::-1]).vectors[::-1]

@@ -38,7 +38,7 @@ from core.command_support import git_commit
 from core.models import EmbeddingStatus
 from core.text import text_hash
 from core.vector_indexes import vector_index_name, vector_indexes_ensure, vector_indexes_forget
-from recommendations.evaluation import EvaluationError, isolated_database
+from recommendations.evaluation import EvaluationError, attached_database, isolated_database
 from recommendations.ml.encoder import get_encoder, model_dimensions
 from recommendations.selectors import ItemFilters, semantic_candidates, use_exact_search
 from recommendations.services import recommend_for_text, recommend_for_user, similar_items
@@ -194,8 +194,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--out", default=None, help="JSON report (default: var/benchmarks/recommender-<N>.json)")
         parser.add_argument("--keep-database", action="store_true", help="leave the database for EXPLAIN afterwards")
+        parser.add_argument(
+            "--reuse-database",
+            action="store_true",
+            help="measure again in the database an earlier --keep-database run built (same --items and --seed), "
+            "skipping the build",
+        )
 
-    def handle(self, *args, items, people, requests, database, seed, maintenance_work_mem, out, keep_database, **kw):
+    def handle(
+        self, *args, items, people, requests, database, seed, maintenance_work_mem, out, keep_database, **options
+    ):
+        reuse_database = options["reuse_database"]
         if items < 2 * CATEGORIES or people < 1 or requests < 1:
             raise CommandError(f"need --items >= {2 * CATEGORIES}, --people >= 1 and --requests >= 1")
         self.model_name = settings.RECOMMENDER["SERVING_MODEL"] or settings.RECOMMENDER["ENCODER_MODEL"]
@@ -229,11 +238,17 @@ class Command(BaseCommand):
         }
         self.random = random.Random(seed)
         started = time.monotonic()
+        build_file = Path(settings.VAR_DIR) / "benchmarks" / f"{database}.build.json"
         try:
-            with isolated_database(database):
-                self._build(
-                    report, n_items=items, n_people=people, seed=seed, maintenance_work_mem=maintenance_work_mem
-                )
+            with attached_database(database) if reuse_database else isolated_database(database):
+                if reuse_database:
+                    self._restore(report, build_file, n_items=items, seed=seed)
+                else:
+                    self._build(
+                        report, n_items=items, n_people=people, seed=seed, maintenance_work_mem=maintenance_work_mem
+                    )
+                    if keep_database:
+                        self._save_build(report, build_file)
                 # DEBUG (the development setting) makes every cursor record and format its SQL,
                 # which a served process does not pay: measure without it.
                 with override_settings(DEBUG=False):
@@ -241,7 +256,7 @@ class Command(BaseCommand):
         except EvaluationError as error:
             raise CommandError(str(error)) from error
         finally:
-            if not keep_database:
+            if not (keep_database or reuse_database):
                 self._drop(database)
         report["total_seconds"] = round(time.monotonic() - started, 1)
         report["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
@@ -311,6 +326,28 @@ class Command(BaseCommand):
         )
         self._step(report, "vacuum_analyze", self._vacuum_analyze)
         self.catalog = catalog
+
+    def _save_build(self, report: dict, path: Path) -> None:
+        """What a later --reuse-database run needs: the build's figures and the people's picks."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = {key: report[key] for key in ("items", "clusters", "hnsw_index", "behaviour_model", "build_seconds")}
+        kept["item_ids"] = self.item_ids
+        kept["people"] = {str(user_id): person for user_id, person in self.people.items()}
+        path.write_text(json.dumps(kept))
+
+    def _restore(self, report: dict, path: Path, *, n_items: int, seed: int) -> None:
+        if not path.is_file():
+            raise CommandError(f"{path} is missing: build the database first with --keep-database")
+        kept = json.loads(path.read_text())
+        if kept["items"] != n_items:
+            raise CommandError(f"that database holds {kept['items']} items, not {n_items}")
+        for key in ("clusters", "hnsw_index", "behaviour_model", "build_seconds"):
+            report[key] = kept[key]
+        report["reused_database"] = True
+        self.item_ids = kept["item_ids"]
+        self.people = {int(user_id): person for user_id, person in kept["people"].items()}
+        # The generator is deterministic: the same seed gives the same vectors the build wrote.
+        self.catalog = SyntheticCatalog(n_items=n_items, seed=seed)
 
     def _vacuum_analyze(self) -> None:
         # Statistics for the planner, and reltuples for use_exact_search (exact scan or HNSW).
