@@ -318,6 +318,12 @@ RECOMMENDER = {
     # EXCLUDE_SEEN off (and the evaluation's --include-seen) turns the rule off altogether.
     "EXCLUDE_SEEN": env_bool("RECOMMENDER_EXCLUDE_SEEN", True),
     "EXCLUDE_SEEN_KINDS": _item_kinds("RECOMMENDER_EXCLUDE_SEEN_KINDS"),
+    # Precomputed lists (recommendations.precomputed): a person's ranked list of this many items
+    # is kept after their first request and recomputed by the worker after each activity, so a
+    # request only filters and pages it (0 = compute every request live). A list older than
+    # MAX_AGE seconds is recomputed: it would miss items added and popularity moved since.
+    "PRECOMPUTED_SIZE": env_int("RECOMMENDER_PRECOMPUTED_SIZE", 200, minimum=0),
+    "PRECOMPUTED_MAX_AGE": env_int("RECOMMENDER_PRECOMPUTED_MAX_AGE", 900, minimum=1),
     # At most this many results per category in one answer (0 = no cap): a diversity control.
     "MAX_PER_CATEGORY": env_int("RECOMMENDER_MAX_PER_CATEGORY", 0, minimum=0),
     # The blend used while no trained ranker is active: behaviour score (scaled to 0..1 by the

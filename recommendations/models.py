@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from pgvector.django import VectorField
@@ -174,6 +175,42 @@ class ItemNeighbour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} -> {self.neighbour_id} ({self.weight:.3f})"
+
+
+class PrecomputedList(models.Model):
+    """A person's ranked recommendations, computed ahead so a request only applies the rules of
+    the moment (filters, pins, the per-category cap, the page).
+
+    The worker recomputes it after each of the person's activities; a request computes it when
+    it is missing or stale. It is used only while it matches the person's activities (their
+    count and newest id), the active ranker and behaviour model, the settings, and is younger than
+    RECOMMENDER_PRECOMPUTED_MAX_AGE. Derived data: deleting rows only costs a slower request.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    model_name = models.CharField(max_length=200, help_text="The encoder whose vectors it was computed with.")
+    computed_at = models.DateTimeField(help_text="When its computation started.")
+    activity_count = models.PositiveIntegerField()
+    last_activity_id = models.BigIntegerField()
+    ranker_id = models.IntegerField(null=True, help_text="The active ranker then (empty: the blend).")
+    behaviour_model_id = models.IntegerField(null=True)
+    settings_digest = models.CharField(max_length=16, help_text="Of the recommender settings it was computed under.")
+    item_ids = ArrayField(models.BigIntegerField(), help_text="Best first.")
+    scores = ArrayField(models.FloatField())
+    sources = models.JSONField(help_text="Per item, the sources that proposed it, best rank first.")
+    reasons = ArrayField(models.TextField())
+    ranker = models.CharField(max_length=100)
+    fallback = models.BooleanField()
+    notes = models.JSONField(default=list)
+    complete = models.BooleanField(help_text="Every candidate found is in the list (none was cut).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "model_name"], name="precomputed_list_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"precomputed list of user {self.user_id}"
 
 
 class ItemStats(models.Model):

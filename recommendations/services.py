@@ -20,12 +20,13 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from catalog.models import Item, Placement
 from core.exceptions import ApplicationError
 from core.text import text_clean
 from core.vector_wire import VectorBytes, vector_from_bytes
-from recommendations import selectors
+from recommendations import precomputed, selectors
 from recommendations.candidates import (
     SOURCES,
     Candidate,
@@ -38,6 +39,7 @@ from recommendations.candidates import (
 from recommendations.features import FEATURES, features_compute
 from recommendations.models import (
     ItemNeighbour,
+    PrecomputedList,
     Recommendation,
     RecommendationContext,
     RecommendedItem,
@@ -49,6 +51,7 @@ from users.models import ActivityKind, User
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PAGE = 20
 SNIPPET_LENGTH = 80
 # A person's own words are quoted as the reason only when they are this close to the item.
 QUOTE_MIN_SIMILARITY = 0.35
@@ -256,20 +259,127 @@ def _score(candidates: list[Candidate], *, scoring: str, sources: tuple[str, ...
     return "blend", True, [f"{reason}: results use the documented blend"]
 
 
+def _ranked_for_user(
+    *,
+    state: PersonState,
+    filters: ItemFilters,
+    size: int,
+    model_name: str,
+    sources: tuple[str, ...],
+    scoring: str,
+) -> tuple[list[Candidate], dict[int, str], str, bool, list[str]]:
+    """Every candidate of the person's sources, scored, best first (ties by id); with their
+    categories (for the cap), the ranker's name, whether it fell back, and notes."""
+    if "semantic" not in sources:
+        state.interests = []
+    describe = scoring != "source"  # a source's own order needs no features
+    candidates = candidates_gather(
+        state=state, filters=filters, size=size, model_name=model_name, sources=sources, describe=describe
+    )
+    if describe:
+        fields = features_compute(state=state, candidates=candidates, model_name=model_name, size=size)
+        categories = {item_id: values["category"] for item_id, values in fields.items()}
+    else:
+        categories = _categories(candidates)
+    ranker, fallback, notes = _score(list(candidates.values()), scoring=scoring, sources=sources)
+    if not state.history:
+        notes.append("no history yet: popular items and anything you typed")
+    ordered = sorted(candidates.values(), key=lambda candidate: (-candidate.score, candidate.item_id))
+    return ordered, categories, ranker, fallback, notes
+
+
+def _seen_excluded(filters: ItemFilters, state: PersonState) -> ItemFilters:
+    return ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | state.seen)})
+
+
+def precomputed_list_refresh(
+    *, user_id: int, signature: precomputed.ListSignature | None = None
+) -> PrecomputedList | None:
+    """Compute the person's ranked list as a request with no filters would, and keep it
+    (recommendations.precomputed). The worker calls it after each of their activities."""
+    config = settings.RECOMMENDER
+    if not config["PRECOMPUTED_SIZE"]:
+        return None
+    started = timezone.now()
+    signature = signature or precomputed.list_signature(user_id=user_id)
+    model_name = serving_model()
+    state = person_state(user_id=user_id, model_name=model_name)
+    filters = _seen_excluded(ItemFilters(), state) if config["EXCLUDE_SEEN"] else ItemFilters()
+    ordered, _categories_read, ranker, fallback, notes = _ranked_for_user(
+        state=state,
+        filters=filters,
+        size=config["CANDIDATES_PER_SOURCE"] + DEFAULT_PAGE,
+        model_name=model_name,
+        sources=SOURCES,
+        scoring="auto",
+    )
+    kept = ordered[: config["PRECOMPUTED_SIZE"]]
+    items = Item.objects.in_bulk([candidate.item_id for candidate in kept])
+    kept = [candidate for candidate in kept if candidate.item_id in items]
+    reasons = _reasons_for_user(state, kept, items, model_name)
+    return precomputed.list_store(
+        user_id=user_id,
+        model_name=model_name,
+        signature=signature,
+        computed_at=started,
+        ordered=kept,
+        reasons=reasons,
+        ranker=ranker,
+        fallback=fallback,
+        notes=notes,
+        complete=len(kept) == len(ordered),
+    )
+
+
+def precomputed_list_refresh_if_kept(*, user_id: int) -> bool:
+    """Recompute the person's list if one is kept (they asked before): people who never ask
+    for recommendations cost the worker nothing."""
+    if not settings.RECOMMENDER["PRECOMPUTED_SIZE"]:
+        return False
+    if not PrecomputedList.objects.filter(user_id=user_id).exists():
+        return False
+    precomputed_list_refresh(user_id=user_id)
+    return True
+
+
+def _answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -> Answer | None:
+    """The page from the person's kept list (computed now if missing or stale); None when the
+    filters leave too few of its items and the list was cut (a live computation must search)."""
+    signature = precomputed.list_signature(user_id=user.pk)
+    row = precomputed.list_read(user_id=user.pk, model_name=serving_model(), signature=signature)
+    if row is None:
+        row = precomputed_list_refresh(user_id=user.pk, signature=signature)
+    candidates, categories = precomputed.list_candidates(row, filters)
+    page = _apply_rules(candidates, categories, offset=offset, k=k, pinned=_pinned(filters))
+    if len(page) < k and not row.complete:
+        return None
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    kept_reasons = dict(zip(row.item_ids, row.reasons, strict=True))
+    reasons = {
+        candidate.item_id: "featured" if "pinned" in candidate.sources else kept_reasons[candidate.item_id]
+        for candidate in page
+    }
+    return _answer(page, items, reasons, list(row.notes), ranker=row.ranker, fallback=row.fallback)
+
+
 def recommend_for_user(
     *,
     user: User,
-    k: int = 20,
+    k: int = DEFAULT_PAGE,
     offset: int = 0,
     filters: ItemFilters | None = None,
     exclude_seen: bool | None = None,
     sources: tuple[str, ...] = SOURCES,
     scoring: str = "auto",
     as_of: datetime | None = None,
+    precomputed_list: bool = True,
     log: bool = True,
 ) -> Answer:
     """What to show this person next, with the reason and source(s) of each result.
 
+    A plain request (every source, the active ranker, now) is answered from the person's
+    precomputed list (recommendations.precomputed) unless `precomputed_list=False`; the list
+    is what a live computation gives, kept until the person acts or the models change.
     `sources` limits the candidate sources; `scoring="blend"` bypasses the trained ranker and
     `scoring="source"` orders by the one source asked for (the evaluation's ablations). `as_of`
     replays the past: only activities before it count and popularity is read as of then (the
@@ -283,40 +393,60 @@ def recommend_for_user(
         raise ValueError("scoring='source' orders by one source: ask for exactly one")
     filters = filters or ItemFilters()
     exclude_seen = config["EXCLUDE_SEEN"] if exclude_seen is None else exclude_seen
-    model_name = serving_model()
-    state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
-    if exclude_seen:
-        filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | state.seen)})
-    size = config["CANDIDATES_PER_SOURCE"] + offset + k
-    if "semantic" not in sources:
-        state.interests = []
-    describe = scoring != "source"  # a source's own order needs no features
-    candidates = candidates_gather(
-        state=state, filters=filters, size=size, model_name=model_name, sources=sources, describe=describe
-    )
-    if describe:
-        fields = features_compute(state=state, candidates=candidates, model_name=model_name, size=size)
-        categories = {item_id: values["category"] for item_id, values in fields.items()}
-    else:
-        categories = _categories(candidates)
-    ranker, fallback, notes = _score(list(candidates.values()), scoring=scoring, sources=sources)
-    page = _apply_rules(list(candidates.values()), categories, offset=offset, k=k, pinned=_pinned(filters))
-    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
-    reasons = _reasons_for_user(state, page, items, model_name)
-    if not state.history:
-        notes.append("no history yet: popular items and anything you typed")
-    answer = _answer(page, items, reasons, notes, ranker=ranker, fallback=fallback)
+    plain = scoring == "auto" and tuple(sources) == SOURCES and as_of is None and exclude_seen == config["EXCLUDE_SEEN"]
+    answer = None
+    if precomputed_list and plain and config["PRECOMPUTED_SIZE"]:
+        answer = _answer_from_list(user=user, filters=filters, offset=offset, k=k)
+    if answer is None:
+        answer = _recommend_live(
+            user=user,
+            k=k,
+            offset=offset,
+            filters=filters,
+            exclude_seen=exclude_seen,
+            sources=sources,
+            scoring=scoring,
+            as_of=as_of,
+        )
     if log:
         answer.recommendation_id = _log(context=RecommendationContext.USER, user=user, results=answer.results)
     logger.debug(
-        "recommended for user=%s n=%d candidates=%d ranker=%s ms=%d",
+        "recommended for user=%s n=%d ranker=%s ms=%d",
         user.pk,
-        len(page),
-        len(candidates),
-        ranker,
+        len(answer.results),
+        answer.ranker,
         (time.monotonic() - started) * 1000,
     )
     return answer
+
+
+def _recommend_live(
+    *,
+    user: User,
+    k: int,
+    offset: int,
+    filters: ItemFilters,
+    exclude_seen: bool,
+    sources: tuple[str, ...],
+    scoring: str,
+    as_of: datetime | None,
+) -> Answer:
+    model_name = serving_model()
+    state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
+    if exclude_seen:
+        filters = _seen_excluded(filters, state)
+    ordered, categories, ranker, fallback, notes = _ranked_for_user(
+        state=state,
+        filters=filters,
+        size=settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + offset + k,
+        model_name=model_name,
+        sources=sources,
+        scoring=scoring,
+    )
+    page = _apply_rules(ordered, categories, offset=offset, k=k, pinned=_pinned(filters))
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    reasons = _reasons_for_user(state, page, items, model_name)
+    return _answer(page, items, reasons, notes, ranker=ranker, fallback=fallback)
 
 
 def _text_vector(text: str) -> np.ndarray:

@@ -44,15 +44,25 @@ def embed_item(*, row_id: int) -> int:
     return embedding.item_embeddings_refresh(item_ids=[row_id])
 
 
+def _interest_and_list_refresh(user_id: int) -> int:
+    """Their interest vectors, then their precomputed list (if one is kept) from those."""
+    from recommendations.services import precomputed_list_refresh_if_kept
+
+    written = embedding.user_interest_refresh(user_id=user_id)
+    precomputed_list_refresh_if_kept(user_id=user_id)
+    return written
+
+
 @shared_task(base=EmbeddingTask, row_model="users.Activity", **RETRY_POLICY)
 def embed_activity(*, row_id: int) -> None:
     for user_id in embedding.activity_embeddings_refresh(activity_ids=[row_id]):
-        embedding.user_interest_refresh(user_id=user_id)
+        _interest_and_list_refresh(user_id)
 
 
 @shared_task(**RETRY_POLICY)
 def refresh_user_interest(*, user_id: int) -> int:
-    return embedding.user_interest_refresh(user_id=user_id)
+    """After an activity without text (or a deletion): interest vectors and precomputed list."""
+    return _interest_and_list_refresh(user_id)
 
 
 @shared_task(**RETRY_POLICY)

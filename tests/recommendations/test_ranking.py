@@ -1,15 +1,11 @@
 """The trained re-ranker: training data as of each person's past, versions, activation, serving."""
 
-from datetime import timedelta
-
 import numpy as np
 import pytest
 from django.utils import timezone
 
-from catalog.models import Item, Placement
+from catalog.models import Placement
 from catalog.services import item_set_placement
-from recommendations import embedding
-from recommendations.behaviour_services import behaviour_model_rebuild
 from recommendations.candidates import person_state
 from recommendations.features import FEATURES
 from recommendations.ml.ranker import Ranker, ndcg_of_groups
@@ -17,17 +13,10 @@ from recommendations.models import BehaviourModel, RankerModel
 from recommendations.ranking import activation_refusals, ranker_activate, ranker_train, reset_active_ranker
 from recommendations.selectors import item_popularity
 from recommendations.services import recommend_for_user
-from tests.factories import UserFactory
 from users.models import Activity
 
 pytestmark = pytest.mark.django_db
 
-THEMES = {
-    "hiking": ("Outdoor", "boots, tents and trail maps for mountain hikes"),
-    "tea": ("Kitchen", "loose-leaf green tea, teapots and kettles"),
-    "jazz": ("Music", "jazz records, saxophone solos and live club recordings"),
-    "baking": ("Kitchen", "sourdough bread, flour and baking tins"),
-}
 MODEL = "all-MiniLM-L6-v2"
 
 
@@ -39,36 +28,8 @@ def _fresh_ranker_cache():
 
 
 @pytest.fixture
-def world():
-    """Four themes of eight items; 32 people, each loyal to one theme, choosing its items in a
-    fixed order (so what someone chose early predicts what they choose next)."""
-    items = {}
-    for theme, (category, words) in THEMES.items():
-        for number in range(8):
-            items[(theme, number)] = Item.objects.create(
-                external_id=f"{theme}-{number}",
-                title=f"{theme.title()} item {number}",
-                category=category,
-                tags=[theme],
-                description=f"Number {number} of our {words}.",
-            )
-    start = timezone.now() - timedelta(days=200)
-    people = []
-    for index in range(32):
-        theme = list(THEMES)[index % 4]
-        person = UserFactory(username=f"person{index}")
-        people.append(person)
-        offset = index // 4  # people of a theme start at different items: varied histories
-        for step in range(6):
-            Activity.objects.create(
-                user=person,
-                item=items[(theme, (offset + step) % 8)],
-                kind="purchase",
-                created_at=start + timedelta(days=index + 3 * step),
-            )
-    embedding.embeddings_process_pending()
-    behaviour_model_rebuild()
-    return {"items": items, "people": people, "start": start}
+def world(themes_world):
+    return themes_world
 
 
 def test_person_state_as_of_a_moment_sees_only_what_came_before(world):

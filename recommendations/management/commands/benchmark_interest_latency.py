@@ -1,7 +1,8 @@
 """Activity -> updated interest vector latency through a real Celery worker (BENCHMARKS.md).
 
 Starts a worker (prefork, one process, encoder loaded after fork) on the configured broker,
-records activities as the API would, and times until the person's interest vector changed.
+records activities as the API would, and times until the person's interest vector changed, and
+until their precomputed list (kept since they asked for recommendations) was recomputed from it.
 """
 
 import time
@@ -13,7 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.models import Item
 from core.worker import worker_start
-from recommendations.models import UserInterest
+from recommendations.models import PrecomputedList, UserInterest
+from recommendations.services import recommend_for_user
 from users.models import User
 from users.services import activity_record
 
@@ -43,11 +45,13 @@ class Command(BaseCommand):
         worker = worker_start(log=log, broker_url=settings.CELERY_BROKER_URL, level="warning")
         try:
             self._wait_until_serving(person, items[0])
-            latencies = []
+            recommend_for_user(user=person, log=False)  # they asked once: their list is kept
+            latencies, list_latencies = [], []
             for number in range(events):
                 before = (
                     UserInterest.objects.filter(user=person, cluster=0).values_list("updated_at", flat=True).first()
                 )
+                list_before = PrecomputedList.objects.filter(user=person).values_list("computed_at", flat=True).first()
                 started = time.perf_counter()
                 if number % 2:
                     activity_record(user=person, kind="search", text=f"{QUERIES[number % len(QUERIES)]} #{number}")
@@ -61,13 +65,20 @@ class Command(BaseCommand):
                         raise CommandError(f"no update within 30 s; see {log}")
                     time.sleep(0.002)
                 latencies.append((time.perf_counter() - started) * 1000)
+                while (
+                    PrecomputedList.objects.filter(user=person).values_list("computed_at", flat=True).first()
+                    == list_before
+                ):
+                    if time.perf_counter() - started > 30:
+                        raise CommandError(f"no list recomputed within 30 s; see {log}")
+                    time.sleep(0.002)
+                list_latencies.append((time.perf_counter() - started) * 1000)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
-        p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-        self.stdout.write(
-            f"{events} activities -> interest vector: p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms"
-        )
+        for label, values in (("interest vector", latencies), ("precomputed list", list_latencies)):
+            p50, p95, p99 = np.percentile(values, [50, 95, 99])
+            self.stdout.write(f"{events} activities -> {label}: p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms")
 
     def _wait_until_serving(self, person, item) -> None:
         """The first task after start also pays for connections; wait for it before timing."""

@@ -29,6 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
+from django.db.models import Avg
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 from psycopg import sql
@@ -40,6 +41,7 @@ from core.text import text_hash
 from core.vector_indexes import vector_index_name, vector_indexes_ensure, vector_indexes_forget
 from recommendations.evaluation import EvaluationError, attached_database, isolated_database
 from recommendations.ml.encoder import get_encoder, model_dimensions
+from recommendations.models import PrecomputedList
 from recommendations.selectors import ItemFilters, semantic_candidates, use_exact_search
 from recommendations.services import recommend_for_text, recommend_for_user, similar_items
 from users.models import Activity, ActivityKind, ActivityVector, User
@@ -124,6 +126,12 @@ def _changed_paths() -> list[str]:
         ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return []
+
+
+def _table_megabytes(table: str) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(%s::regclass)", [table])
+        return round(cursor.fetchone()[0] / 2**20, 2)
 
 
 def _cpu_model() -> str:
@@ -503,16 +511,32 @@ class Command(BaseCommand):
         encoder = get_encoder(self.model_name)
         report["semantic_search"] = "exact scan" if use_exact_search() else "HNSW"
 
-        def for_user(user_id: int) -> None:
-            recommend_for_user(user=users[user_id], k=20, log=False)
+        def for_user(user_id: int, *, precomputed_list: bool = True) -> None:
+            recommend_for_user(user=users[user_id], k=20, precomputed_list=precomputed_list, log=False)
 
-        def for_user_in_category(user_id: int) -> None:
+        def for_user_in_category(user_id: int, *, precomputed_list: bool = True) -> None:
             category = self.people[user_id]["category"]
-            recommend_for_user(user=users[user_id], k=20, filters=ItemFilters(categories=(category,)), log=False)
+            recommend_for_user(
+                user=users[user_id],
+                k=20,
+                filters=ItemFilters(categories=(category,)),
+                precomputed_list=precomputed_list,
+                log=False,
+            )
 
+        def live(run: Callable) -> Callable:
+            return lambda user_id: run(user_id, precomputed_list=False)
+
+        # A person's first request computes their list (what the worker does after each of
+        # their activities); timed once per person, before the requests that find it kept.
+        PrecomputedList.objects.all().delete()
+        distinct = list(dict.fromkeys(asked))
         operations = [
-            ("recommend_for_user", asked, for_user),
-            ("recommend_for_user, one category (~2% of items)", asked, for_user_in_category),
+            ("recommend_for_user, computed live", asked, live(for_user)),
+            ("recommend_for_user, one category (~2% of items), computed live", asked, live(for_user_in_category)),
+            ("recommend_for_user, first request: list computed and kept", distinct, for_user),
+            ("recommend_for_user, from the precomputed list", asked, for_user),
+            ("recommend_for_user, one category, from the precomputed list", asked, for_user_in_category),
             ("recommend_for_text (encoder included)", texts, lambda text: recommend_for_text(text=text, log=False)),
             ("encoder alone, one text", texts, lambda text: encoder.encode([text])),
             ("similar_items", anchor_list, lambda item: similar_items(item=item, k=20, log=False)),
@@ -520,8 +544,25 @@ class Command(BaseCommand):
         results = {}
         for name, calls, run in operations:
             self.stderr.write(f"timing {name}...")
-            _timed(calls[:WARM_UP_CALLS], run)
+            if calls is not distinct:  # each person's first request happens once
+                _timed(calls[:WARM_UP_CALLS], run)
             results[name] = _percentiles(_timed(calls, run))
+        # Which one-category requests the kept list could answer (20 of its items in the
+        # category, or a list holding every candidate); the others were computed live.
+        categories = dict(Item.objects.filter(id__in=self.item_ids).values_list("id", "category"))
+        kept = dict(PrecomputedList.objects.values_list("user_id", "item_ids"))
+        answered = sum(
+            1
+            for user_id in asked
+            if sum(categories.get(item_id) == self.people[user_id]["category"] for item_id in kept.get(user_id, ()))
+            >= 20
+        )
+        report["precomputed_list"] = {
+            "one_category_answered_from_list": f"{answered} of {len(asked)}",
+            "lists": PrecomputedList.objects.count(),
+            "mean_items": PrecomputedList.objects.aggregate(value=Avg("item_ids__len"))["value"],
+            "table_megabytes": _table_megabytes(PrecomputedList._meta.db_table),
+        }
 
         # The semantic selector alone, HNSW against an exact scan, with the service's own
         # arguments: every interest vector, the seen items excluded, the service's breadth.
@@ -588,8 +629,9 @@ class Command(BaseCommand):
         # Where a request's time goes: its queries grouped by shape over a few requests.
         sample = asked[:PROFILED_REQUESTS]
         report["queries_per_request"] = {
-            "recommend_for_user": self._queries_of(for_user, sample),
-            "recommend_for_user, one category": self._queries_of(for_user_in_category, sample),
+            "recommend_for_user, computed live": self._queries_of(live(for_user), sample),
+            "recommend_for_user, one category, computed live": self._queries_of(live(for_user_in_category), sample),
+            "recommend_for_user, from the precomputed list": self._queries_of(for_user, sample),
             "similar_items": self._queries_of(
                 lambda item: similar_items(item=item, k=20, log=False), anchor_list[:PROFILED_REQUESTS]
             ),
@@ -654,6 +696,12 @@ class Command(BaseCommand):
         ]
         for name, figures in report["latency"].items():
             lines.append(f"| {name} | {figures['p50_ms']} | {figures['p99_ms']} | {figures['n']} |")
+        kept = report["precomputed_list"]
+        lines += [
+            "",
+            f"Precomputed lists: {kept['lists']} kept, {kept['mean_items']} items each, {kept['table_megabytes']} MB; "
+            f"one-category requests answered from the list: {kept['one_category_answered_from_list']}",
+        ]
         lines += ["", "| HNSW against exact scan (semantic_candidates) | recall@10 (mean) | min | people |"]
         lines.append("|---|---|---|---|")
         for label, figures in report["recall_hnsw_against_exact"].items():

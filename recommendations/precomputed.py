@@ -1,0 +1,160 @@
+"""Precomputed lists: a person's ranked recommendations kept between requests.
+
+A request that computes everything live reads the person, runs four candidate sources, builds
+21 features for a few hundred candidates and ranks them: about 180 ms at 100,000 items here
+(BENCHMARKS.md). Most of that does not change between two requests of the same person, so the
+ranked list is kept (PrecomputedList) and a request only applies the rules of the moment: the
+caller's filters, items deactivated or banned since, staff pins, the per-category cap, the page.
+
+A kept list is used only while it is what a live computation would give:
+- its signature still matches: the person's number of activities and newest activity id (any
+  new or deleted activity, through any path, changes one of them), the active ranker, the
+  active behaviour model and the recommender's settings (a deployment that changes them);
+- it is younger than RECOMMENDER_PRECOMPUTED_MAX_AGE (new items, popularity that moved).
+Otherwise the request computes it again (and keeps it). The worker recomputes the lists it
+keeps after each of the person's activities, once their interest vector is rebuilt, so the
+next request finds it ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from catalog.models import Item
+from recommendations.candidates import Candidate
+from recommendations.models import BehaviourModel, PrecomputedList, RankerModel
+from recommendations.selectors import ItemFilters
+from users.models import Activity
+
+
+@dataclass(frozen=True)
+class ListSignature:
+    """What a list was computed from; a list whose signature differs from now's is stale."""
+
+    activity_count: int
+    last_activity_id: int
+    ranker_id: int | None
+    behaviour_model_id: int | None
+    settings_digest: str
+
+
+def settings_digest() -> str:
+    """A short digest of settings.RECOMMENDER: lists computed under other settings are stale."""
+    encoded = json.dumps(settings.RECOMMENDER, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def list_signature(*, user_id: int) -> ListSignature:
+    """The person's activities and the active models (one query), and the settings."""
+    statement = (
+        f"SELECT count(*), coalesce(max(id), 0), "  # noqa: S608 - table names from the models
+        f"(SELECT id FROM {RankerModel._meta.db_table} WHERE is_active), "
+        f"(SELECT id FROM {BehaviourModel._meta.db_table} WHERE is_active) "
+        f"FROM {Activity._meta.db_table} WHERE user_id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [user_id])
+        return ListSignature(*cursor.fetchone(), settings_digest())
+
+
+def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> PrecomputedList | None:
+    """The person's kept list, if it is still what a live computation would give."""
+    row = PrecomputedList.objects.filter(user_id=user_id, model_name=model_name).first()
+    if row is None:
+        return None
+    kept = ListSignature(
+        row.activity_count, row.last_activity_id, row.ranker_id, row.behaviour_model_id, row.settings_digest
+    )
+    max_age = timedelta(seconds=settings.RECOMMENDER["PRECOMPUTED_MAX_AGE"])
+    if kept != signature or row.computed_at < timezone.now() - max_age:
+        return None
+    return row
+
+
+def list_store(
+    *,
+    user_id: int,
+    model_name: str,
+    signature: ListSignature,
+    computed_at: datetime,
+    ordered: list[Candidate],
+    reasons: dict[int, str],
+    ranker: str,
+    fallback: bool,
+    notes: list[str],
+    complete: bool,
+) -> PrecomputedList:
+    """Keep the list, unless a computation that started later already kept its own (a request
+    racing the worker must not put back a list made from the old interest vector)."""
+    row = PrecomputedList(
+        user_id=user_id,
+        model_name=model_name,
+        computed_at=computed_at,
+        activity_count=signature.activity_count,
+        last_activity_id=signature.last_activity_id,
+        ranker_id=signature.ranker_id,
+        behaviour_model_id=signature.behaviour_model_id,
+        settings_digest=signature.settings_digest,
+        item_ids=[candidate.item_id for candidate in ordered],
+        scores=[float(candidate.score) for candidate in ordered],
+        sources=[sorted(candidate.sources, key=candidate.sources.get) for candidate in ordered],
+        reasons=[reasons[candidate.item_id] for candidate in ordered],
+        ranker=ranker,
+        fallback=fallback,
+        notes=notes,
+        complete=complete,
+    )
+    columns = [
+        "user_id",
+        "model_name",
+        "computed_at",
+        "activity_count",
+        "last_activity_id",
+        "ranker_id",
+        "behaviour_model_id",
+        "settings_digest",
+        "item_ids",
+        "scores",
+        "sources",
+        "reasons",
+        "ranker",
+        "fallback",
+        "notes",
+        "complete",
+    ]
+    values = [
+        Jsonb(getattr(row, column)) if column in ("sources", "notes") else getattr(row, column) for column in columns
+    ]
+    table = PrecomputedList._meta.db_table
+    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns[2:])
+    statement = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
+        f"ON CONFLICT (user_id, model_name) DO UPDATE SET {updates} "
+        f"WHERE {table}.computed_at <= EXCLUDED.computed_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+    return row
+
+
+def list_candidates(row: PrecomputedList, filters: ItemFilters) -> tuple[list[Candidate], dict[int, str]]:
+    """The kept list as candidates, best first, without the items the filters (and deactivation
+    or a ban since it was computed) now leave out; and the categories of those that remain."""
+    listed = RawSQL("SELECT unnest(%s::bigint[])", [row.item_ids])  # noqa: S611 - one array parameter
+    allowed = dict(Item.objects.filter(filters.q(), id__in=listed).values_list("id", "category"))
+    candidates = []
+    for item_id, score, sources in zip(row.item_ids, row.scores, row.sources, strict=True):
+        if item_id in allowed:
+            candidate = Candidate(item_id, sources={source: rank for rank, source in enumerate(sources)})
+            candidate.score = score
+            candidates.append(candidate)
+    return candidates, allowed
