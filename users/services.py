@@ -168,14 +168,14 @@ def _item_ref(item: Item | None) -> dict | None:
 def user_data_export(*, user: User) -> dict:
     """Everything stored about one person, as JSON-ready data (the right of access).
 
-    Profile, every activity with its text, the interest vectors built from them, every
-    recommendation shown to them with its items, their feedback and their API tokens (never
-    the secret itself). Activity vectors are summarised per model: they are the texts above,
-    encoded.
+    Profile, every activity with its text, the interest vectors built from them, their
+    precomputed recommendation lists, every recommendation shown to them with its items, their
+    feedback and their API tokens (never the secret itself). Activity vectors are summarised per
+    model: they are the texts above, encoded.
     """
     from rest_framework.authtoken.models import Token
 
-    from recommendations.models import Feedback, Recommendation, UserInterest
+    from recommendations.models import Feedback, PrecomputedList, Recommendation, UserInterest
 
     activities = Activity.objects.filter(user=user).select_related("item").order_by("created_at", "id")
     recommendations = (
@@ -229,6 +229,18 @@ def user_data_export(*, user: User) -> dict:
                 "vector": [float(value) for value in interest.embedding],
             }
             for interest in UserInterest.objects.filter(user=user).order_by("embedding_model", "cluster")
+        ],
+        "precomputed_lists": [
+            {
+                "model_name": kept.model_name,
+                "computed_at": _when(kept.computed_at),
+                "ranker": kept.ranker,
+                "items": [
+                    {"item_id": item_id, "score": score, "reason": reason}
+                    for item_id, score, reason in zip(kept.item_ids, kept.scores, kept.reasons, strict=True)
+                ],
+            }
+            for kept in PrecomputedList.objects.filter(user=user).order_by("model_name")
         ],
         "recommendations": [
             {

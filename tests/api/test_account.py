@@ -42,6 +42,10 @@ def _person_with_everything(client) -> tuple[User, str]:
     return person, session_key
 
 
+def answer_first_item(person: User) -> int:
+    return Recommendation.objects.filter(user=person, context="user").get().items.get(position=0).item_id
+
+
 def _user_foreign_keys():
     for model in apps.get_models(include_auto_created=True):
         for field in model._meta.get_fields():
@@ -61,6 +65,8 @@ def test_user_data_export_holds_profile_texts_recommendations_and_feedback(clien
     assert exported["feedback"][0]["kind"] == "click"
     assert exported["interests"] and len(exported["interests"][0]["vector"]) == 384
     assert exported["activity_vectors"] == [{"model_name": "all-MiniLM-L6-v2", "count": 1}]
+    (kept,) = exported["precomputed_lists"]
+    assert kept["items"][0]["item_id"] == answer_first_item(person) and kept["items"][0]["reason"]
     assert len(exported["api_tokens"]) == 1 and "key" not in exported["api_tokens"][0]
 
 

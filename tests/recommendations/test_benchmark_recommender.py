@@ -33,8 +33,10 @@ def test_benchmark_recommender_times_the_services_in_its_own_database_and_drops_
         assert cursor.fetchone() is None
     assert report["semantic_search"] == "exact scan"  # 300 vectors: under EXACT_SEARCH_MAX_VECTORS
     for name in (
-        "recommend_for_user",
-        "recommend_for_user, one category (~2% of items)",
+        "recommend_for_user, computed live",
+        "recommend_for_user, one category (~2% of items), computed live",
+        "recommend_for_user, from the precomputed list",
+        "recommend_for_user, one category, from the precomputed list",
         "recommend_for_text (encoder included)",
         "encoder alone, one text",
         "similar_items",
@@ -42,12 +44,35 @@ def test_benchmark_recommender_times_the_services_in_its_own_database_and_drops_
     ):
         figures = report["latency"][name]
         assert figures["n"] == 5 and 0 < figures["p50_ms"] <= figures["p99_ms"]
+    first_requests = report["latency"]["recommend_for_user, first request: list computed and kept"]
+    assert first_requests["n"] == report["precomputed_list"]["lists"] <= 5
     for figures in report["recall_hnsw_against_exact"].values():
         assert figures["people"] == 5 and 0.0 <= figures["recall_at_10"] <= 1.0
     assert report["behaviour_model"]["algorithm"] == "ease"
     assert report["hnsw_index"]["megabytes"] > 0 and report["build_seconds"]["hnsw_index_build"] >= 0
-    profile = report["queries_per_request"]["recommend_for_user"]
+    profile = report["queries_per_request"]["recommend_for_user, computed live"]
     assert profile["queries_per_request"] > 0 and profile["costliest"][0]["ms_per_request"] >= 0
+    assert report["queries_per_request"]["recommend_for_user, from the precomputed list"]["queries_per_request"] == 5
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_benchmark_database_is_measured_again_without_building_it(tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    bench_database = f"{connection.settings_dict['NAME']}_bench_kept"
+    common = ["--items", "300", "--people", "20", "--requests", "5", "--database", bench_database]
+    try:
+        call_command("benchmark_recommender", *common, "--keep-database", "--out", str(tmp_path / "first.json"))
+        call_command("benchmark_recommender", *common, "--reuse-database", "--out", str(tmp_path / "again.json"))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{bench_database}" WITH (FORCE)')
+
+    first, again = (json.loads((tmp_path / name).read_text()) for name in ("first.json", "again.json"))
+    assert "reused_database" not in first and again["reused_database"] is True
+    assert again["build_seconds"] == first["build_seconds"]  # the build's own figures, carried over
+    assert again["latency"]["recommend_for_user, computed live"]["n"] == 5
+    assert again["recall_hnsw_against_exact"] == first["recall_hnsw_against_exact"]
 
 
 @pytest.mark.django_db
