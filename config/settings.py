@@ -280,7 +280,7 @@ RECOMMENDER = {
     "SERVING_MODEL": env_str("RECOMMENDER_SERVING_MODEL"),
     # auto: bf16 where the CPU computes bf16 natively, else ONNX Runtime fp32, else torch fp32.
     # fp32 | bf16 | onnx force one (bf16 and onnx fall back to fp32 where they cannot run).
-    "ENCODER_RUNTIME": env_choice("RECOMMENDER_ENCODER_RUNTIME", "auto", ("auto", "fp32", "bf16", "onnx")),
+    "ENCODER_RUNTIME": env_choice("RECOMMENDER_ENCODER_RUNTIME", "auto", ("auto", "fp32", "bf16", "onnx", "mixed")),
     # Threads per process for the encoder; 0 = the runtime's default (all cores). With several
     # worker processes on one machine, set cores / processes.
     "ENCODER_THREADS": env_int("RECOMMENDER_ENCODER_THREADS", 0, minimum=0),

@@ -29,7 +29,11 @@ PACKAGED_MODELS = {
     # moka-ai m3e-small: Chinese, 512 dims. Its model card allows non-commercial research use only.
     "m3e-small": ("embedding", "m3e-small"),
 }
-RUNTIMES = ("auto", "fp32", "bf16", "onnx")
+RUNTIMES = ("auto", "fp32", "bf16", "onnx", "mixed")
+# The mixed runtime sends batches of fewer texts than this to ONNX Runtime and larger ones to
+# bf16: measured here, one text takes 2.5 ms in ONNX and 3.8 ms in bf16, and the two cross at
+# about 8 texts a batch (11.5 and 10.8 ms); above it bf16 keeps gaining (BENCHMARKS.md).
+MIXED_BF16_FROM_TEXTS = 8
 
 
 class EncoderUnavailableError(RuntimeError):
@@ -85,21 +89,23 @@ def onnxruntime_available() -> bool:
 def choose_runtime(asked: str) -> str:
     """The runtime to use for what was asked, falling back where this machine cannot run it.
 
-    Measured on a 2-core AMD EPYC without bf16 instructions (BENCHMARKS.md): ONNX Runtime fp32 is
-    the fastest exact runtime there; bf16 only pays where the CPU computes bf16 natively.
+    Measured (BENCHMARKS.md): where the CPU computes bf16 natively (AVX512-BF16, AMX), bf16 is
+    the fastest for batches and ONNX Runtime fp32 for one text, so `auto` mixes them; without
+    native bf16 (emulated bf16 is ten times slower than fp32) ONNX Runtime fp32 is the fastest.
     """
     if asked not in RUNTIMES:
         raise EncoderUnavailableError(f"encoder runtime must be one of {RUNTIMES}, got {asked!r}")
-    if asked == "bf16" and not cpu_has_bf16():
-        logger.warning("encoder runtime bf16 asked for, but this CPU has no bf16 instructions; using fp32")
-        return "fp32"
-    if asked == "onnx" and not onnxruntime_available():
-        logger.warning("encoder runtime onnx asked for, but onnxruntime is not installed; using fp32")
-        return "fp32"
+    bf16, onnx = cpu_has_bf16(), onnxruntime_available()
     if asked == "auto":
-        if cpu_has_bf16():
-            return "bf16"
-        return "onnx" if onnxruntime_available() else "fp32"
+        return "mixed" if bf16 and onnx else "bf16" if bf16 else "onnx" if onnx else "fp32"
+    if asked in ("bf16", "mixed") and not bf16:
+        fallback = "onnx" if asked == "mixed" and onnx else "fp32"
+        logger.warning("encoder runtime %s asked for, but this CPU has no bf16 instructions; using %s", asked, fallback)
+        return fallback
+    if asked in ("onnx", "mixed") and not onnx:
+        fallback = "bf16" if asked == "mixed" else "fp32"
+        logger.warning("encoder runtime %s asked for, but onnxruntime is not installed; using %s", asked, fallback)
+        return fallback
     return asked
 
 
@@ -196,9 +202,10 @@ class Encoder:
         pooled = _MeanPooled(transformer)
         self._torch = torch
         self._session = None
-        if self.runtime == "onnx":
+        if self.runtime in ("onnx", "mixed"):
+            # Exported from the fp32 weights, before the mixed runtime turns them to bf16.
             self._session = _onnx_session(pooled, path, model, cache_dir or Path("var/onnx"), threads)
-        elif self.runtime == "bf16":
+        if self.runtime in ("bf16", "mixed"):
             pooled = pooled.to(torch.bfloat16)
         self._pooled = pooled
         logger.info(
@@ -218,7 +225,7 @@ class Encoder:
         return min(limit, int(self.tokenizer.model_max_length))
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        if self._session is not None:
+        if self.runtime == "onnx" or (self.runtime == "mixed" and len(input_ids) < MIXED_BF16_FROM_TEXTS):
             return self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
         torch = self._torch
         with torch.inference_mode():

@@ -75,6 +75,19 @@ def test_bf16_vectors_stay_within_the_issue_bar_of_fp32(reference_vectors):
     assert np.allclose(np.linalg.norm(encoded.vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.skipif(not encoder_module.cpu_has_bf16(), reason="the mixed runtime needs a CPU with native bf16")
+def test_mixed_runtime_sends_a_few_texts_to_onnx_and_batches_to_bf16(onnx_encoder, tmp_path):
+    mixed = Encoder("all-MiniLM-L6-v2", runtime="mixed", cache_dir=tmp_path)
+    bf16 = Encoder("all-MiniLM-L6-v2", runtime="bf16")
+    few, many = TEXTS[:3], (TEXTS * 2)[: encoder_module.MIXED_BF16_FROM_TEXTS]
+
+    assert mixed.runtime == "mixed"
+    assert np.allclose(mixed.encode(few).vectors, onnx_encoder.encode(few).vectors, atol=1e-6)
+    assert np.allclose(mixed.encode(many).vectors, bf16.encode(many).vectors, atol=1e-6)
+    # The two paths agree with each other as well as with fp32: vectors stay comparable.
+    assert _cosines(mixed.encode(few).vectors, mixed.encode(many).vectors[:3]).min() >= 0.99
+
+
 def test_results_come_back_in_the_order_given(fp32_encoder):
     forward = fp32_encoder.encode(TEXTS).vectors
     backward = fp32_encoder.encode(TEXTS[::-1]).vectors[::-1]
@@ -93,13 +106,18 @@ def test_no_texts_gives_an_empty_matrix(fp32_encoder):
     assert fp32_encoder.encode([]).vectors.shape == (0, 384)
 
 
-def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16(monkeypatch):
+def test_runtimes_fall_back_to_what_the_machine_can_run(monkeypatch):
+    monkeypatch.setattr(encoder_module, "onnxruntime_available", lambda: True)
     monkeypatch.setattr(encoder_module, "cpu_has_bf16", lambda: False)
-
     assert choose_runtime("bf16") == "fp32"
-    assert choose_runtime("auto") in {"onnx", "fp32"}
+    assert choose_runtime("mixed") == "onnx"
+    assert choose_runtime("auto") == "onnx"
+
     monkeypatch.setattr(encoder_module, "cpu_has_bf16", lambda: True)
-    assert choose_runtime("auto") == "bf16"
+    assert choose_runtime("auto") == "mixed"
+    monkeypatch.setattr(encoder_module, "onnxruntime_available", lambda: False)
+    assert choose_runtime("auto") == "bf16" == choose_runtime("mixed")
+    assert choose_runtime("onnx") == "fp32"
 
 
 def test_unknown_runtime_and_missing_model_are_clear_errors(tmp_path):

@@ -33,7 +33,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", default=None)
-        parser.add_argument("--runtimes", default="fp32,onnx,bf16")
+        parser.add_argument("--runtimes", default="fp32,onnx,bf16,mixed")
         parser.add_argument("--short", type=int, default=1024, help="short texts (~12 words) per run")
         parser.add_argument("--long", type=int, default=256, help="long texts (~100 words) per run")
         parser.add_argument("--single", type=int, default=200, help="single-text calls for p50/p99")
