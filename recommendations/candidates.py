@@ -196,7 +196,7 @@ def item_vectors_with_recent(
     """Vectors of the candidates and of the person's recent items, in one query."""
     wanted = set(item_ids) | set(state.recent)
     rows = (
-        ItemVector.objects.filter(item_id__in=wanted, model_name=model_name)
+        ItemVector.objects.filter(item_id__in=selectors.id_array(wanted), model_name=model_name)
         .annotate(raw=VectorBytes("embedding"))
         .values_list("item_id", "raw")
     )

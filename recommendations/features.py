@@ -64,7 +64,9 @@ def features_compute(
     interests = np.stack(state.interests) if state.interests else None
     texts = np.stack([vector for _text, vector in state.texts]) if state.texts else None
     popularity = selectors.item_popularity(item_ids=ids, as_of=state.as_of)
-    rows = Item.objects.filter(id__in=set(ids) | set(state.history)).values_list("id", "category", "tags", "price")
+    rows = Item.objects.filter(id__in=selectors.id_array(set(ids) | set(state.history))).values_list(
+        "id", "category", "tags", "price"
+    )
     read = {item_id: {"category": category, "tags": tags, "price": price} for item_id, category, tags, price in rows}
     fields = {item_id: read[item_id] for item_id in ids if item_id in read}
     categories, tags, prices = [], [], []

@@ -25,14 +25,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from catalog.models import Item
 from recommendations.candidates import Candidate
 from recommendations.models import BehaviourModel, PrecomputedList, RankerModel
-from recommendations.selectors import ItemFilters
+from recommendations.selectors import ItemFilters, id_array
 from users.models import Activity
 
 
@@ -149,8 +148,7 @@ def list_store(
 def list_candidates(row: PrecomputedList, filters: ItemFilters) -> tuple[list[Candidate], dict[int, str]]:
     """The kept list as candidates, best first, without the items the filters (and deactivation
     or a ban since it was computed) now leave out; and the categories of those that remain."""
-    listed = RawSQL("SELECT unnest(%s::bigint[])", [row.item_ids])  # noqa: S611 - one array parameter
-    allowed = dict(Item.objects.filter(filters.q(), id__in=listed).values_list("id", "category"))
+    allowed = dict(Item.objects.filter(filters.q(), id__in=id_array(row.item_ids)).values_list("id", "category"))
     candidates = []
     for item_id, score, sources in zip(row.item_ids, row.scores, row.sources, strict=True):
         if item_id in allowed:

@@ -124,7 +124,7 @@ def _pinned(filters: ItemFilters) -> list[int]:
 def _categories(candidates: dict[int, Candidate]) -> dict[int, str]:
     if not settings.RECOMMENDER["MAX_PER_CATEGORY"]:
         return {}
-    return dict(Item.objects.filter(id__in=list(candidates)).values_list("id", "category"))
+    return dict(Item.objects.filter(id__in=selectors.id_array(candidates)).values_list("id", "category"))
 
 
 def _features(candidates: dict[int, Candidate], *, query_vectors: list[np.ndarray], model_name: str) -> None:
@@ -155,7 +155,7 @@ def _reasons_for_user(
     strongest: dict[int, tuple[float, int]] = {}
     if state.history:
         links = ItemNeighbour.objects.filter(
-            model__is_active=True, item_id__in=list(state.history), neighbour_id__in=page_ids
+            model__is_active=True, item_id__in=selectors.id_array(state.history), neighbour_id__in=page_ids
         ).values_list("neighbour_id", "item_id", "weight")
         for neighbour_id, item_id, weight in links:
             if weight > strongest.get(neighbour_id, (0.0, 0))[0]:
