@@ -275,3 +275,24 @@ def test_semantic_search_is_exact_on_small_catalogs_and_uses_hnsw_above_the_thre
     query = get_encoder().encode(["gear for a camping trip"]).vectors[0]
     through_index = semantic_candidates(vectors=[query], model_name="all-MiniLM-L6-v2", filters=ItemFilters(), k=3)
     assert {Item.objects.get(id=item_id).external_id for item_id, _score in through_index} <= {"tent", "stove", "boots"}
+
+
+def test_a_narrow_filter_is_searched_exactly_on_a_large_catalog(world, settings):
+    # "Large": above the exact-scan threshold. A filter that leaves at most that many items is
+    # scanned exactly through the filter (never misses); a broad one goes through HNSW.
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "EXACT_SEARCH_MAX_VECTORS": 2}
+    query = get_encoder().encode(["something to brew tea"]).vectors[0]
+
+    def search(filters: ItemFilters) -> tuple[list[str], bool]:
+        with CaptureQueriesContext(connection) as queries:
+            found = semantic_candidates(vectors=[query], model_name="all-MiniLM-L6-v2", filters=filters, k=2)
+        through_index = any("::vector(384)" in query["sql"] for query in queries)
+        return [Item.objects.get(id=item_id).external_id for item_id, _score in found], through_index
+
+    kitchen, kitchen_through_index = search(ItemFilters(categories=("Kitchen",)))  # 2 items
+    outdoor, outdoor_through_index = search(ItemFilters(categories=("Outdoor",)))  # 3 active items (the retired one never passes)
+    everything, everything_through_index = search(ItemFilters())
+
+    assert sorted(kitchen) == ["kettle", "teapot"] and not kitchen_through_index
+    assert len(outdoor) == 2 and outdoor_through_index  # 3 pass the filter: above 2
+    assert everything_through_index

@@ -203,6 +203,13 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=None, help="JSON report (default: var/benchmarks/recommender-<N>.json)")
         parser.add_argument("--keep-database", action="store_true", help="leave the database for EXPLAIN afterwards")
         parser.add_argument(
+            "--recall-requests",
+            type=int,
+            default=None,
+            help="people in the HNSW-against-exact comparison (default: --requests; at 1M items an exact scan "
+            "without a filter takes about 4 s)",
+        )
+        parser.add_argument(
             "--reuse-database",
             action="store_true",
             help="measure again in the database an earlier --keep-database run built (same --items and --seed), "
@@ -223,7 +230,9 @@ class Command(BaseCommand):
         report: dict = {
             "command": "manage.py benchmark_recommender "
             + f"--items {items} --people {people} --requests {requests} --seed {seed} "
-            + f"--maintenance-work-mem {maintenance_work_mem}",
+            + f"--maintenance-work-mem {maintenance_work_mem}"
+            + (f" --recall-requests {options['recall_requests']}" if options["recall_requests"] else "")
+            + (" --reuse-database" if reuse_database else ""),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
                 "cpu": _cpu_model(),
@@ -260,7 +269,7 @@ class Command(BaseCommand):
                 # DEBUG (the development setting) makes every cursor record and format its SQL,
                 # which a served process does not pay: measure without it.
                 with override_settings(DEBUG=False):
-                    self._measure(report, n_requests=requests)
+                    self._measure(report, n_requests=requests, recall_requests=options["recall_requests"])
         except EvaluationError as error:
             raise CommandError(str(error)) from error
         finally:
@@ -497,7 +506,7 @@ class Command(BaseCommand):
 
     # --- measuring --------------------------------------------------------------------------
 
-    def _measure(self, report: dict, *, n_requests: int) -> None:
+    def _measure(self, report: dict, *, n_requests: int, recall_requests: int | None) -> None:
         from recommendations.models import UserInterest
 
         rng = self.random
@@ -563,6 +572,18 @@ class Command(BaseCommand):
             "mean_items": PrecomputedList.objects.aggregate(value=Avg("item_ids__len"))["value"],
             "table_megabytes": _table_megabytes(PrecomputedList._meta.db_table),
         }
+        # Profiled now, while the lists timed above are fresh (the recall section below takes
+        # minutes at 1M items, longer than RECOMMENDER_PRECOMPUTED_MAX_AGE).
+        # Where a request's time goes: its queries grouped by shape over a few requests.
+        sample = asked[:PROFILED_REQUESTS]
+        report["queries_per_request"] = {
+            "recommend_for_user, computed live": self._queries_of(live(for_user), sample),
+            "recommend_for_user, one category, computed live": self._queries_of(live(for_user_in_category), sample),
+            "recommend_for_user, from the precomputed list": self._queries_of(for_user, sample),
+            "similar_items": self._queries_of(
+                lambda item: similar_items(item=item, k=20, log=False), anchor_list[:PROFILED_REQUESTS]
+            ),
+        }
 
         # The semantic selector alone, HNSW against an exact scan, with the service's own
         # arguments: every interest vector, the seen items excluded, the service's breadth.
@@ -573,10 +594,11 @@ class Command(BaseCommand):
             interests.setdefault(user_id, []).append(np.asarray(vector, dtype=np.float32))
         size = settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + 20
         recall: dict[str, dict] = {}
+        compared = asked[: recall_requests or len(asked)]
         for label, with_category in (("no filter", False), ("one category (~2% of items)", True)):
             timings: dict[bool, list[float]] = {False: [], True: []}
             recalls_10, recalls_size = [], []
-            for position, user_id in enumerate(asked[:WARM_UP_CALLS] + asked):
+            for position, user_id in enumerate(compared[:WARM_UP_CALLS] + compared):
                 if user_id not in interests:
                     continue
                 person = self.people[user_id]
@@ -626,16 +648,6 @@ class Command(BaseCommand):
             results["numpy scan, one BLAS thread"] = _percentiles(_timed(queries, numpy_top_20))
         report["latency"] = results
         report["recall_hnsw_against_exact"] = recall
-        # Where a request's time goes: its queries grouped by shape over a few requests.
-        sample = asked[:PROFILED_REQUESTS]
-        report["queries_per_request"] = {
-            "recommend_for_user, computed live": self._queries_of(live(for_user), sample),
-            "recommend_for_user, one category, computed live": self._queries_of(live(for_user_in_category), sample),
-            "recommend_for_user, from the precomputed list": self._queries_of(for_user, sample),
-            "similar_items": self._queries_of(
-                lambda item: similar_items(item=item, k=20, log=False), anchor_list[:PROFILED_REQUESTS]
-            ),
-        }
 
     def _queries_of(self, run: Callable, calls: list) -> dict:
         """The queries of a few requests grouped by shape (literals removed), costliest first,
