@@ -304,6 +304,10 @@ RECOMMENDER = {
     # Semantic search: an exact scan up to this many item vectors (about 35 ms per 10,000 here,
     # and it never misses), HNSW above with this search breadth (pgvector's default is 40).
     "EXACT_SEARCH_MAX_VECTORS": env_int("RECOMMENDER_EXACT_SEARCH_MAX_VECTORS", 20_000, minimum=0),
+    # A filter the planner expects to leave at most this many items is searched by an exact scan
+    # of those items: HNSW's iterative scan under a 2% filter at 1M items recalled 0.91 at
+    # 287 ms p50, the exact scan of the 20,000 took 158 ms (BENCHMARKS.md).
+    "EXACT_SEARCH_MAX_FILTERED": env_int("RECOMMENDER_EXACT_SEARCH_MAX_FILTERED", 50_000, minimum=0),
     "HNSW_EF_SEARCH": env_int("RECOMMENDER_HNSW_EF_SEARCH", 200, minimum=1),
     "CANDIDATES_PER_SOURCE": env_int("RECOMMENDER_CANDIDATES_PER_SOURCE", 200, minimum=1),
     "HISTORY_ITEMS": env_int("RECOMMENDER_HISTORY_ITEMS", 500, minimum=1),

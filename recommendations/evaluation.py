@@ -137,38 +137,39 @@ def isolated_database(name: str):
     """Point the default connection at a fresh database `name` on the same server, migrated."""
     from psycopg import sql
 
-    default = connections["default"]
-    original = default.settings_dict["NAME"]
-    if name == original:
-        raise EvaluationError("the evaluation database must not be the live one")
-    default.ensure_connection()
-    with default.cursor() as cursor:
-        cursor.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)).as_string(cursor.connection)
-        )
+    def create(cursor) -> None:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        cursor.execute(drop.as_string(cursor.connection))
         cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string(cursor.connection))
-    default.close()
-    default.settings_dict["NAME"] = name
-    try:
-        call_command("migrate", verbosity=0, interactive=False)
+
+    with _default_database(name, prepare=create):
         yield
-    finally:
-        default.close()
-        default.settings_dict["NAME"] = original
 
 
 @contextmanager
 def attached_database(name: str):
     """Point the default connection at an existing database `name` (kept by an earlier run), migrated."""
+
+    def check(cursor) -> None:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            raise EvaluationError(f"database {name} does not exist")
+
+    with _default_database(name, prepare=check):
+        yield
+
+
+@contextmanager
+def _default_database(name: str, *, prepare):
+    """The default connection on database `name` (after `prepare` ran on the live one), migrated;
+    back on the live database afterwards."""
     default = connections["default"]
     original = default.settings_dict["NAME"]
     if name == original:
         raise EvaluationError("the evaluation database must not be the live one")
     default.ensure_connection()
     with default.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            raise EvaluationError(f"database {name} does not exist")
+        prepare(cursor)
     default.close()
     default.settings_dict["NAME"] = name
     try:

@@ -281,7 +281,7 @@ def test_a_narrow_filter_is_searched_exactly_on_a_large_catalog(world, settings)
     # "Large": above the exact-scan threshold. A filter the planner expects to leave at most
     # that many items is scanned exactly through the filter (never misses); a broad one goes
     # through HNSW. The planner's estimate needs statistics, as autovacuum keeps in production.
-    settings.RECOMMENDER = {**settings.RECOMMENDER, "EXACT_SEARCH_MAX_VECTORS": 2}
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "EXACT_SEARCH_MAX_VECTORS": 2, "EXACT_SEARCH_MAX_FILTERED": 2}
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Item._meta.db_table}")
     query = get_encoder().encode(["something to brew tea"]).vectors[0]
