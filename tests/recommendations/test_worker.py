@@ -87,3 +87,22 @@ def test_worker_sweep_picks_up_rows_whose_messages_were_lost(worker, user):
 
     _wait_for(lambda: UserInterest.objects.filter(user=user).exists(), "the swept rows", worker)
     assert set(Item.objects.values_list("embedding_status", flat=True)) == {"ok"}
+
+
+def test_worker_recomputes_the_precomputed_list_of_a_person_who_asked_before(worker, user):
+    from recommendations.models import PrecomputedList
+    from recommendations.services import recommend_for_user
+
+    items = ItemFactory.create_batch(4)
+    recommend_for_user(user=user, k=3, log=False)  # their first request keeps their list
+    kept = PrecomputedList.objects.get(user=user)
+    chosen = items[0].id if items[0].id in kept.item_ids else kept.item_ids[0]
+
+    activity_record(user=user, kind="purchase", item=Item.objects.get(id=chosen))
+
+    _wait_for(
+        lambda: PrecomputedList.objects.get(user=user).computed_at > kept.computed_at, "the list recomputed", worker
+    )
+    recomputed = PrecomputedList.objects.get(user=user)
+    assert chosen not in recomputed.item_ids  # bought: seen, never recommended again
+    assert recomputed.last_activity_id == Activity.objects.get(user=user).id
