@@ -183,7 +183,7 @@ class PrecomputedList(models.Model):
 
     The worker recomputes it after each of the person's activities; a request computes it when
     it is missing or stale. It is used only while it matches the person's activities (their
-    count and newest id), the active ranker and behaviour model, the settings, and is younger than
+    count and newest id), the active ranker, the settings, and is younger than
     RECOMMENDER_PRECOMPUTED_MAX_AGE. Derived data: deleting rows only costs a slower request.
     """
 
@@ -193,7 +193,6 @@ class PrecomputedList(models.Model):
     activity_count = models.PositiveIntegerField()
     last_activity_id = models.BigIntegerField()
     ranker_id = models.IntegerField(null=True, help_text="The active ranker then (empty: the blend).")
-    behaviour_model_id = models.IntegerField(null=True)
     settings_digest = models.CharField(max_length=16, help_text="Of the recommender settings it was computed under.")
     item_ids = ArrayField(models.BigIntegerField(), help_text="Best first.")
     scores = ArrayField(models.FloatField())

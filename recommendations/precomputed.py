@@ -8,9 +8,13 @@ caller's filters, items deactivated or banned since, staff pins, the per-categor
 
 A kept list is used only while it is what a live computation would give:
 - its signature still matches: the person's number of activities and newest activity id (any
-  new or deleted activity, through any path, changes one of them), the active ranker, the
-  active behaviour model and the recommender's settings (a deployment that changes them);
-- it is younger than RECOMMENDER_PRECOMPUTED_MAX_AGE (new items, popularity that moved).
+  new or deleted activity, through any path, changes one of them), the active ranker (staff
+  who activate a version expect it to answer) and the recommender's settings (a deployment
+  that changes them);
+- it is younger than RECOMMENDER_PRECOMPUTED_MAX_AGE: new items, popularity that moved, and
+  the hourly behaviour model rebuild. The rebuild is deliberately not in the signature: it
+  would make every list stale at once, and every person's next request would pay for a live
+  computation in the same minute; through the age, lists renew over the next MAX_AGE.
 Otherwise the request computes it again (and keeps it). The worker recomputes the lists it
 keeps after each of the person's activities, once their interest vector is rebuilt, so the
 next request finds it ready.
@@ -30,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from catalog.models import Item
 from recommendations.candidates import Candidate
-from recommendations.models import BehaviourModel, PrecomputedList, RankerModel
+from recommendations.models import PrecomputedList, RankerModel
 from recommendations.selectors import ItemFilters, id_array
 from users.models import Activity
 
@@ -42,7 +46,6 @@ class ListSignature:
     activity_count: int
     last_activity_id: int
     ranker_id: int | None
-    behaviour_model_id: int | None
     settings_digest: str
 
 
@@ -53,11 +56,10 @@ def settings_digest() -> str:
 
 
 def list_signature(*, user_id: int) -> ListSignature:
-    """The person's activities and the active models (one query), and the settings."""
+    """The person's activities and the active ranker (one query), and the settings."""
     statement = (
         f"SELECT count(*), coalesce(max(id), 0), "  # noqa: S608 - table names from the models
-        f"(SELECT id FROM {RankerModel._meta.db_table} WHERE is_active), "
-        f"(SELECT id FROM {BehaviourModel._meta.db_table} WHERE is_active) "
+        f"(SELECT id FROM {RankerModel._meta.db_table} WHERE is_active) "
         f"FROM {Activity._meta.db_table} WHERE user_id = %s"
     )
     with connection.cursor() as cursor:
@@ -70,9 +72,7 @@ def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> Pre
     row = PrecomputedList.objects.filter(user_id=user_id, model_name=model_name).first()
     if row is None:
         return None
-    kept = ListSignature(
-        row.activity_count, row.last_activity_id, row.ranker_id, row.behaviour_model_id, row.settings_digest
-    )
+    kept = ListSignature(row.activity_count, row.last_activity_id, row.ranker_id, row.settings_digest)
     max_age = timedelta(seconds=settings.RECOMMENDER["PRECOMPUTED_MAX_AGE"])
     if kept != signature or row.computed_at < timezone.now() - max_age:
         return None
@@ -101,7 +101,6 @@ def list_store(
         activity_count=signature.activity_count,
         last_activity_id=signature.last_activity_id,
         ranker_id=signature.ranker_id,
-        behaviour_model_id=signature.behaviour_model_id,
         settings_digest=signature.settings_digest,
         item_ids=[candidate.item_id for candidate in ordered],
         scores=[float(candidate.score) for candidate in ordered],
@@ -119,7 +118,6 @@ def list_store(
         "activity_count",
         "last_activity_id",
         "ranker_id",
-        "behaviour_model_id",
         "settings_digest",
         "item_ids",
         "scores",
