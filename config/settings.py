@@ -278,15 +278,17 @@ RECOMMENDER = {
     # The model whose vectors answer queries. Unset: ENCODER_MODEL. During an encoder change keep
     # the old model here until `manage.py embed --pending` has built every vector of the new one.
     "SERVING_MODEL": env_str("RECOMMENDER_SERVING_MODEL"),
-    # auto: bf16 where the CPU computes bf16 natively, else ONNX Runtime fp32, else torch fp32.
-    # fp32 | bf16 | onnx force one (bf16 and onnx fall back to fp32 where they cannot run).
+    # auto: "mixed" where the CPU computes bf16 natively (ONNX Runtime fp32 for a few texts, bf16
+    # for batches), else ONNX Runtime fp32, else torch fp32. fp32 | bf16 | onnx | mixed force
+    # one; what this machine cannot run falls back with a warning (recommendations/ml/encoder.py).
     "ENCODER_RUNTIME": env_choice("RECOMMENDER_ENCODER_RUNTIME", "auto", ("auto", "fp32", "bf16", "onnx", "mixed")),
     # Threads per process for the encoder; 0 = the runtime's default (all cores). With several
     # worker processes on one machine, set cores / processes.
     "ENCODER_THREADS": env_int("RECOMMENDER_ENCODER_THREADS", 0, minimum=0),
     # Where the ONNX export of the model is kept (made once per machine from the local weights).
     "ENCODER_CACHE_DIR": env_str("RECOMMENDER_ENCODER_CACHE_DIR", str(VAR_DIR / "onnx")),
-    # Texts per encoder call in bulk work: 64 short texts take about 0.15 s here (BENCHMARKS.md).
+    # Texts per encoder call in bulk work: 64 short texts take about 40 ms with the mixed runtime
+    # on a bf16 CPU, 0.2 s with ONNX on one without (BENCHMARKS.md).
     "ENCODER_BATCH_SIZE": env_int("RECOMMENDER_ENCODER_BATCH_SIZE", 64, minimum=1),
     # User interest: recent activities read, half-life of their weight, most interest vectors kept.
     "INTEREST_HISTORY": env_int("RECOMMENDER_INTEREST_HISTORY", 200, minimum=1),
