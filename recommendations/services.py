@@ -20,6 +20,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from catalog.models import Item, Placement
@@ -47,7 +48,7 @@ from recommendations.models import (
 )
 from recommendations.ranking import RankerError, active_ranker, blend_scores, feature_matrix
 from recommendations.selectors import ItemFilters
-from users.models import ActivityKind, User
+from users.models import Activity, ActivityKind, User
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +115,16 @@ def _apply_rules(
     return ordered[offset : offset + k]
 
 
-def _pinned(filters: ItemFilters) -> list[int]:
-    """Items staff pinned that pass the request's filters (one small indexed query)."""
-    return list(
-        Item.objects.filter(filters.q(), placement=Placement.PINNED).order_by("id").values_list("id", flat=True)[:20]
-    )
+def _pinned(filters: ItemFilters, *, unseen_by: int | None = None) -> list[int]:
+    """Items staff pinned that pass the request's filters (one small indexed query); with
+    unseen_by, not those that person has seen (when the filters do not already exclude them)."""
+    pinned = Item.objects.filter(filters.q(), placement=Placement.PINNED)
+    if unseen_by is not None:
+        seen = Activity.objects.filter(
+            user_id=unseen_by, item_id=OuterRef("id"), kind__in=settings.RECOMMENDER["EXCLUDE_SEEN_KINDS"]
+        )
+        pinned = pinned.exclude(Exists(seen))
+    return list(pinned.order_by("id").values_list("id", flat=True)[:20])
 
 
 def _categories(candidates: dict[int, Candidate]) -> dict[int, str]:
@@ -350,7 +356,10 @@ def _answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) 
     if row is None:
         row = precomputed_list_refresh(user_id=user.pk, signature=signature)
     candidates, categories = precomputed.list_candidates(row, filters)
-    page = _apply_rules(candidates, categories, offset=offset, k=k, pinned=_pinned(filters))
+    # The list left out what the person had seen when it was computed (nothing since: the
+    # signature matched); pinned items are read now, so they are checked now.
+    unseen_by = user.pk if settings.RECOMMENDER["EXCLUDE_SEEN"] else None
+    page = _apply_rules(candidates, categories, offset=offset, k=k, pinned=_pinned(filters, unseen_by=unseen_by))
     if len(page) < k and not row.complete:
         return None
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])

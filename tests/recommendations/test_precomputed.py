@@ -173,6 +173,18 @@ def test_filters_bans_deactivation_and_pins_apply_to_the_kept_list(themes_world)
     assert [result.item.id for result in kitchen.results] == [i for i in kept.item_ids if i in kitchen_ids][:20]
 
 
+def test_a_pinned_item_the_person_already_bought_stays_out_as_when_computed_live(themes_world):
+    person = themes_world["people"][13]
+    bought = Activity.objects.filter(user=person).order_by("created_at").first().item
+    item_set_placement(item_ids=[bought.id], placement=Placement.PINNED)
+    recommend_for_user(user=person, k=5, log=False)  # keeps the list
+
+    from_list = recommend_for_user(user=person, k=5, log=False)
+
+    assert bought.id not in [result.item.id for result in from_list.results]
+    assert _page(from_list) == _page(_live(person, k=5))
+
+
 def test_filters_that_leave_too_little_of_a_cut_list_are_answered_live(themes_world, settings):
     settings.RECOMMENDER = {**settings.RECOMMENDER, "PRECOMPUTED_SIZE": 3}
     person = themes_world["people"][9]  # a tea person: their top 3 are tea and baking items
