@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import JSONField
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -111,31 +112,18 @@ def list_store(
         notes=notes,
         complete=complete,
     )
-    columns = [
-        "user_id",
-        "model_name",
-        "computed_at",
-        "activity_count",
-        "last_activity_id",
-        "ranker_id",
-        "settings_digest",
-        "item_ids",
-        "scores",
-        "sources",
-        "reasons",
-        "ranker",
-        "fallback",
-        "notes",
-        "complete",
-    ]
+    fields = [field for field in PrecomputedList._meta.concrete_fields if not field.primary_key]
+    columns = [field.column for field in fields]
     values = [
-        Jsonb(getattr(row, column)) if column in ("sources", "notes") else getattr(row, column) for column in columns
+        Jsonb(getattr(row, field.attname)) if isinstance(field, JSONField) else getattr(row, field.attname)
+        for field in fields
     ]
     table = PrecomputedList._meta.db_table
-    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns[2:])
+    conflict = ("user_id", "model_name")
+    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns if column not in conflict)
     statement = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
-        f"ON CONFLICT (user_id, model_name) DO UPDATE SET {updates} "
+        f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates} "
         f"WHERE {table}.computed_at <= EXCLUDED.computed_at"
     )
     with connection.cursor() as cursor:

@@ -134,6 +134,10 @@ class ItemFilters:
             condition &= Q(**{f"{prefix}id__in": id_array(self.only_ids)})
         return condition
 
+    def excluding(self, ids) -> ItemFilters:
+        """The same filters, also leaving out these items."""
+        return dataclasses.replace(self, exclude_ids=frozenset(self.exclude_ids | set(ids)))
+
     @property
     def is_selective(self) -> bool:
         return bool(

@@ -294,23 +294,16 @@ def _ranked_for_user(
     return ordered, categories, ranker, fallback, notes
 
 
-def _seen_excluded(filters: ItemFilters, state: PersonState) -> ItemFilters:
-    return ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | state.seen)})
-
-
-def precomputed_list_refresh(
-    *, user_id: int, signature: precomputed.ListSignature | None = None
-) -> PrecomputedList | None:
+def precomputed_list_refresh(*, user_id: int, signature: precomputed.ListSignature | None = None) -> PrecomputedList:
     """Compute the person's ranked list as a request with no filters would, and keep it
-    (recommendations.precomputed). The worker calls it after each of their activities."""
+    (recommendations.precomputed). The worker calls it after each of their activities; callers
+    check first that lists are on (RECOMMENDER_PRECOMPUTED_SIZE)."""
     config = settings.RECOMMENDER
-    if not config["PRECOMPUTED_SIZE"]:
-        return None
     started = timezone.now()
     signature = signature or precomputed.list_signature(user_id=user_id)
     model_name = serving_model()
     state = person_state(user_id=user_id, model_name=model_name)
-    filters = _seen_excluded(ItemFilters(), state) if config["EXCLUDE_SEEN"] else ItemFilters()
+    filters = ItemFilters().excluding(state.seen) if config["EXCLUDE_SEEN"] else ItemFilters()
     ordered, _categories_read, ranker, fallback, notes = _ranked_for_user(
         state=state,
         filters=filters,
@@ -443,7 +436,7 @@ def _recommend_live(
     model_name = serving_model()
     state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
     if exclude_seen:
-        filters = _seen_excluded(filters, state)
+        filters = filters.excluding(state.seen)
     ordered, categories, ranker, fallback, notes = _ranked_for_user(
         state=state,
         filters=filters,
@@ -537,7 +530,7 @@ def similar_items(
     """
     config = settings.RECOMMENDER
     filters = filters or ItemFilters()
-    filters = ItemFilters(**{**filters.__dict__, "exclude_ids": frozenset(filters.exclude_ids | {item.id})})
+    filters = filters.excluding({item.id})
     model_name = serving_model()
     size = config["CANDIDATES_PER_SOURCE"] + offset + k
     candidates: dict[int, Candidate] = {}
