@@ -452,6 +452,8 @@ def evaluate_p1(
 ) -> Report:
     from django.conf import settings
 
+    from recommendations.candidates import SOURCES
+
     timings: dict[str, float] = {}
     started = time.monotonic()
     items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
@@ -460,7 +462,7 @@ def evaluate_p1(
     with isolated_database(database):
         _build(_in_memory_source(source, items, split.train), timings, ranker=True, progress=progress)
         models = _models()
-        everything = ("behaviour", "semantic", "popular", "fresh")
+        everything = SOURCES
         variants = [(_served_name("full system"), everything, "auto")]
         if with_blend:
             # The same candidates ordered by the fallback blend: what the ranker adds (about four
@@ -537,6 +539,7 @@ def evaluate_p2(
     events; each person with test events on those items gets them ranked among the cold items
     only. Behaviour and popularity know nothing of them: only text can tell them apart."""
     from catalog.models import Item
+    from recommendations.candidates import SOURCES
     from recommendations.selectors import ItemFilters
 
     timings: dict[str, float] = {}
@@ -561,7 +564,7 @@ def evaluate_p2(
         _build(_in_memory_source(source, items, train), timings, ranker=True, progress=progress)
         models = _models()
         cold_ids = frozenset(Item.objects.filter(external_id__in=cold).values_list("id", flat=True))
-        everything = ("behaviour", "semantic", "popular", "fresh")
+        everything = SOURCES
         variants = [
             (_served_name("full system, cold items only"), everything, "auto"),
             ("semantic source only (text), cold items only", ("semantic",), "source"),
