@@ -54,7 +54,7 @@ class ItemAdmin(admin.ModelAdmin):
         """The items the recommender proposes as similar, with why (not logged)."""
         if item.pk is None:
             return "-"
-        from recommendations.services import similar_items
+        from recommendations.serving.service import similar_items
 
         answer = similar_items(item=item, k=NEIGHBOURS_SHOWN, log=False)
         if not answer.results:

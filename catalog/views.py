@@ -14,9 +14,10 @@ from django.views.decorators.http import require_POST
 from catalog import selectors
 from catalog.models import Item, Placement
 from core.exceptions import ApplicationError
-from recommendations import services as recommender
 from recommendations.forms import AskForm
-from recommendations.selectors import ItemFilters, popular_candidates
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.popular import popular_candidates
+from recommendations.serving import service as recommender
 from users.forms import ItemWordsForm
 from users.models import Activity, ActivityKind
 from users.services import activity_record

@@ -324,7 +324,7 @@ RECOMMENDER = {
     # EXCLUDE_SEEN off (and the evaluation's --include-seen) turns the rule off altogether.
     "EXCLUDE_SEEN": env_bool("RECOMMENDER_EXCLUDE_SEEN", True),
     "EXCLUDE_SEEN_KINDS": _item_kinds("RECOMMENDER_EXCLUDE_SEEN_KINDS"),
-    # Precomputed lists (recommendations.precomputed): a person's ranked list of this many items
+    # Precomputed lists (recommendations.serving.precomputed): a person's ranked list of this many items
     # is kept after their first request and recomputed by the worker after each activity, so a
     # request only filters and pages it (0 = compute every request live). A list older than
     # MAX_AGE seconds is recomputed: it would miss items added and popularity moved since.
@@ -344,7 +344,7 @@ RECOMMENDER = {
     "MAX_TEXT_LENGTH": env_int("RECOMMENDER_MAX_TEXT_LENGTH", 10_000, minimum=1),
     # Rows per transaction when importing bundles. 2,000 rows cost about 0.1 s to insert here.
     "IMPORT_BATCH_SIZE": env_int("RECOMMENDER_IMPORT_BATCH_SIZE", 2_000, minimum=1),
-    # The re-ranker's training (recommendations.ranking): each person's last LABEL_FRACTION of
+    # The re-ranker's training (recommendations.ranking.training): each person's last LABEL_FRACTION of
     # interactions are what the ranker learns to predict; at most MAX_PEOPLE people (a seeded
     # sample) are read; the people with the latest cut-offs (VALIDATION_SHARE) validate; a new
     # version must beat every single source and the active version at NDCG@VALIDATION_K.

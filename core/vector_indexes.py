@@ -5,7 +5,7 @@ pgvector can only index vectors of one width; so each model gets a partial expre
 
     CREATE INDEX ... USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE model = '...'
 
-and the queries (recommendations.selectors) order by exactly that expression with that
+and the queries (recommendations.retrieval.semantic) order by exactly that expression with that
 condition, which is what lets the planner use it. Built CONCURRENTLY outside transactions, so
 a new model's index never locks a table that is serving.
 """

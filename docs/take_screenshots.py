@@ -26,7 +26,7 @@ def main(base_url: str, username: str) -> None:
     from django.contrib.sessions.backends.db import SessionStore
     from playwright.sync_api import sync_playwright
 
-    from recommendations.services import recommend_for_user
+    from recommendations.serving.service import recommend_for_user
     from users.models import User
 
     person = User.objects.get(username=username)

@@ -16,10 +16,11 @@ from catalog.apis import MAX_ID, ItemSummarySerializer, item_get_or_404
 from catalog.bundles import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
 from core.api_fields import CleanTextField
 from core.throttling import FREE_TEXT_THROTTLES
-from recommendations.feedback_services import feedback_record
 from recommendations.models import FeedbackKind
-from recommendations.selectors import ItemFilters
-from recommendations.services import Answer, recommend_for_text, recommend_for_user, similar_items
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.serving.answers import Answer
+from recommendations.serving.feedback import feedback_record
+from recommendations.serving.service import recommend_for_text, recommend_for_user, similar_items
 
 MAX_K = 100
 # Deep pages cost candidates (each source proposes CANDIDATES_PER_SOURCE + offset + k), and the

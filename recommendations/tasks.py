@@ -9,7 +9,7 @@ import logging
 from celery import Task, shared_task
 from django.apps import apps
 
-from recommendations import embedding
+from recommendations.vectors import embedding
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def embed_item(*, row_id: int) -> int:
 
 def _interest_and_list_refresh(user_id: int) -> int:
     """Their interest vectors, then their precomputed list (if one is kept) from those."""
-    from recommendations.services import precomputed_list_refresh_if_kept
+    from recommendations.serving.precomputed import precomputed_list_refresh_if_kept
 
     written = embedding.user_interest_refresh(user_id=user_id)
     precomputed_list_refresh_if_kept(user_id=user_id)
@@ -84,7 +84,7 @@ def sweep_pending_embeddings() -> bool:
 @shared_task(**RETRY_POLICY)
 def rebuild_behaviour_model() -> int | None:
     """Periodic: learn the item-to-item model and item statistics from all interactions."""
-    from recommendations.behaviour_services import behaviour_model_rebuild
+    from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
 
     model = behaviour_model_rebuild()
     return model.version if model else None
@@ -95,6 +95,6 @@ def rebuild_behaviour_model() -> int | None:
 @shared_task(**RETRY_POLICY, soft_time_limit=3600, time_limit=3660)
 def train_ranker() -> list[int]:
     """Periodic: train new re-ranker versions; the best becomes active only if it earns it."""
-    from recommendations.ranking import ranker_train
+    from recommendations.ranking.training import ranker_train
 
     return [version.version for version in ranker_train()]

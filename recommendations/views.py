@@ -23,11 +23,11 @@ from catalog.models import Item, Placement
 from catalog.services import item_set_placement
 from core.exceptions import ApplicationError
 from core.models import EmbeddingStatus
-from recommendations import charts, dashboard
-from recommendations import services as recommender
 from recommendations.forms import AskForm
 from recommendations.models import RankerModel
-from recommendations.ranking import ranker_activate
+from recommendations.ranking.active import ranker_activate
+from recommendations.serving import service as recommender
+from recommendations.staff import charts, dashboard
 from users.models import Activity, ActivityKind, User
 from users.services import activity_record
 

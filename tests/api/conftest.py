@@ -7,8 +7,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import Item
-from recommendations import embedding
-from recommendations.behaviour_services import behaviour_model_rebuild
+from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
+from recommendations.vectors import embedding
 from tests.factories import StaffUserFactory, UserFactory
 from users.models import Activity
 

@@ -8,7 +8,7 @@ from django.db import connection, models
 from rest_framework.authtoken.models import Token
 
 from recommendations.models import Feedback, FeedbackKind, Recommendation, UserInterest
-from recommendations.services import recommend_for_text, recommend_for_user
+from recommendations.serving.service import recommend_for_text, recommend_for_user
 from tests.factories import ItemFactory, UserFactory
 from users.models import Activity, ActivityVector, User
 from users.services import activity_record, user_data_export, user_delete

@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from catalog.models import Item, ItemVector
 from core.vector_indexes import VECTOR_TABLES, vector_index_name
-from recommendations.selectors import ItemFilters, item_vectors_nearest, semantic_candidates
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.semantic import item_vectors_nearest, semantic_candidates
 
 
 @pytest.mark.django_db

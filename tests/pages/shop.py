@@ -5,8 +5,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from catalog.models import Item
-from recommendations import embedding
-from recommendations.behaviour_services import behaviour_model_rebuild
+from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
+from recommendations.vectors import embedding
 from tests.factories import UserFactory
 from users.models import Activity
 

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from recommendations import charts
 from recommendations.models import RankerModel
+from recommendations.staff import charts
 from tests.factories import ActivityFactory, ItemFactory
 
 ROOT = Path(__file__).resolve().parents[2]

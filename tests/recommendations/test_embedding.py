@@ -8,11 +8,11 @@ from django.db import connection
 from catalog.models import Item
 from catalog.services import item_queue_reembedding, item_save
 from core.exceptions import ApplicationError
-from recommendations import embedding
 from recommendations.ml import encoder as encoder_module
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import UserInterest
 from recommendations.tasks import embed_item, sweep_pending_embeddings
+from recommendations.vectors import embedding
 from tests.factories import ItemFactory, vector_of
 from users.models import Activity
 from users.services import activity_record

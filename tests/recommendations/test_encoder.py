@@ -144,7 +144,7 @@ import django
 django.setup()
 from django.test import Client
 from django.urls import reverse
-import config.urls, recommendations.tasks, recommendations.embedding
+import config.urls, recommendations.tasks, recommendations.vectors.embedding
 Client().get(reverse("admin:login"))
 print("torch" in sys.modules, "transformers" in sys.modules)
 """

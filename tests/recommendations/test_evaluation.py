@@ -5,13 +5,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog.bundles import EventRow
-from recommendations.evaluation import (
-    EvaluationError,
-    ndcg_at_k,
-    recall_at_k,
-    reciprocal_rank,
-    split_per_user,
-)
+from recommendations.evaluation.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
+from recommendations.evaluation.split import EvaluationError, split_per_user
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -129,7 +124,7 @@ def test_evaluation_runs_the_served_system_in_its_own_database_and_is_determinis
 
     from catalog.bundles import bundle_open
     from catalog.models import Item
-    from recommendations.evaluation import evaluate_p1
+    from recommendations.evaluation.protocols import evaluate_p1
 
     live_database = connection.settings_dict["NAME"]
     folder = _tiny_bundle(tmp_path / "bundle")
@@ -156,7 +151,7 @@ def test_evaluation_runs_the_served_system_in_its_own_database_and_is_determinis
 
 
 def test_p3_queries_are_lower_cased_tags_given_to_at_least_two_items():
-    from recommendations.evaluation import text_queries
+    from recommendations.evaluation.protocols import text_queries
 
     events = [
         _event("u1", "1", 0, kind="tag", text="Twist Ending"),
@@ -207,7 +202,7 @@ def test_evaluate_command_runs_p3_with_tags_as_queries(tmp_path):
 
 
 def test_cold_items_are_a_seeded_tenth_of_the_items_with_five_or_more_events():
-    from recommendations.evaluation import cold_items
+    from recommendations.evaluation.protocols import cold_items
 
     events = [_event(f"u{person}", str(item), person) for item in range(1, 41) for person in range(item % 8)]
     eligible = {str(item) for item in range(1, 41) if item % 8 >= 5}  # 15 items

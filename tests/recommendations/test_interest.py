@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from recommendations.interest import Evidence, event_weight, interests_build
+from recommendations.vectors.interest import Evidence, event_weight, interests_build
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -5,10 +5,11 @@ from django.db import connection
 
 from catalog.models import Item, ItemVector
 from core.vector_indexes import vector_index_name
-from recommendations import embedding
 from recommendations.ml import encoder as encoder_module
 from recommendations.ml.encoder import get_encoder
-from recommendations.selectors import ItemFilters, semantic_candidates
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.semantic import semantic_candidates
+from recommendations.vectors import embedding
 from tests.factories import UserFactory
 from users.services import activity_record
 

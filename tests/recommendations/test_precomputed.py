@@ -10,12 +10,13 @@ from django.utils import timezone
 
 from catalog.models import Item, Placement
 from catalog.services import item_set_placement
-from recommendations import precomputed
-from recommendations.behaviour_services import behaviour_model_rebuild
 from recommendations.models import PrecomputedList, RankerModel
-from recommendations.ranking import ranker_activate, ranker_train, reset_active_ranker
-from recommendations.selectors import ItemFilters
-from recommendations.services import recommend_for_user
+from recommendations.ranking.active import ranker_activate, reset_active_ranker
+from recommendations.ranking.training import ranker_train
+from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.serving import list_store
+from recommendations.serving.service import recommend_for_user
 from users.models import Activity
 from users.services import activity_delete, activity_record
 
@@ -93,8 +94,8 @@ def test_the_worker_recomputes_a_kept_list_after_an_activity(themes_world, djang
 
     kept = PrecomputedList.objects.get(user=person)
     assert kept.computed_at > computed_before and top.id not in kept.item_ids
-    signature = precomputed.list_signature(user_id=person.id)
-    assert precomputed.list_read(user_id=person.id, model_name=kept.model_name, signature=signature) is not None
+    signature = list_store.list_signature(user_id=person.id)
+    assert list_store.list_read(user_id=person.id, model_name=kept.model_name, signature=signature) is not None
     # Someone who never asked for recommendations costs the worker nothing.
     assert not PrecomputedList.objects.filter(user=stranger).exists()
 
@@ -113,12 +114,12 @@ def test_a_deleted_activity_makes_the_list_stale(themes_world):
 def test_a_new_ranker_or_new_settings_make_lists_stale_a_behaviour_rebuild_does_not(themes_world, settings):
     person = themes_world["people"][5]
     recommend_for_user(user=person, k=3, log=False)
-    signature = precomputed.list_signature(user_id=person.id)
+    signature = list_store.list_signature(user_id=person.id)
     model_name = PrecomputedList.objects.get(user=person).model_name
 
     def fresh() -> bool:
-        now = precomputed.list_signature(user_id=person.id)
-        return precomputed.list_read(user_id=person.id, model_name=model_name, signature=now) is not None
+        now = list_store.list_signature(user_id=person.id)
+        return list_store.list_read(user_id=person.id, model_name=model_name, signature=now) is not None
 
     assert fresh()
     # Hourly: lists renew within RECOMMENDER_PRECOMPUTED_MAX_AGE instead of all at once.
@@ -202,9 +203,9 @@ def test_a_computation_that_started_earlier_never_overwrites_a_later_one(themes_
     person = themes_world["people"][10]
     recommend_for_user(user=person, k=3, log=False)
     kept = PrecomputedList.objects.get(user=person)
-    signature = precomputed.list_signature(user_id=person.id)
+    signature = list_store.list_signature(user_id=person.id)
 
-    precomputed.list_store(
+    list_store.list_store(
         user_id=person.id,
         model_name=kept.model_name,
         signature=signature,

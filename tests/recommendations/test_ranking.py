@@ -6,13 +6,14 @@ from django.utils import timezone
 
 from catalog.models import Placement
 from catalog.services import item_set_placement
-from recommendations.candidates import person_state
-from recommendations.features import FEATURES
 from recommendations.ml.ranker import Ranker, ndcg_of_groups
 from recommendations.models import BehaviourModel, RankerModel
-from recommendations.ranking import activation_refusals, ranker_activate, ranker_train, reset_active_ranker
-from recommendations.selectors import item_popularity
-from recommendations.services import recommend_for_user
+from recommendations.ranking.active import ranker_activate, reset_active_ranker
+from recommendations.ranking.features import FEATURES
+from recommendations.ranking.training import activation_refusals, ranker_train
+from recommendations.retrieval.person import person_state
+from recommendations.retrieval.popular import item_popularity
+from recommendations.serving.service import recommend_for_user
 from users.models import Activity
 
 pytestmark = pytest.mark.django_db

@@ -13,18 +13,15 @@ from django.utils import timezone
 
 from catalog.models import Item
 from core.exceptions import ApplicationError
-from recommendations import embedding
-from recommendations.behaviour_services import behaviour_model_rebuild
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import BehaviourModel, ItemNeighbour, Recommendation, RecommendedItem
-from recommendations.selectors import (
-    ItemFilters,
-    behaviour_candidates,
-    fresh_candidates,
-    popular_candidates,
-    semantic_candidates,
-)
-from recommendations.services import recommend_for_text, recommend_for_user, similar_items
+from recommendations.retrieval.behaviour import behaviour_candidates
+from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.popular import fresh_candidates, popular_candidates
+from recommendations.retrieval.semantic import semantic_candidates
+from recommendations.serving.service import recommend_for_text, recommend_for_user, similar_items
+from recommendations.vectors import embedding
 from tests.factories import UserFactory
 from users.models import Activity
 
@@ -267,7 +264,7 @@ def test_an_item_nobody_touched_is_similar_by_its_text(world):
 
 
 def test_semantic_search_is_exact_on_small_catalogs_and_uses_hnsw_above_the_threshold(world, settings):
-    from recommendations.selectors import use_exact_search
+    from recommendations.retrieval.semantic import use_exact_search
 
     assert use_exact_search() is True
     settings.RECOMMENDER = {**settings.RECOMMENDER, "EXACT_SEARCH_MAX_VECTORS": -1}

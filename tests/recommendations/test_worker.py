@@ -91,7 +91,7 @@ def test_worker_sweep_picks_up_rows_whose_messages_were_lost(worker, user):
 
 def test_worker_recomputes_the_precomputed_list_of_a_person_who_asked_before(worker, user):
     from recommendations.models import PrecomputedList
-    from recommendations.services import recommend_for_user
+    from recommendations.serving.service import recommend_for_user
 
     items = ItemFactory.create_batch(4)
     recommend_for_user(user=user, k=3, log=False)  # their first request keeps their list

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from catalog.models import Item
 from core.worker import worker_start
 from recommendations.models import PrecomputedList, UserInterest
-from recommendations.services import recommend_for_user
+from recommendations.serving.service import recommend_for_user
 from users.models import User
 from users.services import activity_record
 

@@ -39,11 +39,13 @@ from core.command_support import git_commit
 from core.models import EmbeddingStatus
 from core.text import text_hash
 from core.vector_indexes import vector_index_name, vector_indexes_ensure, vector_indexes_forget
-from recommendations.evaluation import EvaluationError, attached_database, isolated_database
+from recommendations.evaluation.databases import attached_database, isolated_database
+from recommendations.evaluation.split import EvaluationError
 from recommendations.ml.encoder import get_encoder, model_dimensions
 from recommendations.models import PrecomputedList
-from recommendations.selectors import ItemFilters, semantic_candidates, use_exact_search
-from recommendations.services import recommend_for_text, recommend_for_user, similar_items
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.semantic import semantic_candidates, use_exact_search
+from recommendations.serving.service import recommend_for_text, recommend_for_user, similar_items
 from users.models import Activity, ActivityKind, ActivityVector, User
 
 DIMENSIONS = 384
@@ -295,8 +297,8 @@ class Command(BaseCommand):
         return result
 
     def _build(self, report: dict, *, n_items: int, n_people: int, seed: int, maintenance_work_mem: str) -> None:
-        from recommendations.behaviour_services import behaviour_model_rebuild
-        from recommendations.embedding import user_interest_refresh
+        from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
+        from recommendations.vectors.embedding import user_interest_refresh
 
         catalog = self._step(report, "vectors_generate", lambda: SyntheticCatalog(n_items=n_items, seed=seed))
         report["clusters"] = catalog.n_clusters

@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from catalog.models import Item
 from core.models import EmbeddingStatus
-from recommendations import embedding
+from recommendations.vectors import embedding
 from users.models import Activity, User
 
 

@@ -9,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from catalog.bundles import BundleError, bundle_open
 from catalog.movielens import movielens_open
 from core.command_support import git_commit, people_progress
-from recommendations.evaluation import EvaluationError, evaluate_p1, evaluate_p2, evaluate_p3
-from recommendations.evaluation_report import evaluation_run_save, report_charts, report_markdown
+from recommendations.evaluation.protocols import evaluate_p1, evaluate_p2, evaluate_p3
+from recommendations.evaluation.report import evaluation_run_save, report_charts, report_markdown
+from recommendations.evaluation.split import EvaluationError
 
 
 class Command(BaseCommand):

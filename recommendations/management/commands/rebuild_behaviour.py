@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from recommendations.behaviour_services import behaviour_model_rebuild
+from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.command_support import people_progress
 from recommendations.models import RankerAlgorithm
-from recommendations.ranking import RankerError, ranker_train
+from recommendations.ranking.active import RankerError
+from recommendations.ranking.training import ranker_train
 
 
 class Command(BaseCommand):

@@ -13,264 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 import numpy as np
-from django.core.management import call_command
-from django.db import connections
 
 from catalog.bundles import BundleSource, EventRow, ItemRow, Rejection
-from core.exceptions import ApplicationError
+from recommendations.evaluation.baselines import baseline_rankings
+from recommendations.evaluation.databases import isolated_database
+from recommendations.evaluation.metrics import MethodResult, score_rankings
+from recommendations.evaluation.split import EvaluationError, Split, split_per_user
 from users.models import INTERACTION_KINDS, ActivityKind
 
 logger = logging.getLogger(__name__)
-
-
-class EvaluationError(ApplicationError):
-    pass
-
-
-# --- metrics --------------------------------------------------------------------------------
-
-
-def recall_at_k(ranked: list, relevant: set, k: int) -> float:
-    """Hits in the top k over min(|relevant|, k): 1.0 is the best any ranking could do."""
-    if not relevant:
-        raise ValueError("recall needs at least one relevant item")
-    return sum(1 for item in ranked[:k] if item in relevant) / min(len(relevant), k)
-
-
-def ndcg_at_k(ranked: list, relevant: set, k: int) -> float:
-    if not relevant:
-        raise ValueError("NDCG needs at least one relevant item")
-    dcg = sum(1.0 / math.log2(position + 2) for position, item in enumerate(ranked[:k]) if item in relevant)
-    ideal = sum(1.0 / math.log2(position + 2) for position in range(min(len(relevant), k)))
-    return dcg / ideal
-
-
-def reciprocal_rank(ranked: list, relevant: set, k: int) -> float:
-    for position, item in enumerate(ranked[:k]):
-        if item in relevant:
-            return 1.0 / (position + 1)
-    return 0.0
-
-
-# --- the split ------------------------------------------------------------------------------
-
-
-def _sort_key(row: EventRow) -> tuple:
-    # Ties in time are broken by item id, numerically where ids are numbers (MovieLens movieId).
-    item = row.item_id or ""
-    return (row.timestamp, (0, int(item), "") if item.isdigit() else (1, 0, item))
-
-
-@dataclass
-class Split:
-    train: list[EventRow]
-    test: dict[str, set[str]]  # user id -> held-out item ids
-    n_interactions: int
-    fingerprint: str
-    # user id -> the moment the service is asked as of: just after their last train event.
-    cutoffs: dict[str, datetime] = field(default_factory=dict)
-
-
-def split_per_user(
-    events: Iterable[EventRow | Rejection], *, test_fraction: float = 0.2, test_last: int | None = None
-) -> Split:
-    """P1: per person, interactions sorted by (time, item id); the last 20% (at least 1) are test.
-
-    Text events are kept for training when they come before the person's first test interaction.
-    """
-    interactions: dict[str, list[EventRow]] = defaultdict(list)
-    texts: dict[str, list[EventRow]] = defaultdict(list)
-    digest = hashlib.sha256()
-    count = 0
-    for row in events:
-        if isinstance(row, Rejection):
-            continue
-        count += 1
-        digest.update(f"{row.user_id}|{row.item_id}|{row.kind}|{row.timestamp.isoformat()}|{row.rating}\n".encode())
-        if row.item_id and row.kind in INTERACTION_KINDS:
-            interactions[row.user_id].append(row)
-        else:
-            texts[row.user_id].append(row)
-    if not interactions:
-        raise EvaluationError("the bundle has no interaction events to evaluate on")
-    train: list[EventRow] = []
-    test: dict[str, set[str]] = {}
-    cutoffs: dict[str, datetime] = {}
-    for user_id, rows in interactions.items():
-        rows.sort(key=_sort_key)
-        n_test = test_last if test_last is not None else max(1, math.ceil(len(rows) * test_fraction))
-        if len(rows) <= n_test:
-            train.extend(rows)  # nothing to learn from: this person is not evaluated
-            continue
-        head, tail = rows[: len(rows) - n_test], rows[len(rows) - n_test :]
-        train.extend(head)
-        test[user_id] = {row.item_id for row in tail}
-        cutoffs[user_id] = head[-1].timestamp + timedelta(microseconds=1)
-        split_point = _sort_key(tail[0])
-        train.extend(row for row in texts.get(user_id, []) if _sort_key(row) < split_point)
-    for user_id, rows in texts.items():
-        if user_id not in interactions:
-            train.extend(rows)
-    return Split(
-        train=train,
-        test=test,
-        n_interactions=sum(map(len, interactions.values())),
-        fingerprint=digest.hexdigest()[:16],
-        cutoffs=cutoffs,
-    )
-
-
-# --- an isolated database -------------------------------------------------------------------
-
-
-@contextmanager
-def isolated_database(name: str):
-    """Point the default connection at a fresh database `name` on the same server, migrated."""
-    from psycopg import sql
-
-    def create(cursor) -> None:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        cursor.execute(drop.as_string(cursor.connection))
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string(cursor.connection))
-
-    with _default_database(name, prepare=create):
-        yield
-
-
-@contextmanager
-def attached_database(name: str):
-    """Point the default connection at an existing database `name` (kept by an earlier run), migrated."""
-
-    def check(cursor) -> None:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            raise EvaluationError(f"database {name} does not exist")
-
-    with _default_database(name, prepare=check):
-        yield
-
-
-@contextmanager
-def _default_database(name: str, *, prepare):
-    """The default connection on database `name` (after `prepare` ran on the live one), migrated;
-    back on the live database afterwards."""
-    default = connections["default"]
-    original = default.settings_dict["NAME"]
-    if name == original:
-        raise EvaluationError("the evaluation database must not be the live one")
-    default.ensure_connection()
-    with default.cursor() as cursor:
-        prepare(cursor)
-    default.close()
-    default.settings_dict["NAME"] = name
-    try:
-        call_command("migrate", verbosity=0, interactive=False)
-        yield
-    finally:
-        default.close()
-        default.settings_dict["NAME"] = original
-
-
-# --- running it -----------------------------------------------------------------------------
-
-
-@dataclass
-class MethodResult:
-    name: str
-    recall: float
-    ndcg: float
-    mrr: float
-    coverage: float
-    latency_ms: list[float] = field(default_factory=list)
-    per_key_ndcg: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> dict:
-        latency = np.array(self.latency_ms) if self.latency_ms else np.array([0.0])
-        return {
-            "method": self.name,
-            "recall": round(self.recall, 4),
-            "ndcg": round(self.ndcg, 4),
-            "mrr": round(self.mrr, 4),
-            "coverage": round(self.coverage, 4),
-            "latency_p50_ms": round(float(np.percentile(latency, 50)), 1),
-            "latency_p99_ms": round(float(np.percentile(latency, 99)), 1),
-        }
-
-
-def score_rankings(
-    name: str,
-    rankings: dict[str, list[str]],
-    split: Split,
-    *,
-    k: int,
-    n_items: int,
-    latency_ms: list[float] | None = None,
-) -> MethodResult:
-    recalls, ndcgs, rrs = [], [], []
-    per_key: dict[str, float] = {}
-    shown: set[str] = set()
-    for user_id, relevant in split.test.items():
-        ranked = rankings.get(user_id, [])
-        recalls.append(recall_at_k(ranked, relevant, k))
-        ndcgs.append(ndcg_at_k(ranked, relevant, k))
-        per_key[user_id] = ndcgs[-1]
-        rrs.append(reciprocal_rank(ranked, relevant, k))
-        shown.update(ranked[:k])
-    return MethodResult(
-        name,
-        float(np.mean(recalls)),
-        float(np.mean(ndcgs)),
-        float(np.mean(rrs)),
-        len(shown) / max(n_items, 1),
-        latency_ms or [],
-        per_key,
-    )
-
-
-def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regularisation: float) -> dict[str, dict]:
-    """Popularity and EASE (all weights) on the train split, in numpy: the protocol check."""
-    from recommendations.behaviour import interaction_matrix
-
-    interactions = [row for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
-    users = sorted({row.user_id for row in interactions})
-    user_index = {user_id: index for index, user_id in enumerate(users)}
-    item_index = {item_id: index for index, item_id in enumerate(item_ids)}
-    matrix = interaction_matrix(
-        np.array([user_index[row.user_id] for row in interactions]),
-        np.array([item_index[row.item_id] for row in interactions]),
-        len(users),
-        len(item_ids),
-    )
-    popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float64)
-    gram = (matrix.T @ matrix).toarray().astype(np.float64)
-    gram[np.diag_indices(len(item_ids))] += ease_regularisation
-    precision = np.linalg.inv(gram)
-    weights = -precision / np.diag(precision)[None, :]
-    weights[np.diag_indices(len(item_ids))] = 0.0
-    results: dict[str, dict] = {"popularity": {}, "EASE (all weights, numpy)": {}}
-    for user_id in split.test:
-        row = user_index.get(user_id)
-        seen = matrix[row].indices if row is not None else np.array([], dtype=int)
-        for name, scores in (
-            ("popularity", popularity.copy()),
-            (
-                "EASE (all weights, numpy)",
-                np.asarray(matrix[row] @ weights).ravel() if row is not None else np.zeros(len(item_ids)),
-            ),
-        ):
-            scores[seen] = -np.inf
-            top = np.argsort(-scores, kind="stable")[:k]
-            results[name][user_id] = [item_ids[index] for index in top]
-    return results
 
 
 def _in_memory_source(source: BundleSource, items: list[ItemRow], events: list[EventRow]) -> BundleSource:
@@ -294,9 +51,10 @@ def _build(
     """Everything the served system needs, made by the product's own services: the same
     functions the Celery tasks run (import, vectors, behaviour model, re-ranker training)."""
     from catalog.bundle_import import bundle_import
-    from recommendations.behaviour_services import behaviour_model_rebuild
-    from recommendations.embedding import embeddings_process_pending
-    from recommendations.ranking import RankerError, ranker_train
+    from recommendations.ranking.active import RankerError
+    from recommendations.ranking.training import ranker_train
+    from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
+    from recommendations.vectors.embedding import embeddings_process_pending
 
     def train_ranker() -> None:
         try:
@@ -380,7 +138,7 @@ def _served_variants(
     as of their split point (as the ranker was trained: what the service would have answered
     then, with the popularity and trends of that moment)."""
     from catalog.models import Item
-    from recommendations.services import recommend_for_user
+    from recommendations.serving.service import recommend_for_user
     from users.models import User
 
     people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
@@ -452,7 +210,7 @@ def evaluate_p1(
 ) -> Report:
     from django.conf import settings
 
-    from recommendations.candidates import SOURCES
+    from recommendations.retrieval.candidates import SOURCES
 
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -539,8 +297,8 @@ def evaluate_p2(
     events; each person with test events on those items gets them ranked among the cold items
     only. Behaviour and popularity know nothing of them: only text can tell them apart."""
     from catalog.models import Item
-    from recommendations.candidates import SOURCES
-    from recommendations.selectors import ItemFilters
+    from recommendations.retrieval.candidates import SOURCES
+    from recommendations.retrieval.filters import ItemFilters
 
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -624,7 +382,7 @@ def evaluate_p3(
     from django.conf import settings
 
     from catalog.models import Item
-    from recommendations.services import recommend_for_text
+    from recommendations.serving.service import recommend_for_text
 
     timings: dict[str, float] = {}
     started = time.monotonic()

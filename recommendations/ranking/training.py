@@ -1,4 +1,4 @@
-"""The trained re-ranker: training on logged interactions, versions, activation, serving cache.
+"""Training the re-ranker on logged interactions, as new versions.
 
 Training (`ranker_train`, run by the Celery task and `manage.py train_ranker`):
 1. Every person's interactions are sorted by (time, item); their last RANKER_LABEL_FRACTION
@@ -32,79 +32,17 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from core.exceptions import ApplicationError
-from recommendations.behaviour_services import POSITIVE_KINDS, behaviour_model_build
-from recommendations.candidates import candidates_gather, person_state, serving_model
-from recommendations.features import FEATURES, INDEX, features_compute
 from recommendations.ml.ranker import Ranker, ndcg_of_groups, train_lambdarank, train_logistic_regression
 from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
-from recommendations.selectors import ItemFilters
+from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix, ranker_activate
+from recommendations.ranking.features import FEATURES, INDEX, features_compute
+from recommendations.retrieval.behaviour_build import POSITIVE_KINDS, behaviour_model_build
+from recommendations.retrieval.candidates import candidates_gather, serving_model
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.person import person_state
 from users.models import Activity
 
-logger = logging.getLogger(__name__)
-
 MIN_INTERACTIONS = 5  # people with fewer have too little past to learn from
-
-
-class RankerError(ApplicationError):
-    pass
-
-
-# --- serving: the active version, loaded once per process ------------------------------------
-
-_active: dict[str, object] = {"id": None, "ranker": None, "version": None}
-
-
-def active_ranker() -> tuple[RankerModel | None, Ranker | None]:
-    """The active version and its model. One small query; the artifact is read only when the
-    active version changed since this process last looked (a staff activation, a training)."""
-    row = RankerModel.objects.filter(is_active=True).values_list("id", "version").first()
-    if row is None:
-        return None, None
-    ranker_id, version = row
-    if _active["id"] != ranker_id:
-        artifact = RankerModel.objects.filter(id=ranker_id).values_list("artifact", flat=True).first()
-        if artifact is None:
-            return None, None
-        _active.update(id=ranker_id, version=version, ranker=Ranker.from_bytes(artifact))
-    return RankerModel(id=ranker_id, version=version), _active["ranker"]
-
-
-def reset_active_ranker() -> None:
-    _active.update(id=None, ranker=None, version=None)
-
-
-def feature_matrix(rows: list[np.ndarray], names: list[str]) -> np.ndarray:
-    """Rows in FEATURES order -> the columns a stored ranker reads, by name."""
-    unknown = [name for name in names if name not in INDEX]
-    if unknown:
-        raise RankerError(f"the ranker reads features this version does not compute: {', '.join(unknown)}")
-    if not rows:
-        return np.zeros((0, len(names)))
-    return np.stack(rows)[:, [INDEX[name] for name in names]]
-
-
-def blend_scores(matrix: np.ndarray) -> np.ndarray:
-    """The documented fallback when no ranker is active (rows in FEATURES order)."""
-    config = settings.RECOMMENDER
-    behaviour = np.nan_to_num(matrix[:, INDEX["behaviour_share"]])
-    semantic = np.nan_to_num(matrix[:, INDEX["semantic_best"]])
-    popularity = matrix[:, INDEX["popularity"]]
-    best_popularity = popularity.max() if len(popularity) and popularity.max() > 0 else 1.0
-    return behaviour + config["BLEND_SEMANTIC"] * semantic + config["BLEND_POPULARITY"] * popularity / best_popularity
-
-
-def ranker_activate(*, ranker: RankerModel) -> RankerModel:
-    """Make this version the one that serves (staff may roll back to any stored version)."""
-    with transaction.atomic():
-        RankerModel.objects.select_for_update().filter(is_active=True).exclude(pk=ranker.pk).update(is_active=False)
-        RankerModel.objects.filter(pk=ranker.pk).update(is_active=True)
-    ranker.is_active = True
-    logger.info("ranker v%d active", ranker.version)
-    return ranker
-
-
-# --- training ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -340,3 +278,6 @@ def ranker_train(
         best.notes = "not activated: " + ("; ".join(reasons) if reasons else "activation not asked for")
     best.save(update_fields=["notes"])
     return versions
+
+
+logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from core.models import EmbeddingStatus
 from core.text import text_hash
 from core.vector_indexes import vector_indexes_ensure
 from core.vector_wire import VectorBytes, vector_from_bytes
-from recommendations.interest import Evidence, Interest, interests_build
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import UserInterest
+from recommendations.vectors.interest import Evidence, Interest, interests_build
 from users.models import Activity, ActivityVector, User
 
 # Where each embedded model keeps its vectors, and the name of the key to its row.

@@ -34,9 +34,9 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from catalog.models import Item
-from recommendations.candidates import Candidate
 from recommendations.models import PrecomputedList, RankerModel
-from recommendations.selectors import ItemFilters, id_array
+from recommendations.retrieval.candidates import Candidate
+from recommendations.retrieval.filters import ItemFilters, id_array
 from users.models import Activity
 
 

@@ -1,4 +1,5 @@
-"""Feedback on shown recommendations: impressions, clicks, dismissals (the API and pages call this)."""
+"""Feedback on shown recommendations: impressions, clicks, dismissals (the API and pages call
+this)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the recommender knows of a person at one moment, and the candidates its sources propose.
+"""What the recommender knows of a person at one moment.
 
 One code path for serving and for the re-ranker's training: serving reads the person as they
 are now; training reads them as they were at a past cut-off (`as_of`), with a behaviour model
@@ -8,26 +8,26 @@ will see (no leakage of the interactions it must predict).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from django.conf import settings
 from django.db.models import Q
 
-from catalog.models import ItemVector
 from core.vector_wire import VectorBytes, vector_from_bytes
-from recommendations import selectors
-from recommendations.embedding import user_interests_compute
 from recommendations.models import UserInterest
-from recommendations.selectors import ItemFilters
+from recommendations.vectors.embedding import user_interests_compute
 from users.models import Activity, ActivityKind, ActivityVector
 
-SOURCES = ("behaviour", "semantic", "popular", "fresh")
 # The person's latest items: where their taste is going now (behaviour and semantic features).
 RECENT_ITEMS = 10
+
+
 # Stars from which a rating says "I liked it" (the behaviour-liked feature).
 LIKED_RATING = 4.0
+
+
 # Their own words read for the text-match feature and the explanations.
 TEXTS_READ = 200
 
@@ -120,92 +120,3 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         moment=moment,
         as_of=as_of,
     )
-
-
-@dataclass
-class Candidate:
-    item_id: int
-    sources: dict[str, int] = field(default_factory=dict)  # source -> rank (0 = its best)
-    behaviour: float = 0.0
-    behaviour_recent: float = 0.0
-    behaviour_liked: float = 0.0
-    semantic: float = 0.0
-    popularity: float = 0.0  # log(1 + people)
-    features: np.ndarray | None = None
-    score: float = 0.0
-
-
-def merge_ranked(candidates: dict[int, Candidate], source: str, ranked: list[tuple[int, float]]) -> None:
-    for rank, (item_id, _score) in enumerate(ranked):
-        candidates.setdefault(item_id, Candidate(item_id)).sources[source] = rank
-
-
-def candidates_gather(
-    *,
-    state: PersonState,
-    filters: ItemFilters,
-    size: int,
-    model_name: str,
-    sources: tuple[str, ...] = SOURCES,
-    behaviour_model_id: int | None = None,
-    describe: bool = True,
-) -> dict[int, Candidate]:
-    """Every source's proposals for the person, with the behaviour evidence of all of them
-    (describe=False: only the sources' own proposals, for an ablation ordered by one source)."""
-    config = settings.RECOMMENDER
-    candidates: dict[int, Candidate] = {}
-    if "semantic" in sources and state.interests:
-        merge_ranked(
-            candidates,
-            "semantic",
-            selectors.semantic_candidates(vectors=state.interests, model_name=model_name, filters=filters, k=size),
-        )
-    if "popular" in sources:
-        merge_ranked(
-            candidates, "popular", selectors.popular_candidates(filters=filters, k=size, by=config["POPULAR_BY"])
-        )
-    if "fresh" in sources and config["FRESH_CANDIDATES"]:
-        fresh = selectors.fresh_candidates(
-            filters=filters, k=config["FRESH_CANDIDATES"], days=config["FRESH_DAYS"], now=state.as_of
-        )
-        merge_ranked(candidates, "fresh", fresh)
-    if state.history and (describe or "behaviour" in sources):
-        model_id = behaviour_model_id or selectors.active_behaviour_model_id()
-        scores = selectors.behaviour_scores(
-            history=state.history,
-            recent=state.recent,
-            liked=state.liked,
-            filters=filters,
-            k=size if "behaviour" in sources else 0,
-            model_id=model_id,
-            also=list(candidates) if describe else [],
-        )
-        for item_id, (rank, score, recent, liked) in scores.items():
-            if rank is not None:
-                candidates.setdefault(item_id, Candidate(item_id)).sources["behaviour"] = rank
-            if item_id in candidates:
-                candidates[item_id].behaviour = score
-                candidates[item_id].behaviour_recent = recent
-                candidates[item_id].behaviour_liked = liked
-    return candidates
-
-
-def item_vectors_with_recent(
-    *, state: PersonState, item_ids: list[int], model_name: str
-) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
-    """Vectors of the candidates and of the person's recent items, in one query."""
-    wanted = set(item_ids) | set(state.recent)
-    rows = (
-        ItemVector.objects.filter(item_id__in=selectors.id_array(wanted), model_name=model_name)
-        .annotate(raw=VectorBytes("embedding"))
-        .values_list("item_id", "raw")
-    )
-    vectors = {item_id: vector_from_bytes(raw) for item_id, raw in rows}
-    recent = [vectors[item_id] for item_id in state.recent if item_id in vectors]
-    return vectors, (np.stack(recent) if recent else None)
-
-
-def serving_model() -> str:
-    """The encoder model whose vectors answer queries (the old one during an encoder change)."""
-    config = settings.RECOMMENDER
-    return config["SERVING_MODEL"] or config["ENCODER_MODEL"]

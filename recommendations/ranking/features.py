@@ -13,8 +13,10 @@ import numpy as np
 from django.utils import timezone
 
 from catalog.models import Item
-from recommendations import selectors
-from recommendations.candidates import Candidate, PersonState, item_vectors_with_recent
+from recommendations.retrieval.candidates import Candidate, item_vectors_with_recent
+from recommendations.retrieval.filters import id_array
+from recommendations.retrieval.person import PersonState
+from recommendations.retrieval.popular import item_popularity
 
 # Version the list when it changes: a stored ranker reads features by these names.
 FEATURES = (
@@ -63,8 +65,8 @@ def features_compute(
     vectors, recent_vectors = item_vectors_with_recent(state=state, item_ids=ids, model_name=model_name)
     interests = np.stack(state.interests) if state.interests else None
     texts = np.stack([vector for _text, vector in state.texts]) if state.texts else None
-    popularity = selectors.item_popularity(item_ids=ids, as_of=state.as_of)
-    rows = Item.objects.filter(id__in=selectors.id_array(set(ids) | set(state.history))).values_list(
+    popularity = item_popularity(item_ids=ids, as_of=state.as_of)
+    rows = Item.objects.filter(id__in=id_array(set(ids) | set(state.history))).values_list(
         "id", "category", "tags", "price"
     )
     read = {item_id: {"category": category, "tags": tags, "price": price} for item_id, category, tags, price in rows}

@@ -7,7 +7,7 @@ Two algorithms behind one result (for each item, its top-K neighbours with weigh
 - item-kNN with cosine similarity on the sparse interaction matrix: scales to millions of items
   (sparse products, top-K kept per item).
 Scores at request time are sum over the person's items of neighbour weights: the same formula
-for both, so the database can compute it (recommendations.selectors.behaviour_scores).
+for both, so the database can compute it (recommendations.retrieval.behaviour.behaviour_scores).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from recommendations.behaviour import neighbours_build
 from recommendations.models import BehaviourModel, ItemNeighbour, ItemStats
+from recommendations.retrieval.behaviour_model import neighbours_build
 from users.models import Activity, ActivityKind
 
 logger = logging.getLogger(__name__)

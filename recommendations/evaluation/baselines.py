@@ -1,0 +1,45 @@
+"""The protocol check: popularity and EASE in numpy on the same split (not the product)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommendations.evaluation.split import Split
+from users.models import INTERACTION_KINDS
+
+
+def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regularisation: float) -> dict[str, dict]:
+    """Popularity and EASE (all weights) on the train split, in numpy: the protocol check."""
+    from recommendations.retrieval.behaviour_model import interaction_matrix
+
+    interactions = [row for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
+    users = sorted({row.user_id for row in interactions})
+    user_index = {user_id: index for index, user_id in enumerate(users)}
+    item_index = {item_id: index for index, item_id in enumerate(item_ids)}
+    matrix = interaction_matrix(
+        np.array([user_index[row.user_id] for row in interactions]),
+        np.array([item_index[row.item_id] for row in interactions]),
+        len(users),
+        len(item_ids),
+    )
+    popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float64)
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    gram[np.diag_indices(len(item_ids))] += ease_regularisation
+    precision = np.linalg.inv(gram)
+    weights = -precision / np.diag(precision)[None, :]
+    weights[np.diag_indices(len(item_ids))] = 0.0
+    results: dict[str, dict] = {"popularity": {}, "EASE (all weights, numpy)": {}}
+    for user_id in split.test:
+        row = user_index.get(user_id)
+        seen = matrix[row].indices if row is not None else np.array([], dtype=int)
+        for name, scores in (
+            ("popularity", popularity.copy()),
+            (
+                "EASE (all weights, numpy)",
+                np.asarray(matrix[row] @ weights).ravel() if row is not None else np.zeros(len(item_ids)),
+            ),
+        ):
+            scores[seen] = -np.inf
+            top = np.argsort(-scores, kind="stable")[:k]
+            results[name][user_id] = [item_ids[index] for index in top]
+    return results

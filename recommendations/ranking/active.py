@@ -1,0 +1,74 @@
+"""The re-ranker that serves: the active version, loaded once per process; the documented blend
+when none is active; activation."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from core.exceptions import ApplicationError
+from recommendations.ml.ranker import Ranker
+from recommendations.models import RankerModel
+from recommendations.ranking.features import INDEX
+
+
+class RankerError(ApplicationError):
+    pass
+
+
+_active: dict[str, object] = {"id": None, "ranker": None, "version": None}
+
+
+def active_ranker() -> tuple[RankerModel | None, Ranker | None]:
+    """The active version and its model. One small query; the artifact is read only when the
+    active version changed since this process last looked (a staff activation, a training)."""
+    row = RankerModel.objects.filter(is_active=True).values_list("id", "version").first()
+    if row is None:
+        return None, None
+    ranker_id, version = row
+    if _active["id"] != ranker_id:
+        artifact = RankerModel.objects.filter(id=ranker_id).values_list("artifact", flat=True).first()
+        if artifact is None:
+            return None, None
+        _active.update(id=ranker_id, version=version, ranker=Ranker.from_bytes(artifact))
+    return RankerModel(id=ranker_id, version=version), _active["ranker"]
+
+
+def reset_active_ranker() -> None:
+    _active.update(id=None, ranker=None, version=None)
+
+
+def feature_matrix(rows: list[np.ndarray], names: list[str]) -> np.ndarray:
+    """Rows in FEATURES order -> the columns a stored ranker reads, by name."""
+    unknown = [name for name in names if name not in INDEX]
+    if unknown:
+        raise RankerError(f"the ranker reads features this version does not compute: {', '.join(unknown)}")
+    if not rows:
+        return np.zeros((0, len(names)))
+    return np.stack(rows)[:, [INDEX[name] for name in names]]
+
+
+def blend_scores(matrix: np.ndarray) -> np.ndarray:
+    """The documented fallback when no ranker is active (rows in FEATURES order)."""
+    config = settings.RECOMMENDER
+    behaviour = np.nan_to_num(matrix[:, INDEX["behaviour_share"]])
+    semantic = np.nan_to_num(matrix[:, INDEX["semantic_best"]])
+    popularity = matrix[:, INDEX["popularity"]]
+    best_popularity = popularity.max() if len(popularity) and popularity.max() > 0 else 1.0
+    return behaviour + config["BLEND_SEMANTIC"] * semantic + config["BLEND_POPULARITY"] * popularity / best_popularity
+
+
+def ranker_activate(*, ranker: RankerModel) -> RankerModel:
+    """Make this version the one that serves (staff may roll back to any stored version)."""
+    with transaction.atomic():
+        RankerModel.objects.select_for_update().filter(is_active=True).exclude(pk=ranker.pk).update(is_active=False)
+        RankerModel.objects.filter(pk=ranker.pk).update(is_active=True)
+    ranker.is_active = True
+    logger.info("ranker v%d active", ranker.version)
+    return ranker
+
+
+logger = logging.getLogger(__name__)

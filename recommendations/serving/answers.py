@@ -1,0 +1,76 @@
+"""What the recommender answers, and the log of what it showed (Recommendation rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from catalog.models import Item
+from recommendations.models import (
+    Recommendation,
+    RecommendedItem,
+)
+from recommendations.retrieval.candidates import Candidate
+from users.models import User
+
+DEFAULT_PAGE = 20
+
+
+@dataclass
+class Result:
+    item: Item
+    score: float
+    sources: list[str]
+    reason: str
+
+
+@dataclass
+class Answer:
+    results: list[Result]
+    ranker: str
+    fallback: bool
+    recommendation_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def answer_log(
+    *, context: str, user: User | None, results: list[Result], query_text: str = "", anchor: Item | None = None
+) -> str:
+    with transaction.atomic():
+        recommendation = Recommendation.objects.create(
+            user=user, context=context, query_text=query_text, anchor_item=anchor
+        )
+        RecommendedItem.objects.bulk_create(
+            RecommendedItem(
+                recommendation=recommendation,
+                item=result.item,
+                position=position,
+                score=result.score,
+                sources=result.sources,
+                reason=result.reason,
+            )
+            for position, result in enumerate(results)
+        )
+    return str(recommendation.id)
+
+
+def answer_build(
+    page: list[Candidate],
+    items: dict[int, Item],
+    reasons: dict[int, str],
+    notes: list[str],
+    *,
+    ranker: str = "blend",
+    fallback: bool = True,
+) -> Answer:
+    results = [
+        Result(
+            item=items[candidate.item_id],
+            score=round(candidate.score, 6),
+            sources=sorted(candidate.sources, key=candidate.sources.get),
+            reason=reasons[candidate.item_id],
+        )
+        for candidate in page
+    ]
+    return Answer(results=results, ranker=ranker, fallback=fallback, notes=notes)

@@ -1,0 +1,91 @@
+"""A person's ranked list computed ahead and kept (serving.list_store), and the page answered from
+it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from catalog.models import Item
+from recommendations.models import (
+    PrecomputedList,
+)
+from recommendations.retrieval.candidates import SOURCES, serving_model
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.person import person_state
+from recommendations.serving import list_store
+from recommendations.serving.answers import DEFAULT_PAGE, Answer, answer_build
+from recommendations.serving.reasons import reasons_for_user
+from recommendations.serving.rules import apply_rules, pinned_items
+from recommendations.serving.scoring import ranked_for_user
+from users.models import User
+
+
+def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignature | None = None) -> PrecomputedList:
+    """Compute the person's ranked list as a request with no filters would, and keep it
+    (recommendations.serving.list_store). The worker calls it after each of their activities; callers
+    check first that lists are on (RECOMMENDER_PRECOMPUTED_SIZE)."""
+    config = settings.RECOMMENDER
+    started = timezone.now()
+    signature = signature or list_store.list_signature(user_id=user_id)
+    model_name = serving_model()
+    state = person_state(user_id=user_id, model_name=model_name)
+    filters = ItemFilters().excluding(state.seen) if config["EXCLUDE_SEEN"] else ItemFilters()
+    ordered, _categories_read, ranker, fallback, notes = ranked_for_user(
+        state=state,
+        filters=filters,
+        size=config["CANDIDATES_PER_SOURCE"] + DEFAULT_PAGE,
+        model_name=model_name,
+        sources=SOURCES,
+        scoring="auto",
+    )
+    kept = ordered[: config["PRECOMPUTED_SIZE"]]
+    items = Item.objects.in_bulk([candidate.item_id for candidate in kept])
+    kept = [candidate for candidate in kept if candidate.item_id in items]
+    reasons = reasons_for_user(state, kept, items, model_name)
+    return list_store.list_store(
+        user_id=user_id,
+        model_name=model_name,
+        signature=signature,
+        computed_at=started,
+        ordered=kept,
+        reasons=reasons,
+        ranker=ranker,
+        fallback=fallback,
+        notes=notes,
+        complete=len(kept) == len(ordered),
+    )
+
+
+def precomputed_list_refresh_if_kept(*, user_id: int) -> bool:
+    """Recompute the person's list if one is kept (they asked before): people who never ask
+    for recommendations cost the worker nothing."""
+    if not settings.RECOMMENDER["PRECOMPUTED_SIZE"]:
+        return False
+    if not PrecomputedList.objects.filter(user_id=user_id).exists():
+        return False
+    precomputed_list_refresh(user_id=user_id)
+    return True
+
+
+def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -> Answer | None:
+    """The page from the person's kept list (computed now if missing or stale); None when the
+    filters leave too few of its items and the list was cut (a live computation must search)."""
+    signature = list_store.list_signature(user_id=user.pk)
+    row = list_store.list_read(user_id=user.pk, model_name=serving_model(), signature=signature)
+    if row is None:
+        row = precomputed_list_refresh(user_id=user.pk, signature=signature)
+    candidates, categories = list_store.list_candidates(row, filters)
+    # The list left out what the person had seen when it was computed (nothing since: the
+    # signature matched); pinned items are read now, so they are checked now.
+    unseen_by = user.pk if settings.RECOMMENDER["EXCLUDE_SEEN"] else None
+    page = apply_rules(candidates, categories, offset=offset, k=k, pinned=pinned_items(filters, unseen_by=unseen_by))
+    if len(page) < k and not row.complete:
+        return None
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    kept_reasons = dict(zip(row.item_ids, row.reasons, strict=True))
+    reasons = {
+        candidate.item_id: "featured" if "pinned" in candidate.sources else kept_reasons[candidate.item_id]
+        for candidate in page
+    }
+    return answer_build(page, items, reasons, list(row.notes), ranker=row.ranker, fallback=row.fallback)

@@ -1,0 +1,63 @@
+"""Business rules applied to a ranked list: staff pins first, a per-category cap, stable pages.
+Exclusions (seen, inactive, banned, the caller's filters) are applied by every source's query."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+
+from catalog.models import Item, Placement
+from recommendations.retrieval import filters as selectors
+from recommendations.retrieval.candidates import Candidate
+from recommendations.retrieval.filters import ItemFilters
+from users.models import Activity
+
+
+def _placements(ordered: list[Candidate], pinned: list[int]) -> list[Candidate]:
+    """Staff-pinned items first (in their order), then the ranked rest."""
+    if not pinned:
+        return ordered
+    by_id = {candidate.item_id: candidate for candidate in ordered}
+    first = [by_id.get(item_id) or Candidate(item_id, sources={"pinned": 0}) for item_id in pinned]
+    for candidate in first:
+        candidate.sources.setdefault("pinned", 0)
+    return first + [candidate for candidate in ordered if candidate.item_id not in set(pinned)]
+
+
+def apply_rules(
+    candidates: list[Candidate], categories: dict[int, str], *, offset: int, k: int, pinned: list[int] = ()
+) -> list[Candidate]:
+    """Order by score (ties by id: stable pages), pinned items first, cap results per category,
+    cut the page. Exclusions (seen, inactive, banned, the caller's filters) were applied by
+    every source's query already."""
+    ordered = sorted(candidates, key=lambda candidate: (-candidate.score, candidate.item_id))
+    ordered = _placements(ordered, list(pinned))
+    cap = settings.RECOMMENDER["MAX_PER_CATEGORY"]
+    if cap:
+        per_category: dict[str, int] = {}
+        capped = []
+        for candidate in ordered:
+            category = categories.get(candidate.item_id, "")
+            per_category[category] = per_category.get(category, 0) + 1
+            if not category or per_category[category] <= cap:
+                capped.append(candidate)
+        ordered = capped
+    return ordered[offset : offset + k]
+
+
+def pinned_items(filters: ItemFilters, *, unseen_by: int | None = None) -> list[int]:
+    """Items staff pinned that pass the request's filters (one small indexed query); with
+    unseen_by, not those that person has seen (when the filters do not already exclude them)."""
+    pinned = Item.objects.filter(filters.q(), placement=Placement.PINNED)
+    if unseen_by is not None:
+        seen = Activity.objects.filter(
+            user_id=unseen_by, item_id=OuterRef("id"), kind__in=settings.RECOMMENDER["EXCLUDE_SEEN_KINDS"]
+        )
+        pinned = pinned.exclude(Exists(seen))
+    return list(pinned.order_by("id").values_list("id", flat=True)[:20])
+
+
+def item_categories(candidates: dict[int, Candidate]) -> dict[int, str]:
+    if not settings.RECOMMENDER["MAX_PER_CATEGORY"]:
+        return {}
+    return dict(Item.objects.filter(id__in=selectors.id_array(candidates)).values_list("id", "category"))

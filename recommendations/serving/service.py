@@ -1,0 +1,246 @@
+"""The recommendation service: the one code path the API, the pages and the evaluation call.
+
+recommend_for_user / recommend_for_text / similar_items each gather candidates from several
+sources (behaviour, semantic vectors, popularity, fresh items), score them, apply the business
+rules (no inactive or already-seen items, the caller's filters, a per-category cap, stable
+pagination), explain every result from its evidence and log what was shown.
+
+Scoring: a trained re-ranker when one is active (the ranker issue); until then a documented
+blend, and the answer says so (`ranker="blend"`, `fallback=True`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+
+from catalog.models import Item
+from core.exceptions import ApplicationError
+from core.text import text_clean
+from core.vector_wire import VectorBytes, vector_from_bytes
+from recommendations.models import (
+    RecommendationContext,
+    UserInterest,
+)
+from recommendations.retrieval.behaviour import behaviour_candidates
+from recommendations.retrieval.candidates import SOURCES, Candidate, merge_ranked, serving_model
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.person import person_state
+from recommendations.retrieval.semantic import item_vectors_for, semantic_candidates
+from recommendations.serving.answers import DEFAULT_PAGE, Answer, answer_build, answer_log
+from recommendations.serving.precomputed import answer_from_list
+from recommendations.serving.reasons import reasons_for_user, snippet
+from recommendations.serving.rules import apply_rules, item_categories, pinned_items
+from recommendations.serving.scoring import ranked_for_user, similarity_and_popularity
+from users.models import User
+
+logger = logging.getLogger(__name__)
+
+
+def recommend_for_user(
+    *,
+    user: User,
+    k: int = DEFAULT_PAGE,
+    offset: int = 0,
+    filters: ItemFilters | None = None,
+    exclude_seen: bool | None = None,
+    sources: tuple[str, ...] = SOURCES,
+    scoring: str = "auto",
+    as_of: datetime | None = None,
+    precomputed_list: bool = True,
+    log: bool = True,
+) -> Answer:
+    """What to show this person next, with the reason and source(s) of each result.
+
+    A plain request (every source, the active ranker, now) is answered from the person's
+    precomputed list (recommendations.serving.precomputed) unless `precomputed_list=False`; the list
+    is what a live computation gives, kept until the person acts or the models change.
+    `sources` limits the candidate sources; `scoring="blend"` bypasses the trained ranker and
+    `scoring="source"` orders by the one source asked for (the evaluation's ablations). `as_of`
+    replays the past: only activities before it count and popularity is read as of then (the
+    offline evaluation asks as of each person's split point, as the ranker was trained).
+    """
+    started = time.monotonic()
+    config = settings.RECOMMENDER
+    if scoring not in ("auto", "blend", "source"):
+        raise ValueError(f"scoring must be 'auto', 'blend' or 'source', not {scoring!r}")
+    if scoring == "source" and len(sources) != 1:
+        raise ValueError("scoring='source' orders by one source: ask for exactly one")
+    filters = filters or ItemFilters()
+    exclude_seen = config["EXCLUDE_SEEN"] if exclude_seen is None else exclude_seen
+    plain = scoring == "auto" and tuple(sources) == SOURCES and as_of is None and exclude_seen == config["EXCLUDE_SEEN"]
+    answer = None
+    if precomputed_list and plain and config["PRECOMPUTED_SIZE"]:
+        answer = answer_from_list(user=user, filters=filters, offset=offset, k=k)
+    if answer is None:
+        answer = _recommend_live(
+            user=user,
+            k=k,
+            offset=offset,
+            filters=filters,
+            exclude_seen=exclude_seen,
+            sources=sources,
+            scoring=scoring,
+            as_of=as_of,
+        )
+    if log:
+        answer.recommendation_id = answer_log(context=RecommendationContext.USER, user=user, results=answer.results)
+    logger.debug(
+        "recommended for user=%s n=%d ranker=%s ms=%d",
+        user.pk,
+        len(answer.results),
+        answer.ranker,
+        (time.monotonic() - started) * 1000,
+    )
+    return answer
+
+
+def _recommend_live(
+    *,
+    user: User,
+    k: int,
+    offset: int,
+    filters: ItemFilters,
+    exclude_seen: bool,
+    sources: tuple[str, ...],
+    scoring: str,
+    as_of: datetime | None,
+) -> Answer:
+    model_name = serving_model()
+    state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
+    if exclude_seen:
+        filters = filters.excluding(state.seen)
+    ordered, categories, ranker, fallback, notes = ranked_for_user(
+        state=state,
+        filters=filters,
+        size=settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + offset + k,
+        model_name=model_name,
+        sources=sources,
+        scoring=scoring,
+    )
+    page = apply_rules(ordered, categories, offset=offset, k=k, pinned=pinned_items(filters))
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    reasons = reasons_for_user(state, page, items, model_name)
+    return answer_build(page, items, reasons, notes, ranker=ranker, fallback=fallback)
+
+
+def _text_vector(text: str) -> np.ndarray:
+    from recommendations.ml.encoder import get_encoder
+
+    return get_encoder(serving_model()).encode([text]).vectors[0]
+
+
+def recommend_for_text(
+    *,
+    text: str,
+    user: User | None = None,
+    k: int = 20,
+    offset: int = 0,
+    filters: ItemFilters | None = None,
+    log: bool = True,
+) -> Answer:
+    """Items that answer a free text (a search, a customer-service question), best first.
+
+    Score: cosine(text, item) + TEXT_POPULARITY x log(1 + people who interacted); with a known
+    person, + BLEND_SEMANTIC x cosine(their interest, item) as a gentle personal tilt.
+    """
+    config = settings.RECOMMENDER
+    text = text_clean(text, field="text", max_length=config["MAX_TEXT_LENGTH"])
+    if not text:
+        raise ApplicationError("text is empty")
+    filters = filters or ItemFilters()
+    model_name = serving_model()
+    query = _text_vector(text)
+    candidates: dict[int, Candidate] = {}
+    size = config["CANDIDATES_PER_SOURCE"] + offset + k
+    merge_ranked(
+        candidates,
+        "semantic",
+        semantic_candidates(vectors=[query], model_name=model_name, filters=filters, k=size),
+    )
+    similarity_and_popularity(candidates, query_vectors=[query], model_name=model_name)
+    interest = None
+    if user is not None:
+        interest = (
+            UserInterest.objects.filter(user=user, embedding_model=model_name, cluster=0)
+            .annotate(raw=VectorBytes("embedding"))
+            .values_list("raw", flat=True)
+            .first()
+        )
+        interest = vector_from_bytes(interest) if interest is not None else None
+    personal = {}
+    if interest is not None:
+        vectors = item_vectors_for(item_ids=list(candidates), model_name=model_name)
+        personal = {item_id: float(np.dot(vector, interest)) for item_id, vector in vectors.items()}
+    for candidate in candidates.values():
+        candidate.score = (
+            candidate.semantic
+            + config["TEXT_POPULARITY"] * candidate.popularity
+            + config["BLEND_SEMANTIC"] * personal.get(candidate.item_id, 0.0)
+        )
+    page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    reason = f'matches "{snippet(text)}"'
+    reasons = {candidate.item_id: reason for candidate in page}
+    notes = ["free-text answers are ranked by meaning and popularity (no trained ranker for text yet)"]
+    if user is not None and interest is None:
+        notes.append("no interest vector for this person yet: not personalised")
+    answer = answer_build(page, items, reasons, notes)
+    if log:
+        answer.recommendation_id = answer_log(
+            context=RecommendationContext.TEXT, user=user, results=answer.results, query_text=text
+        )
+    return answer
+
+
+def similar_items(
+    *, item: Item, k: int = 20, offset: int = 0, filters: ItemFilters | None = None, log: bool = True
+) -> Answer:
+    """Items like this one: bought or watched by the same people, or described alike.
+
+    Score: behaviour weight (scaled to the best neighbour) + SIMILAR_SEMANTIC x cosine. An item
+    nobody has touched yet still gets answers through its text.
+    """
+    config = settings.RECOMMENDER
+    filters = filters or ItemFilters()
+    filters = filters.excluding({item.id})
+    model_name = serving_model()
+    size = config["CANDIDATES_PER_SOURCE"] + offset + k
+    candidates: dict[int, Candidate] = {}
+    behaviour = behaviour_candidates(history={item.id: 1.0}, filters=filters, k=size)
+    merge_ranked(candidates, "behaviour", behaviour)
+    vector = item_vectors_for(item_ids=[item.id], model_name=model_name).get(item.id)
+    query_vectors = [vector] if vector is not None else []
+    if query_vectors:
+        merge_ranked(
+            candidates,
+            "semantic",
+            semantic_candidates(vectors=query_vectors, model_name=model_name, filters=filters, k=size),
+        )
+    for neighbour_id, weight in behaviour:
+        candidates[neighbour_id].behaviour = weight
+    similarity_and_popularity(candidates, query_vectors=query_vectors, model_name=model_name)
+    best = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
+    for candidate in candidates.values():
+        candidate.score = candidate.behaviour / best + config["SIMILAR_SEMANTIC"] * candidate.semantic
+    page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    reasons = {
+        candidate.item_id: (
+            f"people who chose {item.title} also chose this"
+            if candidate.behaviour > 0
+            else f"described like {item.title}"
+        )
+        for candidate in page
+    }
+    notes = [] if behaviour else ["no one has interacted with this item yet: similar by description only"]
+    answer = answer_build(page, items, reasons, notes)
+    if log:
+        answer.recommendation_id = answer_log(
+            context=RecommendationContext.SIMILAR, user=None, results=answer.results, anchor=item
+        )
+    return answer
