@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -17,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-logger = logging.getLogger(__name__)
+from core.readiness import READINESS_CHECKS
 
-BROKER_TIMEOUT_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 class ApiPagination(LimitOffsetPagination):
@@ -66,37 +64,10 @@ class HealthLiveApi(APIView):
         return Response({"status": "ok"})
 
 
-def _check_database() -> dict:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return {"ok": True}
-
-
-def _check_broker() -> dict:
-    url = settings.CELERY_BROKER_URL
-    if not url:
-        return {"ok": True, "detail": "no broker configured: tasks run in-process (development only)"}
-    from kombu import Connection
-
-    with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as broker:
-        broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-    return {"ok": True}
-
-
-def _check_encoder() -> dict:
-    # Loading the encoder is what readiness waits for: the first probe of a new process loads
-    # it (a few seconds) so the first real free-text request does not.
-    from recommendations.ml.encoder import get_encoder
-
-    encoder = get_encoder(settings.RECOMMENDER["SERVING_MODEL"] or settings.RECOMMENDER["ENCODER_MODEL"])
-    return {"ok": True, "model": encoder.name, "runtime": encoder.runtime}
-
-
-READINESS_CHECKS = {"database": _check_database, "broker": _check_broker, "encoder": _check_encoder}
-
-
 class HealthReadyApi(APIView):
-    """Readiness: database, broker and encoder answer. Anyone may call it; no auth, no throttling.
+    """Readiness: every registered check passes (core.readiness: database, broker, encoder).
+
+    Anyone may call it; no auth, no throttling.
 
     200 when every check passes, 503 with the failing check named otherwise (no secrets, no
     connection strings in the answer).

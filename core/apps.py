@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        from core.readiness import check_broker, check_database, readiness_check_register
+
+        readiness_check_register("database", check_database)
+        readiness_check_register("broker", check_broker)

@@ -22,4 +22,8 @@ class RecommendationsConfig(AppConfig):
     verbose_name = "Recommendations"
 
     def ready(self) -> None:
+        from core.readiness import readiness_check_register
+        from recommendations.readiness import check_encoder
+
         post_migrate.connect(_ensure_vector_indexes, sender=self)
+        readiness_check_register("encoder", check_encoder)
