@@ -1,7 +1,6 @@
 from django.urls import path
 
 from catalog import apis
-from recommendations.apis import ItemSimilarApi
 
 app_name = "items"
 
@@ -12,5 +11,4 @@ urlpatterns = [
     path("<int:item_id>/", apis.ItemDetailApi.as_view(), name="detail"),
     path("<int:item_id>/update/", apis.ItemUpdateApi.as_view(), name="update"),
     path("<int:item_id>/deactivate/", apis.ItemDeactivateApi.as_view(), name="deactivate"),
-    path("<int:item_id>/similar/", ItemSimilarApi.as_view(), name="similar"),
 ]

@@ -7,10 +7,14 @@ Any other path under /api/ is a JSON 404.
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from catalog import api_urls as catalog_api_urls
 from core.apis import api_not_found
+from recommendations import item_api_urls as recommendations_item_api_urls
 
 v1_patterns = [
-    path("items/", include("catalog.api_urls")),
+    # One "items" namespace served by two apps: catalog's item endpoints and the recommender's
+    # similar items (/items/<id>/similar/), so catalog never imports the recommender's APIs.
+    path("items/", include((catalog_api_urls.urlpatterns + recommendations_item_api_urls.urlpatterns, "items"))),
     path("recommendations/", include("recommendations.api_urls")),
     path("", include("users.api_urls")),
     path("health/", include("core.api_urls")),

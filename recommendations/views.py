@@ -1,5 +1,6 @@
-"""Pages: the free-text question page, the "for you" fragment, and the staff pages
-(dashboard, preview as a person, pin/ban, ranker versions)."""
+"""Pages: home (for you / trending), one item (similar items, reviews), the free-text question
+page, the "for you" fragment, and the staff pages (dashboard, preview as a person, pin/ban,
+ranker versions)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ from core.models import EmbeddingStatus
 from recommendations.forms import AskForm
 from recommendations.models import RankerModel
 from recommendations.ranking.active import ranker_activate
+from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.popular import popular_candidates
 from recommendations.serving import service as recommender
 from recommendations.staff import charts, dashboard
+from users.forms import ItemWordsForm
 from users.models import Activity, ActivityKind, User
 from users.services import activity_record
 
@@ -36,6 +40,12 @@ logger = logging.getLogger(__name__)
 ASK_SIZE = 12
 FOR_YOU_MAX = 24
 PREVIEW_SIZE = 20
+FOR_YOU_SIZE = 12
+TRENDING_SIZE = 12
+SIMILAR_SIZE = 8
+ITEM_FOR_YOU_SIZE = 6
+REVIEWS_SHOWN = 20
+# Pages ask for a fragment (a part of a page) with this header; responses vary on it.
 FRAGMENT_HEADER = "X-Fragment"
 
 
@@ -97,6 +107,98 @@ def for_you(request: HttpRequest) -> HttpResponse:
     k = min(int(size), FOR_YOU_MAX) if size.isdigit() and int(size) > 0 else 12
     answer = recommender.recommend_for_user(user=request.user, k=k)
     return render(request, "recommendations/for_you_results.html", {"answer": answer})
+
+
+# --- home and item pages ----------------------------------------------------------------------
+
+
+def _trending_items(k: int) -> list[Item]:
+    """Trending items (recency-weighted interactions), or the newest ones before any interaction."""
+    ranked = [item_id for item_id, _score in popular_candidates(filters=ItemFilters(), k=k * 2, by="trending")]
+    if ranked:
+        by_id = Item.objects.exclude(placement=Placement.BANNED).in_bulk(ranked)
+        return [by_id[item_id] for item_id in ranked if item_id in by_id][:k]
+    return list(
+        Item.objects.filter(is_active=True).exclude(placement=Placement.BANNED).order_by("-created_at", "-id")[:k]
+    )
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Signed in: "for you" with reasons. A visitor: trending items and a free-text question box."""
+    context: dict = {"ask_form": AskForm()}
+    if request.user.is_authenticated:
+        context["answer"] = recommender.recommend_for_user(user=request.user, k=FOR_YOU_SIZE)
+    else:
+        context["trending"] = _trending_items(TRENDING_SIZE)
+    return render(request, "recommendations/home.html", context)
+
+
+def _item_or_404(request: HttpRequest, pk: int) -> Item:
+    # Staff may look at an inactive item (to reactivate it); everyone else gets a 404.
+    items = Item.objects.all() if request.user.is_staff else Item.objects.filter(is_active=True)
+    return get_object_or_404(items, pk=pk)
+
+
+def _item_context(request: HttpRequest, item: Item, form: ItemWordsForm) -> dict:
+    reviews = (
+        Activity.objects.filter(item=item, kind__in=[ActivityKind.REVIEW, ActivityKind.COMMENT], text__isnull=False)
+        .select_related("user")
+        .order_by("-created_at", "-id")[:REVIEWS_SHOWN]
+    )
+    context = {
+        "item": item,
+        "similar": recommender.similar_items(item=item, k=SIMILAR_SIZE),
+        "reviews": list(reviews),
+        "form": form,
+        "placements": Placement.choices,
+    }
+    if request.user.is_authenticated:
+        context["answer"] = recommender.recommend_for_user(user=request.user, k=ITEM_FOR_YOU_SIZE)
+    return context
+
+
+def item_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Details, similar items, what people wrote, and a review form for signed-in people."""
+    item = _item_or_404(request, pk)
+    if request.user.is_authenticated:
+        # A view is behaviour the recommender learns from (and "seen" items are not proposed again).
+        activity_record(user=request.user, kind=ActivityKind.VIEW, item=item)
+    return render(request, "recommendations/item.html", _item_context(request, item, ItemWordsForm()))
+
+
+@login_required
+@require_POST
+def item_words(request: HttpRequest, pk: int) -> HttpResponse:
+    """Record a review or comment. A page script gets the new review as a fragment (201) and then
+    refreshes "for you" once the text's vector is made; without scripts, the item page again."""
+    item = get_object_or_404(Item, pk=pk, is_active=True)
+    form = ItemWordsForm(request.POST)
+    fragment = _wants_fragment(request)
+    if form.is_valid():
+        try:
+            activity = activity_record(
+                user=request.user,
+                kind=form.cleaned_data["kind"],
+                item=item,
+                text=form.cleaned_data["text"],
+                rating=form.cleaned_data["rating"],
+            )
+        except ApplicationError as error:
+            form.add_error("text", error.message)
+        else:
+            logger.info("recorded %s activity=%s item=%s", activity.kind, activity.pk, item.pk)
+            if fragment:
+                response = render(request, "recommendations/item_review.html", {"review": activity}, status=201)
+                response["X-Activity-Id"] = str(activity.pk)
+                patch_vary_headers(response, [FRAGMENT_HEADER])
+                return response
+            messages.success(request, "Thank you: your recommendations now take your words into account.")
+            return redirect(reverse("recommendations:item", args=[item.pk]) + "#for-you")
+    if fragment:
+        response = render(request, "recommendations/item_words_form.html", {"form": form, "item": item}, status=400)
+        patch_vary_headers(response, [FRAGMENT_HEADER])
+        return response
+    return render(request, "recommendations/item.html", _item_context(request, item, form), status=400)
 
 
 # --- staff -------------------------------------------------------------------------------------
@@ -182,7 +284,7 @@ def staff_item_placement(request: HttpRequest, pk: int) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        target = reverse("catalog:item", args=[item.pk])
+        target = reverse("recommendations:item", args=[item.pk])
     return redirect(target)
 
 

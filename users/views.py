@@ -3,6 +3,7 @@
 import json
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
@@ -26,14 +27,14 @@ ACTIVITY_PAGE_SIZE = 30
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("catalog:home")
+        return redirect(settings.LOGIN_REDIRECT_URL)
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         logger.info("signed up user=%s", user.pk)
         messages.success(request, "Welcome! Tell us what you like: write a review on any item.")
-        return redirect("catalog:home")
+        return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "users/signup.html", {"form": form})
 
 
@@ -92,5 +93,5 @@ def account_delete(request: HttpRequest) -> HttpResponse:
         logout(request)
         services.user_delete(user=user)
         messages.success(request, "Your account and everything stored about you have been deleted.")
-        return redirect("catalog:home")
+        return redirect(settings.LOGOUT_REDIRECT_URL)
     return render(request, "users/account_delete.html", {"form": form})

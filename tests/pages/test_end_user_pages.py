@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_visitor_home_shows_trending_items_and_the_question_box(client, shop):
-    page = client.get(reverse("catalog:home"))
+    page = client.get(reverse("recommendations:home"))
 
     assert page.status_code == 200
     html = page.content.decode()
@@ -26,7 +26,7 @@ def test_visitor_home_shows_trending_items_and_the_question_box(client, shop):
 def test_signed_in_home_shows_for_you_with_reasons(client, shop):
     client.force_login(shop["people"]["hiker2"])
 
-    page = client.get(reverse("catalog:home"))
+    page = client.get(reverse("recommendations:home"))
 
     assert page.status_code == 200
     titles = [result.item.external_id for result in page.context["answer"].results]
@@ -79,7 +79,7 @@ def test_signed_in_question_is_recorded_as_a_search(client, shop, django_capture
 def test_item_page_shows_details_similar_items_and_the_review_form(client, shop):
     client.force_login(UserFactory())
 
-    page = client.get(reverse("catalog:item", args=[shop["items"]["boots"].pk]))
+    page = client.get(reverse("recommendations:item", args=[shop["items"]["boots"].pk]))
 
     assert page.status_code == 200
     html = page.content.decode()
@@ -91,10 +91,10 @@ def test_item_page_shows_details_similar_items_and_the_review_form(client, shop)
 def test_visitor_sees_no_review_form_and_inactive_items_are_not_found(client, shop):
     retired = ItemFactory(is_active=False)
 
-    page = client.get(reverse("catalog:item", args=[shop["items"]["boots"].pk]))
+    page = client.get(reverse("recommendations:item", args=[shop["items"]["boots"].pk]))
 
     assert 'name="text"' not in page.content.decode() and "Sign in" in page.content.decode()
-    assert client.get(reverse("catalog:item", args=[retired.pk])).status_code == 404
+    assert client.get(reverse("recommendations:item", args=[retired.pk])).status_code == 404
 
 
 def test_posting_a_review_records_it_embeds_it_and_returns_the_fragment(
@@ -106,7 +106,7 @@ def test_posting_a_review_records_it_embeds_it_and_returns_the_fragment(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            reverse("catalog:item_words", args=[kettle.pk]),
+            reverse("recommendations:item_words", args=[kettle.pk]),
             {"kind": "review", "text": "Lovely for green tea every morning", "rating": "5"},
             headers={"X-Fragment": "1"},
         )
@@ -132,7 +132,7 @@ def test_for_you_fragment_says_wait_while_the_text_has_no_vector(client, shop):
 
 def test_an_invalid_review_is_refused_with_the_form(client, shop):
     client.force_login(UserFactory())
-    url = reverse("catalog:item_words", args=[shop["items"]["kettle"].pk])
+    url = reverse("recommendations:item_words", args=[shop["items"]["kettle"].pk])
 
     fragment = client.post(url, {"kind": "review", "text": ""}, headers={"X-Fragment": "1"})
     page = client.post(url, {"kind": "review", "text": ""})
@@ -146,9 +146,11 @@ def test_a_review_without_script_redirects_back_to_the_item(client, shop):
     client.force_login(UserFactory())
     kettle = shop["items"]["kettle"]
 
-    response = client.post(reverse("catalog:item_words", args=[kettle.pk]), {"kind": "comment", "text": "Nice"})
+    response = client.post(reverse("recommendations:item_words", args=[kettle.pk]), {"kind": "comment", "text": "Nice"})
 
-    assert response.status_code == 302 and response["Location"].startswith(reverse("catalog:item", args=[kettle.pk]))
+    assert response.status_code == 302 and response["Location"].startswith(
+        reverse("recommendations:item", args=[kettle.pk])
+    )
 
 
 def test_user_text_is_escaped_everywhere_it_is_shown(client, shop):
@@ -158,10 +160,10 @@ def test_user_text_is_escaped_everywhere_it_is_shown(client, shop):
     client.force_login(person)
 
     pages = [
-        client.get(reverse("catalog:item", args=[shop["items"]["kettle"].pk])),
+        client.get(reverse("recommendations:item", args=[shop["items"]["kettle"].pk])),
         client.get(reverse("users:activity")),
         client.get(reverse("recommendations:ask"), {"q": attack}),
-        client.get(reverse("catalog:home")),
+        client.get(reverse("recommendations:home")),
     ]
 
     for page in pages:
@@ -176,7 +178,7 @@ def test_forms_refuse_posts_without_the_csrf_token(shop):
     strict.force_login(person)
 
     review = strict.post(
-        reverse("catalog:item_words", args=[shop["items"]["kettle"].pk]), {"kind": "review", "text": "x"}
+        reverse("recommendations:item_words", args=[shop["items"]["kettle"].pk]), {"kind": "review", "text": "x"}
     )
     deletion = strict.post(reverse("users:delete"), {"password": "correct horse battery"})
 
@@ -195,8 +197,8 @@ def test_sign_up_signs_the_person_in(client, db):
         },
     )
 
-    assert response.status_code == 302 and response["Location"] == reverse("catalog:home")
-    assert client.get(reverse("catalog:home")).context["user"].username == "newcomer"
+    assert response.status_code == 302 and response["Location"] == reverse("recommendations:home")
+    assert client.get(reverse("recommendations:home")).context["user"].username == "newcomer"
 
 
 def test_sign_in_and_sign_out(client, db):
@@ -209,7 +211,7 @@ def test_sign_in_and_sign_out(client, db):
     assert signed_in.status_code == 302
     assert refused_get.status_code == 405
     assert signed_out.status_code == 302
-    assert not client.get(reverse("catalog:home")).context["user"].is_authenticated
+    assert not client.get(reverse("recommendations:home")).context["user"].is_authenticated
 
 
 def test_account_pages_need_a_signed_in_person(client, db):
@@ -256,7 +258,7 @@ def test_delete_my_account_needs_my_password_then_deletes_everything(client, sho
     assert right.status_code == 302
     assert not User.objects.filter(pk=person.pk).exists()
     assert not Activity.objects.filter(user_id=person.pk).exists()
-    assert not client.get(reverse("catalog:home")).context["user"].is_authenticated
+    assert not client.get(reverse("recommendations:home")).context["user"].is_authenticated
 
 
 def test_deleting_an_entry_of_my_activity_removes_it_and_refreshes_my_interest(
@@ -280,7 +282,7 @@ def test_deleting_an_entry_of_my_activity_removes_it_and_refreshes_my_interest(
 def test_visitor_home_and_my_activity_take_a_fixed_number_of_queries(client, shop, django_assert_num_queries):
     # Trending ids, then their items; no query per item.
     with django_assert_num_queries(2):
-        client.get(reverse("catalog:home"))
+        client.get(reverse("recommendations:home"))
     person = UserFactory()
     ActivityFactory.create_batch(5, user=person, item=shop["items"]["tent"], kind="review", text="Dry")
     client.force_login(person)

@@ -40,7 +40,7 @@ def test_production_settings_use_secure_cookies_and_security_headers():
 
 @pytest.mark.django_db
 def test_pages_carry_security_headers_and_the_static_files_come_from_the_app(client):
-    page = client.get(reverse("catalog:home"))
+    page = client.get(reverse("recommendations:home"))
 
     assert page["X-Frame-Options"] == "DENY"
     assert page["X-Content-Type-Options"] == "nosniff"
@@ -66,7 +66,7 @@ def test_a_chart_without_data_says_so():
 def test_pages_carry_a_content_security_policy_that_allows_no_inline_script(client, staff_user):
     client.force_login(staff_user)
 
-    for url in (reverse("catalog:home"), reverse("recommendations:staff_dashboard"), reverse("admin:index")):
+    for url in (reverse("recommendations:home"), reverse("recommendations:staff_dashboard"), reverse("admin:index")):
         policy = client.get(url)["Content-Security-Policy"]
         assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
     assert "Content-Security-Policy" not in client.get("/api/docs/")
@@ -96,7 +96,7 @@ def test_every_page_action_refuses_a_post_without_the_csrf_token(staff_user):
     activity = ActivityFactory(user=staff_user, item=item)
     ranker = RankerModel.objects.create(version=1, algorithm="lambdarank", artifact=b"")
     posts = [
-        reverse("catalog:item_words", args=[item.pk]),
+        reverse("recommendations:item_words", args=[item.pk]),
         reverse("users:activity_delete", args=[activity.pk]),
         reverse("users:delete"),
         reverse("users:logout"),

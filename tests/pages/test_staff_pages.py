@@ -119,7 +119,7 @@ def test_staff_pins_and_bans_an_item_and_returns_to_the_page(client, staff_user)
     assert Item.objects.get(pk=item.pk).placement == Placement.PINNED
 
     banned = client.post(url, {"placement": "banned", "next": "https://evil.example/"})
-    assert banned["Location"] == reverse("catalog:item", args=[item.pk])
+    assert banned["Location"] == reverse("recommendations:item", args=[item.pk])
     assert Item.objects.get(pk=item.pk).placement == Placement.BANNED
 
     client.post(url, {"placement": "sideways"})
@@ -154,7 +154,7 @@ def test_item_admin_shows_neighbours_embedding_status_and_pins_or_bans(client, s
 
 def test_item_page_shows_the_placement_control_to_staff_only(client, staff_user):
     item = ItemFactory()
-    url = reverse("catalog:item", args=[item.pk])
+    url = reverse("recommendations:item", args=[item.pk])
 
     assert "data-placement" not in client.get(url).content.decode()
     client.force_login(UserFactory())
