@@ -13,19 +13,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.bundles import (
+from catalog.item_fields import (
     MAX_CATEGORY_LENGTH,
     MAX_ID_LENGTH,
     MAX_TAG_LENGTH,
     MAX_TAGS,
     MAX_TITLE_LENGTH,
-    RowError,
     parse_item,
 )
 from catalog.models import Item, Placement
 from catalog.selectors import item_list_active
 from catalog.services import item_bulk_upsert, item_save, item_set_active
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
+from core.records import RowError
 from core.text import InvalidTextError
 
 # Rows per bulk request: 1,000 items of about 1 KB fit the default 2.5 MB body limit.
@@ -64,7 +64,7 @@ class ItemDetailSerializer(ItemSummarySerializer):
 
 
 class _ItemFieldsSerializer(serializers.Serializer):
-    """The writable fields; the bundle row parser (catalog.bundles.parse_item) checks them again."""
+    """The writable fields; the item's record parser (catalog.item_fields.parse_item) checks them again."""
 
     title = serializers.CharField(max_length=MAX_TITLE_LENGTH)
     description = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
@@ -270,10 +270,6 @@ class ItemBulkUpsertApi(APIView):
             rows.append(row)
         if errors:
             raise ValidationError(errors)
-        counts = item_bulk_upsert(rows=rows, reactivate=serializer.validated_data["reactivate"])
-        from recommendations.tasks import embed_pending
-
         # The changed items are pending; embed them now rather than at the next sweep.
-        if counts.created or counts.updated:
-            transaction.on_commit(lambda: embed_pending.delay())
+        counts = item_bulk_upsert(rows=rows, reactivate=serializer.validated_data["reactivate"], queue_embedding=True)
         return Response({"created": counts.created, "updated": counts.updated, "skipped": counts.skipped})

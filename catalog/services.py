@@ -1,20 +1,26 @@
 from collections.abc import Sequence
 
+from django.conf import settings
 from django.db import transaction
 
-from catalog.bundles import ItemRow
+from catalog.item_fields import ItemRow
 from catalog.models import Item, Placement
 from core.models import EmbeddingStatus
+from core.queueing import EMBED_ITEM, EMBED_PENDING, queue_on_commit
 from core.summaries import UpsertCounts
 
 _UPSERT_FIELDS = ("title", "description", "category", "tags", "price", "attributes")
 
 
-def item_bulk_upsert(*, rows: Sequence[ItemRow], reactivate: bool = True) -> UpsertCounts:
+def item_bulk_upsert(
+    *, rows: Sequence[ItemRow], reactivate: bool = True, queue_embedding: bool = False
+) -> UpsertCounts:
     """Create or update items by external_id in one transaction.
 
     An item whose fields are unchanged is skipped (and keeps its vector); one whose text
-    changed is marked pending so the encoder picks it up again.
+    changed is marked pending so the encoder picks it up again. queue_embedding: queue the
+    batch that embeds them after commit when any was created or changed (one API request);
+    an import, which calls this per batch, queues once at its end (embeddings_pending_queue).
     """
     counts = UpsertCounts()
     with transaction.atomic():
@@ -48,17 +54,30 @@ def item_bulk_upsert(*, rows: Sequence[ItemRow], reactivate: bool = True) -> Ups
             )
         counts.created += len(to_create)
         counts.updated += len(to_update)
+        if queue_embedding and (counts.created or counts.updated):
+            queue_on_commit(EMBED_PENDING)
     return counts
+
+
+def embeddings_pending_queue() -> bool:
+    """After an import: queue the batch that embeds every pending row (items, texts, interests).
+
+    Returns False, queueing nothing, when there is no broker: tasks would then run inside the
+    importing command, and a large import would embed row by row there; the caller says how to
+    run the batch instead.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return False
+    queue_on_commit(EMBED_PENDING)
+    return True
 
 
 def item_queue_reembedding(*, item_ids: Sequence[int]) -> int:
     """Mark items pending and queue the batch that embeds them (even if their text is unchanged)."""
-    from recommendations.tasks import embed_pending
-
     queued = Item.objects.filter(id__in=item_ids).update(
         embedding_status=EmbeddingStatus.PENDING, embedding_error="", text_hash=""
     )
-    transaction.on_commit(lambda: embed_pending.delay())
+    queue_on_commit(EMBED_PENDING)
     return queued
 
 
@@ -67,9 +86,7 @@ def item_save(*, item: Item) -> Item:
     text_changed = item.refresh_text_hash() or item.embedding_status == EmbeddingStatus.PENDING
     item.save()
     if text_changed:
-        from recommendations.tasks import embed_item
-
-        transaction.on_commit(lambda: embed_item.delay(row_id=item.pk))
+        queue_on_commit(EMBED_ITEM, row_id=item.pk)
     return item
 
 

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "core",
     "users",
     "catalog",
+    "bundles",
     "recommendations",
 ]
 
@@ -116,8 +117,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "users:login"
-LOGIN_REDIRECT_URL = "catalog:home"
-LOGOUT_REDIRECT_URL = "catalog:home"
+LOGIN_REDIRECT_URL = "recommendations:home"
+LOGOUT_REDIRECT_URL = "recommendations:home"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -2,6 +2,8 @@
 
 import hashlib
 
+from django.conf import settings
+
 from core.exceptions import ApplicationError
 
 
@@ -28,3 +30,8 @@ def text_clean(value: str, *, field: str, max_length: int) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_max_length() -> int:
+    """The longest text a person may send (RECOMMENDER["MAX_TEXT_LENGTH"]), read when asked, never at import."""
+    return settings.RECOMMENDER["MAX_TEXT_LENGTH"]

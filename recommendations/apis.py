@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.apis import MAX_ID, ItemSummarySerializer, item_get_or_404
-from catalog.bundles import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
+from catalog.item_fields import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
 from core.api_fields import CleanTextField
 from core.throttling import FREE_TEXT_THROTTLES
 from recommendations.models import FeedbackKind

@@ -20,13 +20,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.apis import MAX_ID, ItemSummarySerializer
-from catalog.bundles import MAX_ID_LENGTH
+from catalog.item_fields import MAX_ID_LENGTH
 from catalog.models import Item
 from core.api_fields import CleanTextField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.models import EmbeddingStatus
 from core.throttling import AuthTokenThrottle
-from users.models import ITEM_KINDS, RATING_MAX, RATING_MIN, TEXT_ONLY_KINDS, Activity, ActivityKind, User
+from users.activity_rules import activity_problems
+from users.models import RATING_MAX, RATING_MIN, Activity, ActivityKind, User
 from users.services import activity_delete, activity_record, user_data_export, user_delete
 
 MAX_BATCH_ACTIVITIES = 100
@@ -48,13 +49,13 @@ class ActivityInputSerializer(serializers.Serializer):
         errors = {}
         if "item" in data and "item_external_id" in data:
             errors["item_external_id"] = ["give item or item_external_id, not both"]
-        has_item = "item" in data or "item_external_id" in data
-        if data["kind"] in ITEM_KINDS and not has_item:
-            errors["item"] = [f"kind {data['kind']!r} needs an item"]
-        if data["kind"] in TEXT_ONLY_KINDS and not data.get("text"):
-            errors["text"] = [f"kind {data['kind']!r} needs a text"]
-        if data["kind"] == ActivityKind.RATING and data.get("rating") is None:
-            errors["rating"] = ["kind 'rating' needs a rating"]
+        problems = activity_problems(
+            kind=data["kind"],
+            has_item="item" in data or "item_external_id" in data,
+            has_text=bool(data.get("text")),
+            rating=data.get("rating"),
+        )
+        errors.update({field: [message] for field, message in problems.items()})
         created_at = data.get("created_at")
         if created_at is not None and created_at > timezone.now() + FUTURE_TOLERANCE:
             errors["created_at"] = ["is in the future"]

@@ -3,27 +3,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from catalog.bundles import EventRow, Rejection
 from catalog.models import Item
-from core.exceptions import ApplicationError
 from core.models import EmbeddingStatus
+from core.queueing import EMBED_ACTIVITY, REFRESH_USER_INTEREST, queue_on_commit
+from core.records import Rejection
 from core.summaries import UpsertCounts
-from core.text import text_clean, text_hash
-from users.models import (
-    ITEM_KINDS,
-    RATING_MAX,
-    RATING_MIN,
-    TEXT_ONLY_KINDS,
-    Activity,
-    ActivityKind,
-    ActivityVector,
-    User,
-)
+from core.text import text_clean, text_hash, text_max_length
+from users.activity_rules import activity_check, activity_kind_check
+from users.events import EventRow
+from users.models import Activity, ActivityVector, User
 
 logger = logging.getLogger(__name__)
 
@@ -126,18 +118,10 @@ def activity_record(
     The row is written first, always; the encoding happens in a task queued on commit, so a
     slow or absent encoder never loses what the person wrote.
     """
-    if kind not in ActivityKind.values:
-        raise ApplicationError(f"unknown kind {kind!r}; expected one of {', '.join(ActivityKind.values)}")
+    activity_kind_check(kind)
     if text is not None:
-        text = text_clean(text, field="text", max_length=settings.RECOMMENDER["MAX_TEXT_LENGTH"]) or None
-    if kind in ITEM_KINDS and item is None:
-        raise ApplicationError(f"kind {kind!r} needs an item")
-    if kind in TEXT_ONLY_KINDS and text is None:
-        raise ApplicationError(f"kind {kind!r} needs a text")
-    if rating is not None and not RATING_MIN <= rating <= RATING_MAX:
-        raise ApplicationError(f"rating must be between {RATING_MIN} and {RATING_MAX}")
-    if kind == ActivityKind.RATING and rating is None:
-        raise ApplicationError("kind 'rating' needs a rating")
+        text = text_clean(text, field="text", max_length=text_max_length()) or None
+    activity_check(kind=kind, has_item=item is not None, has_text=text is not None, rating=rating)
     activity = Activity.objects.create(
         user=user,
         kind=kind,
@@ -148,12 +132,10 @@ def activity_record(
         text_hash=text_hash(text) if text else "",
         embedding_status=EmbeddingStatus.PENDING if text else EmbeddingStatus.NO_TEXT,
     )
-    from recommendations.tasks import embed_activity, refresh_user_interest
-
     if text:
-        transaction.on_commit(lambda: embed_activity.delay(row_id=activity.id))
+        queue_on_commit(EMBED_ACTIVITY, row_id=activity.id)
     else:
-        transaction.on_commit(lambda: refresh_user_interest.delay(user_id=user.id))
+        queue_on_commit(REFRESH_USER_INTEREST, user_id=user.id)
     return activity
 
 
@@ -175,6 +157,8 @@ def user_data_export(*, user: User) -> dict:
     """
     from rest_framework.authtoken.models import Token
 
+    # A named upward edge (tests/test_architecture.py ALLOWED_UPWARD): the right of access covers
+    # what the recommender stored about the person, so the export reads its models, here only.
     from recommendations.models import Feedback, PrecomputedList, Recommendation, UserInterest
 
     activities = Activity.objects.filter(user=user).select_related("item").order_by("created_at", "id")
@@ -315,8 +299,6 @@ def user_delete(*, user: User) -> None:
 
 def activity_delete(*, activity: Activity) -> None:
     """Delete one of a person's activities (and its vectors); their interest is rebuilt after commit."""
-    from recommendations.tasks import refresh_user_interest
-
     user_id = activity.user_id
     activity.delete()
-    transaction.on_commit(lambda: refresh_user_interest.delay(user_id=user_id))
+    queue_on_commit(REFRESH_USER_INTEREST, user_id=user_id)

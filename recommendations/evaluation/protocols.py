@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catalog.bundles import BundleSource, EventRow, ItemRow, Rejection
+from bundles.reading import BundleSource
+from catalog.item_fields import ItemRow
+from core.records import Rejection
 from recommendations.evaluation.baselines import baseline_rankings
 from recommendations.evaluation.databases import isolated_database
 from recommendations.evaluation.metrics import MethodResult, score_rankings
 from recommendations.evaluation.split import EvaluationError, Split, split_per_user
+from users.events import EventRow
 from users.models import INTERACTION_KINDS, ActivityKind
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def _build(
 ) -> None:
     """Everything the served system needs, made by the product's own services: the same
     functions the Celery tasks run (import, vectors, behaviour model, re-ranker training)."""
-    from catalog.bundle_import import bundle_import
+    from bundles.importing import bundle_import
     from recommendations.ranking.active import RankerError
     from recommendations.ranking.training import ranker_train
     from recommendations.retrieval.behaviour_build import behaviour_model_rebuild

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from catalog.bundles import EventRow, Rejection
 from core.exceptions import ApplicationError
+from core.records import Rejection
+from users.events import EventRow
 from users.models import INTERACTION_KINDS
 
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from catalog.bundles import EventRow
 from recommendations.evaluation.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
 from recommendations.evaluation.split import EvaluationError, split_per_user
+from users.events import EventRow
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -122,7 +122,7 @@ def _tiny_bundle(folder):
 def test_evaluation_runs_the_served_system_in_its_own_database_and_is_deterministic(tmp_path):
     from django.db import connection
 
-    from catalog.bundles import bundle_open
+    from bundles.reading import bundle_open
     from catalog.models import Item
     from recommendations.evaluation.protocols import evaluate_p1
 

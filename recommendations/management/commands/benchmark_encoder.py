@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 
 from recommendations.ml.encoder import Encoder, choose_runtime, cpu_has_bf16, onnxruntime_available
 
-DEMO_ITEMS = Path(__file__).resolve().parents[3] / "catalog" / "demo_bundle" / "items.jsonl"
+DEMO_ITEMS = Path(__file__).resolve().parents[3] / "bundles" / "demo_bundle" / "items.jsonl"
 
 
 def _texts(words: int, count: int) -> list[str]:

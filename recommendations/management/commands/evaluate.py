@@ -6,8 +6,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.bundles import BundleError, bundle_open
-from catalog.movielens import movielens_open
+from bundles.movielens import movielens_open
+from bundles.reading import BundleError, bundle_open
 from core.command_support import git_commit, people_progress
 from recommendations.evaluation.protocols import evaluate_p1, evaluate_p2, evaluate_p3
 from recommendations.evaluation.report import evaluation_run_save, report_charts, report_markdown

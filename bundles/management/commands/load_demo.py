@@ -4,9 +4,9 @@ from pathlib import Path
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from catalog.bundle_import import bundle_import
-from catalog.bundles import bundle_open
-from catalog.management.commands._import_report import progress_bar, write_summary
+from bundles.importing import bundle_import
+from bundles.management.commands._import_report import progress_bar, write_summary
+from bundles.reading import bundle_open
 from users.models import User
 
 DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "demo_bundle"

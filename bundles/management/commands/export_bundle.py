@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from catalog.bundle_export import bundle_export
+from bundles.exporting import bundle_export
 
 
 class Command(BaseCommand):

@@ -12,16 +12,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from catalog.bundles import (
-    BundleError,
-    BundleSource,
-    EventRow,
-    ItemRow,
-    Rejection,
-    RowError,
-    parse_event,
-    parse_item,
-)
+from bundles.reading import BundleError, BundleSource, parse_event
+from catalog.item_fields import ItemRow, parse_item
+from core.records import Rejection, RowError
+from users.activity_rules import InvalidActivityError
+from users.events import EventRow
 
 NO_GENRES = "(no genres listed)"
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
@@ -83,7 +78,7 @@ def _events(folder: Path) -> Iterator[EventRow | Rejection]:
             }
             try:
                 row = parse_event(line, bundle_record, False)
-            except (RowError, ValueError) as error:
+            except (RowError, ValueError, InvalidActivityError) as error:
                 yield Rejection(file, line, str(error))
                 continue
             row.file = file

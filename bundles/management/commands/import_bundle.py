@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.bundle_import import bundle_import
-from catalog.bundles import BundleError, BundleSource, bundle_open
-from catalog.management.commands._import_report import progress_bar, queue_embedding, write_summary
+from bundles.importing import bundle_import
+from bundles.management.commands._import_report import progress_bar, queue_embedding, write_summary
+from bundles.reading import BundleError, BundleSource, bundle_open
 
 
 class Command(BaseCommand):

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from catalog.bundle_import import ImportSummary
+from bundles.importing import ImportSummary
+from catalog.services import embeddings_pending_queue
 
 # Rejections printed in full; the rest are counted (all of them go to --rejections-file).
 SHOWN_REJECTIONS = 50
@@ -39,12 +40,7 @@ def write_summary(command: BaseCommand, summary: ImportSummary, rejections_file:
 
 def queue_embedding(command: BaseCommand) -> None:
     """After an import: queue the batch that embeds what changed, or say how to run it here."""
-    from django.conf import settings
-
-    from recommendations.tasks import embed_pending
-
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        command.stdout.write("no broker configured: run `manage.py embed --pending` to embed the new rows")
-    else:
-        embed_pending.delay()
+    if embeddings_pending_queue():
         command.stdout.write("queued the embedding of new and changed rows (bulk queue)")
+    else:
+        command.stdout.write("no broker configured: run `manage.py embed --pending` to embed the new rows")

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from catalog.bundle_import import bundle_import
-from catalog.bundles import bundle_open
+from bundles.importing import bundle_import
+from bundles.reading import bundle_open
 from catalog.models import Item
 from users.models import Activity, User
 
-DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "catalog" / "demo_bundle"
+DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "demo_bundle"
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 

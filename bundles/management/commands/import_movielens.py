@@ -1,6 +1,6 @@
-from catalog.bundles import BundleSource
-from catalog.management.commands.import_bundle import Command as ImportBundleCommand
-from catalog.movielens import movielens_open
+from bundles.management.commands.import_bundle import Command as ImportBundleCommand
+from bundles.movielens import movielens_open
+from bundles.reading import BundleSource
 
 
 class Command(ImportBundleCommand):

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from catalog.bundles import BundleSource, EventRow, Rejection, UserRow
+from bundles.reading import BundleSource, UserRow
 from catalog.models import Item
 from catalog.services import item_bulk_upsert
+from core.records import Rejection
 from core.summaries import UpsertCounts
+from users.events import EventRow
 from users.services import activity_bulk_import, user_bulk_ensure
 
 logger = logging.getLogger(__name__)

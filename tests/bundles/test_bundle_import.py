@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from catalog.bundle_export import bundle_export
-from catalog.bundle_import import bundle_import
-from catalog.bundles import BundleError, bundle_open
+from bundles.exporting import bundle_export
+from bundles.importing import bundle_import
+from bundles.reading import BundleError, bundle_open
 from catalog.models import Item
 from users.models import Activity, User
 

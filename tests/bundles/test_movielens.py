@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog.bundle_import import bundle_import
+from bundles.importing import bundle_import
+from bundles.movielens import movielens_open
 from catalog.models import Item
-from catalog.movielens import movielens_open
 from users.models import Activity, User
 
 MOVIELENS_SMALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-small"

@@ -3,6 +3,8 @@
 A bundle is a folder with items.csv or items.jsonl, events.csv or events.jsonl and optionally
 users.csv. Readers yield one validated row or one Rejection per record, never raise for bad
 data, so an import can report every bad row with its file and line and still take the rest.
+An item record is checked by the item's own rules (catalog.item_fields), an event by the
+activity rules (users.activity_rules); this module adds the files, users and timestamps.
 """
 
 from __future__ import annotations
@@ -11,58 +13,28 @@ import csv
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
+from catalog.item_fields import MAX_ID_LENGTH, ItemRow, parse_item
 from core.exceptions import ApplicationError
-from core.text import InvalidTextError, text_clean
-from users.models import ITEM_KINDS, RATING_MAX, RATING_MIN, TEXT_ONLY_KINDS, ActivityKind
+from core.records import Rejection, RowError, record_optional_text, record_required_text
+from core.text import InvalidTextError, text_max_length
+from users.activity_rules import InvalidActivityError, activity_check, activity_kind_check
+from users.events import EventRow
+from users.models import RATING_MAX, RATING_MIN
 
-MAX_ID_LENGTH = 150
-MAX_TITLE_LENGTH = 500
-MAX_CATEGORY_LENGTH = 200
-MAX_TAG_LENGTH = 100
-MAX_TAGS = 100
-MAX_PRICE = Decimal("9999999999.99")
-_KINDS = frozenset(ActivityKind.values)
 # Unix seconds outside these years are far more likely a unit mistake (milliseconds) than data.
 EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC).timestamp()
 LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
+# What a bad record raises while it is parsed; each becomes one Rejection.
+ROW_ERRORS = (RowError, InvalidTextError, InvalidActivityError)
 
 
 class BundleError(ApplicationError):
     """The bundle as a whole cannot be read (missing folder or file)."""
-
-
-class RowError(ValueError):
-    """One record is invalid; the message says why."""
-
-
-@dataclass(frozen=True)
-class Rejection:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
-
-
-@dataclass
-class ItemRow:
-    line: int
-    external_id: str
-    title: str
-    description: str = ""
-    category: str = ""
-    tags: list[str] = field(default_factory=list)
-    price: Decimal | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,18 +42,6 @@ class UserRow:
     line: int
     user_id: str
     display_name: str = ""
-
-
-@dataclass
-class EventRow:
-    line: int
-    user_id: str
-    item_id: str | None
-    kind: str
-    text: str | None
-    rating: float | None
-    timestamp: datetime
-    file: str = ""
 
 
 @dataclass
@@ -157,7 +117,7 @@ def _rows(path: Path, parse: Callable[[int, dict[str, Any], bool], Any]) -> Iter
             continue
         try:
             row = parse(line, record, is_csv)
-        except (RowError, InvalidTextError) as error:
+        except ROW_ERRORS as error:
             yield Rejection(path.name, line, str(error))
             continue
         if isinstance(row, EventRow):
@@ -166,77 +126,6 @@ def _rows(path: Path, parse: Callable[[int, dict[str, Any], bool], Any]) -> Iter
 
 
 # --- field parsers ------------------------------------------------------------------------
-
-
-def _max_text() -> int:
-    return settings.RECOMMENDER["MAX_TEXT_LENGTH"]
-
-
-def _optional_str(record: dict, name: str, *, max_length: int) -> str:
-    value = record.get(name)
-    if value is None:
-        return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise RowError(f"{name} must be text")
-    return text_clean(value, field=name, max_length=max_length)
-
-
-def _required_str(record: dict, name: str, *, max_length: int) -> str:
-    value = _optional_str(record, name, max_length=max_length)
-    if not value:
-        raise RowError(f"{name} is missing")
-    return value
-
-
-def _tags(record: dict, is_csv: bool) -> list[str]:
-    value = record.get("tags")
-    if value in (None, ""):
-        return []
-    if is_csv and isinstance(value, str):
-        value = value.split("|")
-    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise RowError("tags must be a list of text ('|'-separated in CSV)")
-    tags = []
-    for tag in value:
-        cleaned = text_clean(tag, field="tag", max_length=MAX_TAG_LENGTH)
-        if cleaned and cleaned not in tags:
-            tags.append(cleaned)
-    if len(tags) > MAX_TAGS:
-        raise RowError(f"{len(tags)} tags; the limit is {MAX_TAGS}")
-    return tags
-
-
-def _price(record: dict) -> Decimal | None:
-    value = record.get("price")
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool):
-        raise RowError("price must be a number")
-    try:
-        price = Decimal(str(value))
-    except InvalidOperation:
-        raise RowError(f"price must be a number, got {str(value)[:40]!r}") from None
-    if not price.is_finite() or price < 0 or price > MAX_PRICE:
-        raise RowError(f"price must be between 0 and {MAX_PRICE}")
-    return price.quantize(Decimal("0.01"))
-
-
-def _attributes(record: dict, is_csv: bool) -> dict[str, Any]:
-    value = record.get("attributes")
-    if value in (None, ""):
-        return {}
-    if is_csv and isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise RowError("attributes must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise RowError("attributes must be a JSON object")
-    if "\\u0000" in json.dumps(value):
-        raise RowError("attributes contain a NUL character")
-    return value
 
 
 def _rating(record: dict) -> float | None:
@@ -286,41 +175,24 @@ def _looks_numeric(value: str) -> bool:
 # --- row parsers --------------------------------------------------------------------------
 
 
-def parse_item(line: int, record: dict, is_csv: bool) -> ItemRow:
-    return ItemRow(
-        line=line,
-        external_id=_required_str(record, "external_id", max_length=MAX_ID_LENGTH),
-        title=_required_str(record, "title", max_length=MAX_TITLE_LENGTH),
-        description=_optional_str(record, "description", max_length=_max_text()),
-        category=_optional_str(record, "category", max_length=MAX_CATEGORY_LENGTH),
-        tags=_tags(record, is_csv),
-        price=_price(record),
-        attributes=_attributes(record, is_csv),
-    )
-
-
 def parse_user(line: int, record: dict, is_csv: bool) -> UserRow:
     return UserRow(
         line=line,
-        user_id=_required_str(record, "user_id", max_length=MAX_ID_LENGTH),
-        display_name=_optional_str(record, "display_name", max_length=200),
+        user_id=record_required_text(record, "user_id", max_length=MAX_ID_LENGTH),
+        display_name=record_optional_text(record, "display_name", max_length=200),
     )
 
 
 def parse_event(line: int, record: dict, is_csv: bool) -> EventRow:
-    user_id = _required_str(record, "user_id", max_length=MAX_ID_LENGTH)
-    item_id = _optional_str(record, "item_id", max_length=MAX_ID_LENGTH) or None
-    kind = _required_str(record, "kind", max_length=32).lower()
-    if kind not in _KINDS:
-        raise RowError(f"unknown kind {kind[:32]!r}; expected one of {', '.join(ActivityKind.values)}")
-    text = _optional_str(record, "text", max_length=_max_text()) or None
+    user_id = record_required_text(record, "user_id", max_length=MAX_ID_LENGTH)
+    item_id = record_optional_text(record, "item_id", max_length=MAX_ID_LENGTH) or None
+    kind = record_required_text(record, "kind", max_length=32).lower()
+    activity_kind_check(kind)
+    text = record_optional_text(record, "text", max_length=text_max_length()) or None
     rating = _rating(record)
-    if kind in ITEM_KINDS and item_id is None:
-        raise RowError(f"kind {kind!r} needs an item_id")
-    if kind in TEXT_ONLY_KINDS and text is None:
-        raise RowError(f"kind {kind!r} needs a text")
-    if kind == ActivityKind.RATING and rating is None:
-        raise RowError("kind 'rating' needs a rating")
+    activity_check(
+        kind=kind, has_item=item_id is not None, has_text=text is not None, rating=rating, item_field="item_id"
+    )
     return EventRow(
         line=line,
         user_id=user_id,
