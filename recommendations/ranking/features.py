@@ -8,6 +8,7 @@ gradient-boosted ranker handles it; the logistic one reads 0 with the feature's 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from django.utils import timezone
@@ -16,7 +17,7 @@ from catalog.models import Item
 from recommendations.retrieval.candidates import Candidate, item_vectors_with_recent
 from recommendations.retrieval.filters import id_array
 from recommendations.retrieval.person import PersonState
-from recommendations.retrieval.popular import item_popularity
+from recommendations.retrieval.popular import ItemPopularity, item_popularity
 
 # Version the list when it changes: a stored ranker reads features by these names.
 FEATURES = (
@@ -53,24 +54,20 @@ def _shares(values: list[str]) -> dict[str, float]:
     return {value: count / total for value, count in counts.items()}
 
 
-def features_compute(
-    *, state: PersonState, candidates: dict[int, Candidate], model_name: str, size: int
-) -> dict[int, dict]:
-    """Fill candidate.features (FEATURES order), .semantic and .popularity; returns the
-    candidates' item fields read (category, tags, price) for the business rules. Four queries."""
-    ids = list(candidates)
-    if not ids:
-        return {}
-    matrix = np.full((len(ids), len(FEATURES)), np.nan, dtype=np.float64)
-    vectors, recent_vectors = item_vectors_with_recent(state=state, item_ids=ids, model_name=model_name)
-    interests = np.stack(state.interests) if state.interests else None
-    texts = np.stack([vector for _text, vector in state.texts]) if state.texts else None
-    popularity = item_popularity(item_ids=ids, as_of=state.as_of)
-    rows = Item.objects.filter(id__in=id_array(set(ids) | set(state.history))).values_list(
-        "id", "category", "tags", "price"
-    )
-    read = {item_id: {"category": category, "tags": tags, "price": price} for item_id, category, tags, price in rows}
-    fields = {item_id: read[item_id] for item_id in ids if item_id in read}
+# An item nobody has chosen (yet, or before as_of).
+_UNCHOSEN = ItemPopularity(people=0.0, trending_share=0.0, first_interaction_at=None)
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """What the person's own items say of their taste: the category, tag and price features."""
+
+    category_shares: dict[str, float]
+    tag_shares: dict[str, float]
+    mean_log_price: float | None
+
+
+def _profile(*, state: PersonState, read: dict[int, dict]) -> _Profile:
     categories, tags, prices = [], [], []
     for category, item_tags, price in (
         (values["category"], values["tags"], values["price"])
@@ -81,27 +78,74 @@ def features_compute(
         tags.extend(item_tags)
         if price is not None and price > 0:
             prices.append(math.log(float(price)))
-    category_shares, tag_shares = _shares(categories), _shares(tags)
-    mean_price = float(np.mean(prices)) if prices else None
+    return _Profile(
+        category_shares=_shares(categories),
+        tag_shares=_shares(tags),
+        mean_log_price=float(np.mean(prices)) if prices else None,
+    )
+
+
+def _similarities_fill(
+    matrix: np.ndarray,
+    *,
+    ids: list[int],
+    vectors: dict[int, np.ndarray],
+    state: PersonState,
+    recent_vectors: np.ndarray | None,
+) -> None:
+    """Cosines of every candidate with a vector against the interest, recent-item and text
+    vectors: three matrix products for the whole batch, not three per candidate."""
+    interests = np.stack(state.interests) if state.interests else None
+    texts = np.stack([vector for _text, vector in state.texts]) if state.texts else None
+    with_vectors = [row for row, item_id in enumerate(ids) if item_id in vectors]
+    if not with_vectors:
+        return
+    stacked = np.stack([vectors[ids[row]] for row in with_vectors])
+    if interests is not None:
+        similarities = stacked @ interests.T
+        matrix[with_vectors, INDEX["semantic_best"]] = similarities.max(axis=1)
+        matrix[with_vectors, INDEX["semantic_main"]] = similarities[:, 0]
+    if recent_vectors is not None:
+        similarities = stacked @ recent_vectors.T
+        matrix[with_vectors, INDEX["semantic_recent_max"]] = similarities.max(axis=1)
+        matrix[with_vectors, INDEX["semantic_recent_mean"]] = similarities.mean(axis=1)
+    if texts is not None:
+        matrix[with_vectors, INDEX["text_match"]] = (stacked @ texts.T).max(axis=1)
+
+
+def _item_fill(values: np.ndarray, *, item: dict | None, profile: _Profile) -> None:
+    """The features of the candidate's own fields against the person's profile."""
+    if item is None:
+        return
+    values[INDEX["category_share"]] = profile.category_shares.get(item["category"], 0.0)
+    item_tag_shares = [profile.tag_shares.get(tag, 0.0) for tag in item["tags"]] or [0.0]
+    values[INDEX["tag_share_mean"]] = sum(item_tag_shares) / len(item_tag_shares)
+    values[INDEX["tag_share_max"]] = max(item_tag_shares)
+    if profile.mean_log_price is not None and item["price"] is not None and item["price"] > 0:
+        values[INDEX["price_gap"]] = abs(math.log(float(item["price"])) - profile.mean_log_price)
+
+
+def features_compute(
+    *, state: PersonState, candidates: dict[int, Candidate], model_name: str, size: int
+) -> dict[int, dict]:
+    """Fill candidate.features (FEATURES order), .semantic and .popularity; returns the
+    candidates' item fields read (category, tags, price) for the business rules. Four queries."""
+    ids = list(candidates)
+    if not ids:
+        return {}
+    matrix = np.full((len(ids), len(FEATURES)), np.nan, dtype=np.float64)
+    vectors, recent_vectors = item_vectors_with_recent(state=state, item_ids=ids, model_name=model_name)
+    popularity = item_popularity(item_ids=ids, as_of=state.as_of)
+    rows = Item.objects.filter(id__in=id_array(set(ids) | set(state.history))).values_list(
+        "id", "category", "tags", "price"
+    )
+    read = {item_id: {"category": category, "tags": tags, "price": price} for item_id, category, tags, price in rows}
+    fields = {item_id: read[item_id] for item_id in ids if item_id in read}
+    profile = _profile(state=state, read=read)
     reference = (state.as_of or timezone.now()).timestamp()
     best_behaviour = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
     history_size = math.log1p(len(state.history))
-
-    # Cosines of every candidate with a vector against the interest, recent-item and text
-    # vectors: three matrix products for the whole batch, not three per candidate.
-    with_vectors = [row for row, item_id in enumerate(ids) if item_id in vectors]
-    if with_vectors:
-        stacked = np.stack([vectors[ids[row]] for row in with_vectors])
-        if interests is not None:
-            similarities = stacked @ interests.T
-            matrix[with_vectors, INDEX["semantic_best"]] = similarities.max(axis=1)
-            matrix[with_vectors, INDEX["semantic_main"]] = similarities[:, 0]
-        if recent_vectors is not None:
-            similarities = stacked @ recent_vectors.T
-            matrix[with_vectors, INDEX["semantic_recent_max"]] = similarities.max(axis=1)
-            matrix[with_vectors, INDEX["semantic_recent_mean"]] = similarities.mean(axis=1)
-        if texts is not None:
-            matrix[with_vectors, INDEX["text_match"]] = (stacked @ texts.T).max(axis=1)
+    _similarities_fill(matrix, ids=ids, vectors=vectors, state=state, recent_vectors=recent_vectors)
 
     for row, item_id in enumerate(ids):
         candidate = candidates[item_id]
@@ -114,19 +158,12 @@ def features_compute(
         values[INDEX["semantic_rank"]] = candidate.sources.get("semantic", size) / size
         if not math.isnan(values[INDEX["semantic_best"]]):
             candidate.semantic = float(values[INDEX["semantic_best"]])
-        people, trending, first = popularity.get(item_id, (0.0, 0.0, None))
-        values[INDEX["popularity"]] = candidate.popularity = math.log1p(people)
-        values[INDEX["trending"]] = math.log1p(10_000 * trending)
-        if first is not None:
-            values[INDEX["item_age_years"]] = (reference - first) / (365.25 * 86_400)
-        item = fields.get(item_id)
-        if item is not None:
-            values[INDEX["category_share"]] = category_shares.get(item["category"], 0.0)
-            item_tag_shares = [tag_shares.get(tag, 0.0) for tag in item["tags"]] or [0.0]
-            values[INDEX["tag_share_mean"]] = sum(item_tag_shares) / len(item_tag_shares)
-            values[INDEX["tag_share_max"]] = max(item_tag_shares)
-            if mean_price is not None and item["price"] is not None and item["price"] > 0:
-                values[INDEX["price_gap"]] = abs(math.log(float(item["price"])) - mean_price)
+        chosen = popularity.get(item_id, _UNCHOSEN)
+        values[INDEX["popularity"]] = candidate.popularity = math.log1p(chosen.people)
+        values[INDEX["trending"]] = math.log1p(10_000 * chosen.trending_share)
+        if chosen.first_interaction_at is not None:
+            values[INDEX["item_age_years"]] = (reference - chosen.first_interaction_at) / (365.25 * 86_400)
+        _item_fill(values, item=fields.get(item_id), profile=profile)
         values[INDEX["in_popular"]] = float("popular" in candidate.sources)
         values[INDEX["in_fresh"]] = float("fresh" in candidate.sources)
         values[INDEX["history_size"]] = history_size

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.db import connection
 
 from catalog.models import Item
 from recommendations.models import BehaviourModel
 from recommendations.retrieval.filters import ItemFilters
+
+
+@dataclass(frozen=True)
+class BehaviourEvidence:
+    """What the behaviour model says of one item for one person."""
+
+    rank: int | None  # 0 = the behaviour source's best proposal; None: scored, not proposed
+    score: float  # sum of neighbour weight x history weight over the person's items
+    recent: float  # the same over their latest items only
+    liked: float  # the same over the items they clearly liked
 
 
 def active_behaviour_model_id() -> int | None:
@@ -24,14 +35,14 @@ def behaviour_scores(
     k: int,
     model_id: int | None,
     also: Sequence[int] = (),
-) -> dict[int, tuple[int | None, float, float]]:
-    """Behaviour evidence for the top k items and for `also`:
-    {item: (rank or None, score, recent score, liked score)}.
+) -> dict[int, BehaviourEvidence]:
+    """Behaviour evidence for the top k items and for `also` (rank None: not among the top k).
 
     score = sum of neighbour weight x history weight over the person's items; the recent score
     sums over their latest items only (`recent`), which tells where their taste is going now;
     the liked score over the items they clearly liked (`liked`).
     One query: the same aggregate ranks the source's own candidates and scores the others'.
+    (Its length is that one statement, kept whole: it is a measured hot path.)
     """
     if model_id is None or not history:
         return {}
@@ -74,7 +85,12 @@ def behaviour_scores(
             ],
         )
         return {
-            item_id: ((rank - 1) if rank <= k and score > 0 else None, float(score), float(recent), float(liked))
+            item_id: BehaviourEvidence(
+                rank=(rank - 1) if rank <= k and score > 0 else None,
+                score=float(score),
+                recent=float(recent),
+                liked=float(liked),
+            )
             for item_id, rank, score, recent, liked in cursor.fetchall()
         }
 
@@ -84,6 +100,6 @@ def behaviour_candidates(*, history: dict[int, float], filters: ItemFilters, k: 
     sum of weight x history weight (the behaviour source's own proposals of behaviour_scores)."""
     scores = behaviour_scores(history=history, recent={}, filters=filters, k=k, model_id=active_behaviour_model_id())
     proposed = [
-        (item_id, rank, score) for item_id, (rank, score, _recent, _liked) in scores.items() if rank is not None
+        (evidence.rank, item_id, evidence.score) for item_id, evidence in scores.items() if evidence.rank is not None
     ]
-    return [(item_id, score) for item_id, _rank, score in sorted(proposed, key=lambda row: row[1])]
+    return [(item_id, score) for _rank, item_id, score in sorted(proposed)]

@@ -75,13 +75,13 @@ def candidates_gather(
             model_id=model_id,
             also=list(candidates) if describe else [],
         )
-        for item_id, (rank, score, recent, liked) in scores.items():
-            if rank is not None:
-                candidates.setdefault(item_id, Candidate(item_id)).sources["behaviour"] = rank
+        for item_id, evidence in scores.items():
+            if evidence.rank is not None:
+                candidates.setdefault(item_id, Candidate(item_id)).sources["behaviour"] = evidence.rank
             if item_id in candidates:
-                candidates[item_id].behaviour = score
-                candidates[item_id].behaviour_recent = recent
-                candidates[item_id].behaviour_liked = liked
+                candidates[item_id].behaviour = evidence.score
+                candidates[item_id].behaviour_recent = evidence.recent
+                candidates[item_id].behaviour_liked = evidence.liked
     return candidates
 
 

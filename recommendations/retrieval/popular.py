@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -14,8 +15,25 @@ from recommendations.models import ItemStats
 from recommendations.retrieval.filters import ItemFilters, id_array
 
 
-def item_popularity(*, item_ids: list[int], as_of=None) -> dict[int, tuple[float, float, float | None]]:
-    """{item: (people who chose it, trending share, first interaction as Unix seconds)}.
+@dataclass(frozen=True)
+class ItemPopularity:
+    """How much one item is chosen, now or as of a past moment (the re-ranker's features)."""
+
+    people: float  # distinct people who chose it
+    trending_share: float  # its share of the catalog's recency-weighted interactions
+    first_interaction_at: float | None  # Unix seconds; None: nobody has chosen it yet
+
+
+@dataclass(frozen=True)
+class StoredPopularity:
+    """An item's popularity as ItemStats keeps it (rebuilt with the behaviour model)."""
+
+    people: float  # distinct people who chose it
+    trending: float  # recency-weighted interactions (not a share)
+
+
+def item_popularity(*, item_ids: list[int], as_of: datetime | None = None) -> dict[int, ItemPopularity]:
+    """The popularity of these items now (as_of None) or just before as_of.
 
     Now (as_of None): from ItemStats, rebuilt with the behaviour model. At a past moment (the
     re-ranker's training, an offline replay): from the activities before it, by the same
@@ -30,13 +48,19 @@ def item_popularity(*, item_ids: list[int], as_of=None) -> dict[int, tuple[float
         )
         total = ItemStats.objects.aggregate(total=Sum("trending"))["total"] or 1.0
         return {
-            item_id: (popularity, trending / total, first.timestamp() if first else None)
+            item_id: ItemPopularity(
+                people=popularity,
+                trending_share=trending / total,
+                first_interaction_at=first.timestamp() if first else None,
+            )
             for item_id, popularity, trending, first in rows
         }
     half_life = settings.RECOMMENDER["TRENDING_HALF_LIFE_DAYS"] * 86_400
     window_start = as_of - timedelta(seconds=6 * half_life)
     table = Activity._meta.db_table
     decay = "power(0.5, extract(epoch FROM (%s - created_at)) / %s)"
+    # kind <> 'dismiss' on rows with an item is users.models.BEHAVIOUR_KINDS (what ItemStats counts),
+    # written as one comparison in this measured statement.
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT COALESCE(SUM({decay}), 0) FROM {table} "  # noqa: S608 - table and expression are ours
@@ -56,7 +80,9 @@ def item_popularity(*, item_ids: list[int], as_of=None) -> dict[int, tuple[float
             [as_of, half_life, window_start, list(item_ids), as_of],
         )
         return {
-            item_id: (float(people), float(trending) / total, first.timestamp())
+            item_id: ItemPopularity(
+                people=float(people), trending_share=float(trending) / total, first_interaction_at=first.timestamp()
+            )
             for item_id, people, trending, first in cursor.fetchall()
         }
 
@@ -67,7 +93,9 @@ def popular_candidates(*, filters: ItemFilters, k: int, by: str = "popularity") 
     return [(item_id, float(score)) for item_id, score in rows]
 
 
-def fresh_candidates(*, filters: ItemFilters, k: int, days: int, now=None) -> list[tuple[int, float]]:
+def fresh_candidates(
+    *, filters: ItemFilters, k: int, days: int, now: datetime | None = None
+) -> list[tuple[int, float]]:
     """The newest active items of the last `days` days (exploration for items nobody has seen)."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
@@ -79,6 +107,6 @@ def fresh_candidates(*, filters: ItemFilters, k: int, days: int, now=None) -> li
     return [(item_id, created_at.timestamp()) for item_id, created_at in rows]
 
 
-def item_stats_for(*, item_ids: list[int]) -> dict[int, tuple[float, float]]:
+def item_stats_for(*, item_ids: list[int]) -> dict[int, StoredPopularity]:
     rows = ItemStats.objects.filter(item_id__in=id_array(item_ids)).values_list("item_id", "popularity", "trending")
-    return {item_id: (popularity, trending) for item_id, popularity, trending in rows}
+    return {item_id: StoredPopularity(people=popularity, trending=trending) for item_id, popularity, trending in rows}

@@ -27,8 +27,8 @@ def similarity_and_popularity(
         queries = np.stack(query_vectors)
         for item_id, vector in vectors.items():
             candidates[item_id].semantic = float(np.max(queries @ vector))
-    for item_id, (popularity, _trending) in item_stats_for(item_ids=ids).items():
-        candidates[item_id].popularity = math.log1p(popularity)
+    for item_id, stored in item_stats_for(item_ids=ids).items():
+        candidates[item_id].popularity = math.log1p(stored.people)
 
 
 def candidates_score(

@@ -53,9 +53,9 @@ def test_item_popularity_as_of_counts_only_earlier_interactions(world):
     before_second = item_popularity(item_ids=[item.id], as_of=interactions[1].created_at)
     now = item_popularity(item_ids=[item.id], as_of=timezone.now())
 
-    assert before_second[item.id][0] == 1.0
-    assert now[item.id][0] == len({activity.user_id for activity in interactions})
-    assert before_second[item.id][2] == pytest.approx(interactions[0].created_at.timestamp())
+    assert before_second[item.id].people == 1.0
+    assert now[item.id].people == len({activity.user_id for activity in interactions})
+    assert before_second[item.id].first_interaction_at == pytest.approx(interactions[0].created_at.timestamp())
 
 
 def test_training_stores_two_versions_with_metrics_and_deletes_its_model_of_the_past(world):
