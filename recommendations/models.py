@@ -211,6 +211,12 @@ class PrecomputedList(models.Model):
     def __str__(self) -> str:
         return f"precomputed list of user {self.user_id}"
 
+    @property
+    def answered_by_id(self) -> int | None:
+        """The RankerModel that ordered the list: the active one it was computed with, unless
+        it fell back (the blend answered; the active version could not score)."""
+        return None if self.fallback else self.ranker_id
+
 
 class ItemStats(models.Model):
     """Per-item interaction statistics for popularity and trending, rebuilt with the behaviour model."""

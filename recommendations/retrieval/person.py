@@ -32,8 +32,10 @@ LIKED_RATING = 4.0
 TEXTS_READ = 200
 
 
-@dataclass
+@dataclass(frozen=True)
 class PersonState:
+    """Read once per request (or per training person); its readers never change it."""
+
     user_id: int
     history: dict[int, float]  # item -> weight for the behaviour source, most recent first
     recent: dict[int, float]  # their latest RECENT_ITEMS items -> 1.0
@@ -50,21 +52,12 @@ def _before(as_of: datetime | None) -> Q:
     return Q() if as_of is None else Q(created_at__lt=as_of)
 
 
-def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None) -> PersonState:
-    """The person now (as_of None) or as they were just before as_of. Three or four queries."""
-    config = settings.RECOMMENDER
-    activities = Activity.objects.filter(_before(as_of), user_id=user_id)
-    # All their item activities in one read (a few thousand rows for the heaviest MovieLens
-    # person): everything they ever touched is "seen", not only the recent items the behaviour
-    # source reads, so an old purchase never comes back as a recommendation.
-    every = list(
-        activities.filter(item__isnull=False)
-        .order_by("-created_at", "-id")
-        .values_list("item_id", "kind", "rating", "created_at")
-    )
-    excluded_kinds = set(config["EXCLUDE_SEEN_KINDS"])
-    seen = {row[0] for row in every if row[1] in excluded_kinds}
-    rows = every[: config["HISTORY_ITEMS"]]
+ItemActivityRow = tuple[int, str, float | None, datetime]  # (item, kind, rating, created_at)
+
+
+def _history(rows: list[ItemActivityRow]) -> tuple[dict[int, float], dict[int, tuple[str, float | None]]]:
+    """Their items, most recent first, and the strongest evidence of each; an item they
+    dismissed (and anything older about it) is left out."""
     history: dict[int, float] = {}
     evidence: dict[int, tuple[str, float | None]] = {}
     dismissed: set[int] = set()
@@ -77,26 +70,33 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         # Every interaction counts once (the behaviour model was learned from binary rows).
         history.setdefault(item_id, 1.0)
         evidence.setdefault(item_id, (kind, rating))
-    recent = {item_id: 1.0 for item_id in list(history)[:RECENT_ITEMS]}
-    liked = {
+    return history, evidence
+
+
+def _liked(evidence: dict[int, tuple[str, float | None]]) -> dict[int, float]:
+    return {
         item_id: 1.0
         for item_id, (kind, rating) in evidence.items()
         if (rating is not None and rating >= LIKED_RATING)
         or (rating is None and kind in (ActivityKind.PURCHASE, ActivityKind.ADD_TO_CART))
     }
+
+
+def _interests(*, user_id: int, model_name: str, as_of: datetime | None) -> list[np.ndarray]:
+    """Their stored interest vectors now; as of a past moment, built in memory from then."""
     if as_of is None:
-        interests = [
+        return [
             vector_from_bytes(raw)
             for raw in UserInterest.objects.filter(user_id=user_id, embedding_model=model_name)
             .order_by("cluster")
             .annotate(raw=VectorBytes("embedding"))
             .values_list("raw", flat=True)
         ]
-    else:
-        interests = [
-            interest.vector for interest in user_interests_compute(user_id=user_id, model_name=model_name, as_of=as_of)
-        ]
-    texts = [
+    return [interest.vector for interest in user_interests_compute(user_id=user_id, model_name=model_name, as_of=as_of)]
+
+
+def _texts(*, user_id: int, model_name: str, as_of: datetime | None) -> list[tuple[str, np.ndarray]]:
+    return [
         (text, vector_from_bytes(raw))
         for text, raw in ActivityVector.objects.filter(
             Q() if as_of is None else Q(activity__created_at__lt=as_of),
@@ -107,16 +107,33 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         .annotate(raw=VectorBytes("embedding"))
         .values_list("activity__text", "raw")[:TEXTS_READ]
     ]
-    moment = rows[0][3] if rows else None
+
+
+def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None) -> PersonState:
+    """The person now (as_of None) or as they were just before as_of. Three or four queries."""
+    config = settings.RECOMMENDER
+    activities = Activity.objects.filter(_before(as_of), user_id=user_id)
+    # All their item activities in one read (a few thousand rows for the heaviest MovieLens
+    # person): everything they ever touched is "seen", not only the recent items the behaviour
+    # source reads, so an old purchase never comes back as a recommendation.
+    every: list[ItemActivityRow] = list(
+        activities.filter(item__isnull=False)
+        .order_by("-created_at", "-id")
+        .values_list("item_id", "kind", "rating", "created_at")
+    )
+    excluded_kinds = set(config["EXCLUDE_SEEN_KINDS"])
+    seen = {row[0] for row in every if row[1] in excluded_kinds}
+    rows = every[: config["HISTORY_ITEMS"]]
+    history, evidence = _history(rows)
     return PersonState(
         user_id=user_id,
         history=history,
-        recent=recent,
-        liked=liked,
+        recent={item_id: 1.0 for item_id in list(history)[:RECENT_ITEMS]},
+        liked=_liked(evidence),
         evidence=evidence,
         seen=seen,
-        interests=interests,
-        texts=texts,
-        moment=moment,
+        interests=_interests(user_id=user_id, model_name=model_name, as_of=as_of),
+        texts=_texts(user_id=user_id, model_name=model_name, as_of=as_of),
+        moment=rows[0][3] if rows else None,
         as_of=as_of,
     )

@@ -32,14 +32,21 @@ class Answer:
     fallback: bool
     recommendation_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    ranker_id: int | None = None  # the RankerModel that ordered the results; None: not a trained one
 
 
 def answer_log(
-    *, context: str, user: User | None, results: list[Result], query_text: str = "", anchor: Item | None = None
+    *,
+    context: str,
+    user: User | None,
+    results: list[Result],
+    query_text: str = "",
+    anchor: Item | None = None,
+    ranker_id: int | None = None,
 ) -> str:
     with transaction.atomic():
         recommendation = Recommendation.objects.create(
-            user=user, context=context, query_text=query_text, anchor_item=anchor
+            user=user, context=context, query_text=query_text, anchor_item=anchor, ranker_id=ranker_id
         )
         RecommendedItem.objects.bulk_create(
             RecommendedItem(
@@ -62,6 +69,7 @@ def answer_build(
     notes: list[str],
     *,
     ranker: str = "blend",
+    ranker_id: int | None = None,
     fallback: bool = True,
 ) -> Answer:
     results = [
@@ -73,4 +81,4 @@ def answer_build(
         )
         for candidate in page
     ]
-    return Answer(results=results, ranker=ranker, fallback=fallback, notes=notes)
+    return Answer(results=results, ranker=ranker, ranker_id=ranker_id, fallback=fallback, notes=notes)

@@ -3,6 +3,8 @@ it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.utils import timezone
 
@@ -31,7 +33,7 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
     model_name = serving_model()
     state = person_state(user_id=user_id, model_name=model_name)
     filters = ItemFilters().excluding(state.seen) if config["EXCLUDE_SEEN"] else ItemFilters()
-    ordered, _categories_read, ranker, fallback, notes = ranked_for_user(
+    ranked = ranked_for_user(
         state=state,
         filters=filters,
         size=config["CANDIDATES_PER_SOURCE"] + DEFAULT_PAGE,
@@ -39,6 +41,11 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
         sources=SOURCES,
         scoring="auto",
     )
+    if ranked.scoring.ranker_id is not None and ranked.scoring.ranker_id != signature.ranker_id:
+        # Staff activated a version between the signature and the scoring: the list is that
+        # version's, and says so (its answers log the ranker that really scored them).
+        signature = replace(signature, ranker_id=ranked.scoring.ranker_id)
+    ordered = ranked.candidates
     kept = ordered[: config["PRECOMPUTED_SIZE"]]
     items = Item.objects.in_bulk([candidate.item_id for candidate in kept])
     kept = [candidate for candidate in kept if candidate.item_id in items]
@@ -50,9 +57,9 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
         computed_at=started,
         ordered=kept,
         reasons=reasons,
-        ranker=ranker,
-        fallback=fallback,
-        notes=notes,
+        ranker=ranked.scoring.ranker,
+        fallback=ranked.scoring.fallback,
+        notes=list(ranked.notes),
         complete=len(kept) == len(ordered),
     )
 
@@ -88,4 +95,12 @@ def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -
         candidate.item_id: "featured" if "pinned" in candidate.sources else kept_reasons[candidate.item_id]
         for candidate in page
     }
-    return answer_build(page, items, reasons, list(row.notes), ranker=row.ranker, fallback=row.fallback)
+    return answer_build(
+        page,
+        items,
+        reasons,
+        list(row.notes),
+        ranker=row.ranker,
+        ranker_id=row.answered_by_id,
+        fallback=row.fallback,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -15,6 +16,28 @@ from recommendations.retrieval.person import PersonState
 from recommendations.retrieval.popular import item_stats_for
 from recommendations.retrieval.semantic import item_vectors_for
 from recommendations.serving.rules import item_categories
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What ordered a list, as the answer names it and the log records it."""
+
+    ranker: str  # "lambdarank v3", "blend", "popular source order"
+    ranker_id: int | None  # the RankerModel that scored; None: the blend or one source's order
+    fallback: bool  # not the trained ranker a plain request asks for
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """Every candidate of a person's sources, scored, best first (ties by id)."""
+
+    candidates: list[Candidate]
+    categories: dict[int, str]  # item -> category, for the per-category cap
+    scoring: Scoring
+    notes: tuple[str, ...]  # the scoring's notes and what the person's state adds
 
 
 def similarity_and_popularity(
@@ -31,32 +54,41 @@ def similarity_and_popularity(
         candidates[item_id].popularity = math.log1p(stored.people)
 
 
-def candidates_score(
-    candidates: list[Candidate], *, scoring: str, sources: tuple[str, ...]
-) -> tuple[str, bool, list[str]]:
+def _scores_set(candidates: list[Candidate], scores: np.ndarray) -> None:
+    for candidate, score in zip(candidates, scores, strict=True):
+        candidate.score = float(score)
+
+
+def candidates_score(candidates: list[Candidate], *, scoring: str, sources: tuple[str, ...]) -> Scoring:
     """Score candidates with the active ranker, the documented blend, or (scoring="source", one
-    source asked) that source's own order. Returns (ranker name, fallback?, notes)."""
+    source asked) that source's own order."""
     if scoring == "source":
         (source,) = sources
         for candidate in candidates:
             candidate.score = 1.0 / (1 + candidate.sources[source])
-        return f"{source} source order", True, [f"ordered by the {source} source alone (an ablation)"]
+        return Scoring(
+            ranker=f"{source} source order",
+            ranker_id=None,
+            fallback=True,
+            notes=(f"ordered by the {source} source alone (an ablation)",),
+        )
     rows = [candidate.features for candidate in candidates]
     version, model = active_ranker() if scoring == "auto" else (None, None)
-    if model is not None:
+    reason = "no trained ranker is active" if scoring == "auto" else "the blend was asked for"
+    if version is not None and model is not None:
         try:
             scores = model.score(feature_matrix(rows, model.features))
         except RankerError as error:
             logger.error("ranker v%d cannot score: %s", version.version, error)
+            # The active version is there but could not score: say so, not that none is active.
+            reason = f"ranker v{version.version} cannot score: {error}"
         else:
-            for candidate, score in zip(candidates, scores, strict=True):
-                candidate.score = float(score)
-            return f"{model.algorithm} v{version.version}", False, []
-    scores = blend_scores(feature_matrix(rows, list(FEATURES)))
-    for candidate, score in zip(candidates, scores, strict=True):
-        candidate.score = float(score)
-    reason = "no trained ranker is active" if scoring == "auto" else "the blend was asked for"
-    return "blend", True, [f"{reason}: results use the documented blend"]
+            _scores_set(candidates, scores)
+            return Scoring(ranker=f"{model.algorithm} v{version.version}", ranker_id=version.pk, fallback=False)
+    _scores_set(candidates, blend_scores(feature_matrix(rows, list(FEATURES))))
+    return Scoring(
+        ranker="blend", ranker_id=None, fallback=True, notes=(f"{reason}: results use the documented blend",)
+    )
 
 
 def ranked_for_user(
@@ -67,11 +99,13 @@ def ranked_for_user(
     model_name: str,
     sources: tuple[str, ...],
     scoring: str,
-) -> tuple[list[Candidate], dict[int, str], str, bool, list[str]]:
+) -> RankedList:
     """Every candidate of the person's sources, scored, best first (ties by id); with their
-    categories (for the cap), the ranker's name, whether it fell back, and notes."""
+    categories (for the cap), the scoring that was used, and notes."""
     if "semantic" not in sources:
-        state.interests = []
+        # Without the semantic source its interest vectors must not reach the features either;
+        # the caller's state stays as it was read (its reasons still quote the person's words).
+        state = replace(state, interests=[])
     describe = scoring != "source"  # a source's own order needs no features
     candidates = candidates_gather(
         state=state, filters=filters, size=size, model_name=model_name, sources=sources, describe=describe
@@ -81,11 +115,9 @@ def ranked_for_user(
         categories = {item_id: values["category"] for item_id, values in fields.items()}
     else:
         categories = item_categories(candidates)
-    ranker, fallback, notes = candidates_score(list(candidates.values()), scoring=scoring, sources=sources)
+    used = candidates_score(list(candidates.values()), scoring=scoring, sources=sources)
+    notes = used.notes
     if not state.history:
-        notes.append("no history yet: popular items and anything you typed")
+        notes += ("no history yet: popular items and anything you typed",)
     ordered = sorted(candidates.values(), key=lambda candidate: (-candidate.score, candidate.item_id))
-    return ordered, categories, ranker, fallback, notes
-
-
-logger = logging.getLogger(__name__)
+    return RankedList(candidates=ordered, categories=categories, scoring=used, notes=notes)

@@ -88,7 +88,9 @@ def recommend_for_user(
             as_of=as_of,
         )
     if log:
-        answer.recommendation_id = answer_log(context=RecommendationContext.USER, user=user, results=answer.results)
+        answer.recommendation_id = answer_log(
+            context=RecommendationContext.USER, user=user, results=answer.results, ranker_id=answer.ranker_id
+        )
     logger.debug(
         "recommended for user=%s n=%d ranker=%s ms=%d",
         user.pk,
@@ -114,7 +116,7 @@ def _recommend_live(
     state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
     if exclude_seen:
         filters = filters.excluding(state.seen)
-    ordered, categories, ranker, fallback, notes = ranked_for_user(
+    ranked = ranked_for_user(
         state=state,
         filters=filters,
         size=settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + offset + k,
@@ -122,16 +124,35 @@ def _recommend_live(
         sources=sources,
         scoring=scoring,
     )
-    page = apply_rules(ordered, categories, offset=offset, k=k, pinned=pinned_items(filters))
+    page = apply_rules(ranked.candidates, ranked.categories, offset=offset, k=k, pinned=pinned_items(filters))
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])
     reasons = reasons_for_user(state, page, items, model_name)
-    return answer_build(page, items, reasons, notes, ranker=ranker, fallback=fallback)
+    return answer_build(
+        page,
+        items,
+        reasons,
+        list(ranked.notes),
+        ranker=ranked.scoring.ranker,
+        ranker_id=ranked.scoring.ranker_id,
+        fallback=ranked.scoring.fallback,
+    )
 
 
 def _text_vector(text: str) -> np.ndarray:
     from recommendations.ml.encoder import get_encoder
 
     return get_encoder(serving_model()).encode([text]).vectors[0]
+
+
+def _main_interest(*, user: User, model_name: str) -> np.ndarray | None:
+    """The person's main interest vector (cluster 0), if one is built yet."""
+    raw = (
+        UserInterest.objects.filter(user=user, embedding_model=model_name, cluster=0)
+        .annotate(raw=VectorBytes("embedding"))
+        .values_list("raw", flat=True)
+        .first()
+    )
+    return vector_from_bytes(raw) if raw is not None else None
 
 
 def recommend_for_text(
@@ -163,16 +184,8 @@ def recommend_for_text(
         semantic_candidates(vectors=[query], model_name=model_name, filters=filters, k=size),
     )
     similarity_and_popularity(candidates, query_vectors=[query], model_name=model_name)
-    interest = None
-    if user is not None:
-        interest = (
-            UserInterest.objects.filter(user=user, embedding_model=model_name, cluster=0)
-            .annotate(raw=VectorBytes("embedding"))
-            .values_list("raw", flat=True)
-            .first()
-        )
-        interest = vector_from_bytes(interest) if interest is not None else None
-    personal = {}
+    interest = _main_interest(user=user, model_name=model_name) if user is not None else None
+    personal: dict[int, float] = {}
     if interest is not None:
         vectors = item_vectors_for(item_ids=list(candidates), model_name=model_name)
         personal = {item_id: float(np.dot(vector, interest)) for item_id, vector in vectors.items()}
@@ -229,14 +242,7 @@ def similar_items(
         candidate.score = candidate.behaviour / best + config["SIMILAR_SEMANTIC"] * candidate.semantic
     page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])
-    reasons = {
-        candidate.item_id: (
-            f"people who chose {item.title} also chose this"
-            if candidate.behaviour > 0
-            else f"described like {item.title}"
-        )
-        for candidate in page
-    }
+    reasons = _similar_reasons(page, anchor=item)
     notes = [] if behaviour else ["no one has interacted with this item yet: similar by description only"]
     answer = answer_build(page, items, reasons, notes)
     if log:
@@ -244,3 +250,14 @@ def similar_items(
             context=RecommendationContext.SIMILAR, user=None, results=answer.results, anchor=item
         )
     return answer
+
+
+def _similar_reasons(page: list[Candidate], *, anchor: Item) -> dict[int, str]:
+    return {
+        candidate.item_id: (
+            f"people who chose {anchor.title} also chose this"
+            if candidate.behaviour > 0
+            else f"described like {anchor.title}"
+        )
+        for candidate in page
+    }

@@ -7,7 +7,7 @@ from django.utils import timezone
 from catalog.models import Placement
 from catalog.services import item_set_placement
 from recommendations.ml.ranker import Ranker, ndcg_of_groups
-from recommendations.models import BehaviourModel, RankerModel
+from recommendations.models import BehaviourModel, PrecomputedList, RankerModel, Recommendation
 from recommendations.ranking.active import ranker_activate, reset_active_ranker
 from recommendations.ranking.features import FEATURES
 from recommendations.ranking.training import activation_refusals, ranker_train
@@ -137,6 +137,50 @@ def test_a_ranker_that_reads_unknown_features_falls_back_to_the_blend(world):
 
     assert answer.ranker == "blend" and answer.fallback is True
     assert len(answer.results) == 5
+
+
+def test_an_active_ranker_that_cannot_score_is_named_in_the_fallback_note(world):
+    broken = Ranker(
+        "logistic_regression", ["no_such_feature"], {"mean": [0], "scale": [1], "coef": [1], "intercept": 0}
+    )
+    RankerModel.objects.create(
+        version=3, algorithm="logistic_regression", features=["no_such_feature"], artifact=broken.to_bytes()
+    )
+    ranker_activate(ranker=RankerModel.objects.get(version=3))
+
+    answer = recommend_for_user(user=world["people"][5], k=5, precomputed_list=False, log=False)
+
+    assert answer.ranker == "blend" and answer.fallback is True
+    assert answer.notes[0] == (
+        "ranker v3 cannot score: the ranker reads features this version does not compute: no_such_feature: "
+        "results use the documented blend"
+    )
+    assert not any("no trained ranker is active" in note for note in answer.notes)
+
+
+def _behaviour_only_ranker(version: int) -> RankerModel:
+    """A trained-ranker version without the training: it scores by the behaviour feature."""
+    ranker = Ranker("logistic_regression", ["behaviour"], {"mean": [0], "scale": [1], "coef": [1], "intercept": 0})
+    return RankerModel.objects.create(
+        version=version, algorithm="logistic_regression", features=["behaviour"], artifact=ranker.to_bytes()
+    )
+
+
+def test_the_log_names_the_ranker_that_answered_live_and_from_a_kept_list(world):
+    person = world["people"][5]
+
+    def logged_ranker_id(**options) -> int | None:
+        answer = recommend_for_user(user=person, k=5, **options)
+        return Recommendation.objects.get(id=answer.recommendation_id).ranker_id
+
+    assert logged_ranker_id(precomputed_list=False) is None  # the blend: no trained ranker answered
+    ranker = ranker_activate(ranker=_behaviour_only_ranker(version=7))
+
+    assert logged_ranker_id(precomputed_list=False) == ranker.pk
+    assert logged_ranker_id() == ranker.pk  # the list is computed now, with this ranker
+    assert PrecomputedList.objects.filter(user=person).exists()
+    assert logged_ranker_id() == ranker.pk  # read back from the kept list
+    assert logged_ranker_id(scoring="blend") is None
 
 
 def test_banned_items_are_never_recommended_and_pinned_ones_come_first(world):
