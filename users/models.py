@@ -54,8 +54,15 @@ TEXT_KINDS = frozenset(
     {ActivityKind.REVIEW, ActivityKind.COMMENT, ActivityKind.TAG, ActivityKind.SEARCH, ActivityKind.CHAT}
 )
 TEXT_ONLY_KINDS = frozenset({ActivityKind.SEARCH, ActivityKind.CHAT})
-# Interactions with an item (positives for evaluation). Tags and comments are the person's own
-# words about an item; a dismissal is negative.
+# What counts as a person choosing an item. Two definitions, different on purpose, both here:
+# - BEHAVIOUR_KINDS: what the behaviour model, item popularity and the re-ranker's labels learn
+#   from (rows with an item): everything a person did with an item except saying they do not
+#   want it; a tag or a comment on an item is attention to it too.
+# - INTERACTION_KINDS: what the offline evaluation splits, predicts and scores as hits. Tags and
+#   comments are the person's own words about an item: the evaluation reads them as text before
+#   the split point (EVALUATION.md), never as items to predict.
+# A dismissal is negative in both. Changing either one changes the measured figures.
+BEHAVIOUR_KINDS = frozenset(ActivityKind.values) - {ActivityKind.DISMISS}
 INTERACTION_KINDS = ITEM_KINDS - {ActivityKind.TAG, ActivityKind.COMMENT, ActivityKind.DISMISS}
 
 

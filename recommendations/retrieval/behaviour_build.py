@@ -15,18 +15,14 @@ from django.utils import timezone
 
 from recommendations.models import BehaviourModel, ItemNeighbour, ItemStats
 from recommendations.retrieval.behaviour_model import neighbours_build
-from users.models import Activity, ActivityKind
+from users.models import BEHAVIOUR_KINDS, Activity
 
 logger = logging.getLogger(__name__)
-
-# What counts as a positive interaction for the behaviour model: everything a person did with
-# an item except saying they do not want it. (Evaluation protocol P1 counts every rating too.)
-POSITIVE_KINDS = tuple(kind for kind in ActivityKind.values if kind != ActivityKind.DISMISS)
 
 
 def _interactions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = (
-        Activity.objects.filter(item__isnull=False, kind__in=POSITIVE_KINDS)
+        Activity.objects.filter(item__isnull=False, kind__in=BEHAVIOUR_KINDS)
         .values_list("user_id", "item_id", "created_at")
         .order_by()
     )
