@@ -4,6 +4,7 @@ when none is active; activation."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
@@ -19,7 +20,16 @@ class RankerError(ApplicationError):
     pass
 
 
-_active: dict[str, object] = {"id": None, "ranker": None, "version": None}
+@dataclass
+class _Loaded:
+    """The version this process last loaded, so a request reads its artifact only once."""
+
+    id: int | None = None
+    version: int | None = None
+    ranker: Ranker | None = None
+
+
+_active = _Loaded()
 
 
 def active_ranker() -> tuple[RankerModel | None, Ranker | None]:
@@ -29,16 +39,16 @@ def active_ranker() -> tuple[RankerModel | None, Ranker | None]:
     if row is None:
         return None, None
     ranker_id, version = row
-    if _active["id"] != ranker_id:
+    if _active.id != ranker_id:
         artifact = RankerModel.objects.filter(id=ranker_id).values_list("artifact", flat=True).first()
         if artifact is None:
             return None, None
-        _active.update(id=ranker_id, version=version, ranker=Ranker.from_bytes(artifact))
-    return RankerModel(id=ranker_id, version=version), _active["ranker"]
+        _active.id, _active.version, _active.ranker = ranker_id, version, Ranker.from_bytes(artifact)
+    return RankerModel(id=ranker_id, version=version), _active.ranker
 
 
 def reset_active_ranker() -> None:
-    _active.update(id=None, ranker=None, version=None)
+    _active.id, _active.version, _active.ranker = None, None, None
 
 
 def feature_matrix(rows: list[np.ndarray], names: list[str]) -> np.ndarray:

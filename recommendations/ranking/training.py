@@ -152,7 +152,7 @@ def _training_rows(
         if not candidates:
             continue
         ids = sorted(candidates)
-        matrices.append(np.stack([candidates[item_id].features for item_id in ids]))
+        matrices.append(np.stack([candidates[item_id].feature_row() for item_id in ids]))
         labels.append(np.array([1.0 if item_id in person.labels else 0.0 for item_id in ids]))
         groups.append(len(ids))
         relevant.append(len(person.labels))

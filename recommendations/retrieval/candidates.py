@@ -28,8 +28,13 @@ class Candidate:
     behaviour_liked: float = 0.0
     semantic: float = 0.0
     popularity: float = 0.0  # log(1 + people)
-    features: np.ndarray | None = None
+    features: np.ndarray | None = None  # FEATURES order, filled by ranking.features.features_compute
     score: float = 0.0
+
+    def feature_row(self) -> np.ndarray:
+        if self.features is None:
+            raise ValueError(f"candidate {self.item_id} has no features: features_compute describes it first")
+        return self.features
 
 
 def merge_ranked(candidates: dict[int, Candidate], source: str, ranked: list[tuple[int, float]]) -> None:

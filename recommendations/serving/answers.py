@@ -76,7 +76,7 @@ def answer_build(
         Result(
             item=items[candidate.item_id],
             score=round(candidate.score, 6),
-            sources=sorted(candidate.sources, key=candidate.sources.get),
+            sources=sorted(candidate.sources, key=candidate.sources.__getitem__),
             reason=reasons[candidate.item_id],
         )
         for candidate in page

@@ -65,7 +65,13 @@ def list_signature(*, user_id: int) -> ListSignature:
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, [user_id])
-        return ListSignature(*cursor.fetchone(), settings_digest())
+        activity_count, last_activity_id, ranker_id = cursor.fetchone()
+    return ListSignature(
+        activity_count=activity_count,
+        last_activity_id=last_activity_id,
+        ranker_id=ranker_id,
+        settings_digest=settings_digest(),
+    )
 
 
 def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> PrecomputedList | None:
@@ -73,7 +79,12 @@ def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> Pre
     row = PrecomputedList.objects.filter(user_id=user_id, model_name=model_name).first()
     if row is None:
         return None
-    kept = ListSignature(row.activity_count, row.last_activity_id, row.ranker_id, row.settings_digest)
+    kept = ListSignature(
+        activity_count=row.activity_count,
+        last_activity_id=row.last_activity_id,
+        ranker_id=row.ranker_id,
+        settings_digest=row.settings_digest,
+    )
     max_age = timedelta(seconds=settings.RECOMMENDER["PRECOMPUTED_MAX_AGE"])
     if kept != signature or row.computed_at < timezone.now() - max_age:
         return None
@@ -105,7 +116,7 @@ def list_store(
         settings_digest=signature.settings_digest,
         item_ids=[candidate.item_id for candidate in ordered],
         scores=[float(candidate.score) for candidate in ordered],
-        sources=[sorted(candidate.sources, key=candidate.sources.get) for candidate in ordered],
+        sources=[sorted(candidate.sources, key=candidate.sources.__getitem__) for candidate in ordered],
         reasons=[reasons[candidate.item_id] for candidate in ordered],
         ranker=ranker,
         fallback=fallback,

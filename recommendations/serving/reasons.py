@@ -21,7 +21,7 @@ SNIPPET_LENGTH = 80
 QUOTE_MIN_SIMILARITY = 0.35
 
 
-VERBS = {
+VERBS: dict[str, str] = {
     ActivityKind.PURCHASE: "you bought",
     ActivityKind.RATING: "you rated",
     ActivityKind.REVIEW: "you reviewed",

@@ -3,6 +3,8 @@ Exclusions (seen, inactive, banned, the caller's filters) are applied by every s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 
@@ -25,7 +27,7 @@ def _placements(ordered: list[Candidate], pinned: list[int]) -> list[Candidate]:
 
 
 def apply_rules(
-    candidates: list[Candidate], categories: dict[int, str], *, offset: int, k: int, pinned: list[int] = ()
+    candidates: list[Candidate], categories: dict[int, str], *, offset: int, k: int, pinned: Sequence[int] = ()
 ) -> list[Candidate]:
     """Order by score (ties by id: stable pages), pinned items first, cap results per category,
     cut the page. Exclusions (seen, inactive, banned, the caller's filters) were applied by

@@ -72,7 +72,7 @@ def candidates_score(candidates: list[Candidate], *, scoring: str, sources: tupl
             fallback=True,
             notes=(f"ordered by the {source} source alone (an ablation)",),
         )
-    rows = [candidate.features for candidate in candidates]
+    rows = [candidate.feature_row() for candidate in candidates]
     version, model = active_ranker() if scoring == "auto" else (None, None)
     reason = "no trained ranker is active" if scoring == "auto" else "the blend was asked for"
     if version is not None and model is not None:

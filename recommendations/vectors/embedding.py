@@ -154,11 +154,11 @@ def embedding_mark_failed(*, model, ids: Sequence[int], error: str) -> int:
 def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | None = None) -> list[Interest]:
     """The person's interest vectors from their recent activities (before as_of, if given)."""
     config = settings.RECOMMENDER
-    activities = Activity.objects.filter(user_id=user_id)
+    before = Activity.objects.filter(user_id=user_id)
     if as_of is not None:
-        activities = activities.filter(created_at__lt=as_of)
+        before = before.filter(created_at__lt=as_of)
     activities = list(
-        activities.order_by("-created_at", "-id").values("id", "kind", "rating", "created_at", "item_id")[
+        before.order_by("-created_at", "-id").values("id", "kind", "rating", "created_at", "item_id")[
             : config["INTEREST_HISTORY"]
         ]
     )

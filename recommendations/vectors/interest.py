@@ -90,10 +90,10 @@ def _spherical_kmeans(vectors: np.ndarray, weights: np.ndarray, k: int, iteratio
             members = labels == cluster
             centre = _normalise((vectors[members] * weights[members, None]).sum(axis=0)) if members.any() else None
             updated.append(centre if centre is not None else centres[cluster])
-        updated = np.stack(updated)
-        if np.allclose(updated, centres):
+        stacked = np.stack(updated)
+        if np.allclose(stacked, centres):
             break
-        centres = updated
+        centres = stacked
     return labels
 
 
