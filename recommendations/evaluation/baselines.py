@@ -10,7 +10,7 @@ from users.models import INTERACTION_KINDS
 
 def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regularisation: float) -> dict[str, dict]:
     """Popularity and EASE (all weights) on the train split, in numpy: the protocol check."""
-    from recommendations.retrieval.behaviour_model import interaction_matrix
+    from recommendations.retrieval.behaviour_model import ease_weights, interaction_matrix
 
     interactions = [row for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
     users = sorted({row.user_id for row in interactions})
@@ -23,11 +23,8 @@ def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regular
         len(item_ids),
     )
     popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float64)
-    gram = (matrix.T @ matrix).toarray().astype(np.float64)
-    gram[np.diag_indices(len(item_ids))] += ease_regularisation
-    precision = np.linalg.inv(gram)
-    weights = -precision / np.diag(precision)[None, :]
-    weights[np.diag_indices(len(item_ids))] = 0.0
+    # The product's own definition of the weights, all of them kept (it keeps the top-k per item).
+    weights = ease_weights(matrix, regularisation=ease_regularisation)
     results: dict[str, dict] = {"popularity": {}, "EASE (all weights, numpy)": {}}
     for user_id in split.test:
         row = user_index.get(user_id)

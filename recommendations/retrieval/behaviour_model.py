@@ -54,16 +54,27 @@ def _top_k_rows(dense_rows: np.ndarray, k: int, row_offset: int, n_items: int):
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
 
 
-def ease(interactions: sparse.csr_matrix, *, regularisation: float, k: int) -> sparse.csr_matrix:
-    """EASE weights, top-k per item (row i = weights of items recommended by having i)."""
+def ease_weights(interactions: sparse.csr_matrix, *, regularisation: float) -> np.ndarray:
+    """All EASE weights, dense float64 (row i = weights of items recommended by having i).
+
+    The one definition: the product keeps the top-k of each row (ease below), the evaluation's
+    protocol check uses them all (recommendations.evaluation.baselines). The product's limit,
+    EASE_MAX_ITEMS, is checked by ease: the protocol check has always run without it."""
     n_items = interactions.shape[1]
-    if n_items > EASE_MAX_ITEMS:
-        raise ValueError(f"EASE is limited to {EASE_MAX_ITEMS} items; use item-kNN for {n_items}")
     gram = (interactions.T @ interactions).toarray().astype(np.float64)
     gram[np.diag_indices(n_items)] += regularisation
     precision = np.linalg.inv(gram)
     weights = -precision / np.diag(precision)[None, :]
     weights[np.diag_indices(n_items)] = 0.0
+    return weights
+
+
+def ease(interactions: sparse.csr_matrix, *, regularisation: float, k: int) -> sparse.csr_matrix:
+    """EASE weights, top-k per item (row i = weights of items recommended by having i)."""
+    n_items = interactions.shape[1]
+    if n_items > EASE_MAX_ITEMS:
+        raise ValueError(f"EASE is limited to {EASE_MAX_ITEMS} items; use item-kNN for {n_items}")
+    weights = ease_weights(interactions, regularisation=regularisation)
     rows, cols, values = _top_k_rows(weights.astype(np.float32), k, 0, n_items)
     return sparse.csr_matrix((values, (rows, cols)), shape=(n_items, n_items))
 

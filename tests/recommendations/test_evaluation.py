@@ -248,3 +248,20 @@ def test_evaluate_command_runs_p2_writes_charts_and_keeps_the_run_for_staff(tmp_
     run = EvaluationRun.objects.get()
     assert run.protocol == "p2" and set(run.charts) == {"metrics", "latency"}
     assert run.figures["methods"] == report["methods"] and "| method |" in run.report_markdown
+
+
+def test_the_product_keeps_the_largest_of_the_ease_weights_the_baseline_ranks_with():
+    import numpy as np
+
+    from recommendations.retrieval.behaviour_model import ease, ease_weights, interaction_matrix
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 30, 200), rng.integers(0, 12, 200)
+    interactions = interaction_matrix(users, items, 30, 12)
+
+    weights = ease_weights(interactions, regularisation=5.0)
+    kept = ease(interactions, regularisation=5.0, k=3).toarray()
+
+    for row in range(12):
+        positive = np.sort(weights[row][weights[row] > 0])[::-1][:3].astype(np.float32)
+        assert np.array_equal(np.sort(kept[row][kept[row] > 0])[::-1], positive)
