@@ -408,18 +408,11 @@ def evaluate_p3(
         ]
         for name, popularity_weight in variants:
 
-            def ask(text: str) -> list[str]:
-                answer = recommend_for_text(text=text, k=k, log=False)
+            def ask(text: str, popularity_weight=popularity_weight) -> list[str]:
+                answer = recommend_for_text(text=text, k=k, log=False, popularity_weight=popularity_weight)
                 return [external_ids[result.item.id] for result in answer.results]
 
-            # An ablation through the service's own setting, restored afterwards.
-            settings.RECOMMENDER = {**original, "TEXT_POPULARITY": popularity_weight}
-            try:
-                methods.append(
-                    _run_variant(name, ask, split, k=k, n_items=len(items), timings=timings, progress=progress)
-                )
-            finally:
-                settings.RECOMMENDER = original
+            methods.append(_run_variant(name, ask, split, k=k, n_items=len(items), timings=timings, progress=progress))
     users_per_item: dict[str, set[str]] = defaultdict(set)
     for row in interactions:
         users_per_item[row.item_id].add(row.user_id)

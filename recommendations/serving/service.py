@@ -163,11 +163,13 @@ def recommend_for_text(
     offset: int = 0,
     filters: ItemFilters | None = None,
     log: bool = True,
+    popularity_weight: float | None = None,
 ) -> Answer:
     """Items that answer a free text (a search, a customer-service question), best first.
 
-    Score: cosine(text, item) + TEXT_POPULARITY x log(1 + people who interacted); with a known
+    Score: cosine(text, item) + popularity_weight x log(1 + people who interacted); with a known
     person, + BLEND_SEMANTIC x cosine(their interest, item) as a gentle personal tilt.
+    popularity_weight None is the TEXT_POPULARITY setting (the evaluation asks with 0.0 too).
     """
     config = settings.RECOMMENDER
     text = text_clean(text, field="text", max_length=config["MAX_TEXT_LENGTH"])
@@ -192,7 +194,7 @@ def recommend_for_text(
     for candidate in candidates.values():
         candidate.score = (
             candidate.semantic
-            + config["TEXT_POPULARITY"] * candidate.popularity
+            + (config["TEXT_POPULARITY"] if popularity_weight is None else popularity_weight) * candidate.popularity
             + config["BLEND_SEMANTIC"] * personal.get(candidate.item_id, 0.0)
         )
     page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
