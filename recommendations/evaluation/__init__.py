@@ -1,5 +1,5 @@
 """Offline evaluation through the serving path: the split, the metrics, isolated databases, the
-protocols (P1, P2, P3) and their report.
+protocols (one runner, P1, P2 and P3 as three descriptions of it) and their report.
 
 May import: serving and everything below it, the bundle format.
 """

@@ -1,12 +1,16 @@
-"""Offline evaluation of the served system (protocol P1 of ARCHITECTURE.md).
+"""Offline evaluation of the served system (protocols P1, P2, P3 of ARCHITECTURE.md).
 
-The bundle is split per person in time; only the train part is imported, into a database of
-its own (never the live one); vectors, interests and the behaviour model are built by the
-product's own services; then the SAME service the API calls (recommend_for_user) answers for
-every person, and the answers are scored against the held-out part. Per-source ablations go
-through that service too (its `sources` argument). The baselines (popularity, EASE with all
-weights) are computed in numpy from the same split, only to prove the protocol matches the
-reference figures; they are not the product.
+One runner (protocol_run) and three descriptions of what differs (P1, P2, P3 below): which
+events are imported and which are held out, which items may be ranked, who or what is asked,
+which served variants answer and which baselines they are held against.
+
+The runner: the bundle is split; only what the protocol imports goes into a database of its
+own (never the live one); vectors, interests, the behaviour model and (P1, P2) a re-ranker are
+built by the product's own services; then the SAME services the API calls answer for every test
+key (a person, a query), and the answers are scored against the held-out part. Per-source
+ablations go through those services too (their `sources`, `scoring` and `popularity_weight`
+arguments). The baselines are computed in numpy from the same split, only to prove the protocol
+matches the reference figures; they are not the product.
 """
 
 from __future__ import annotations
@@ -32,6 +36,135 @@ from users.models import INTERACTION_KINDS, ActivityKind
 
 logger = logging.getLogger(__name__)
 
+Progress = Callable[[Iterable, str], Iterable]
+# A test key (a person's or a query's id in the bundle) -> the item ids answered, best first.
+Ask = Callable[[str], list[str]]
+# Test key -> the item ids a method ranked for it.
+Rankings = dict[str, list[str]]
+
+
+def _no_progress(rows: Iterable, description: str) -> Iterable:
+    return rows
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the person running an evaluation may choose (P2 and P3 read only k)."""
+
+    k: int = 20
+    test_fraction: float = 0.2
+    test_last: int | None = None
+    include_seen: bool = False
+    with_blend: bool = False
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A protocol's data, prepared from the bundle before any database is touched."""
+
+    items: list[ItemRow]  # the catalog, all imported
+    imported: list[EventRow]  # the events the served system may learn from
+    split: Split  # the test keys, what is relevant to each, the report's counts and fingerprint
+    # External ids of the only items that may be ranked (P2's cold items); None: all of them.
+    only_items: frozenset[str] | None = None
+
+    @property
+    def n_items(self) -> int:
+        """The items that may be ranked: coverage's denominator and the report's item count."""
+        return len(self.only_items) if self.only_items is not None else len(self.items)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One served answer to score: its name in the report and how it is asked."""
+
+    name: str
+    ask: Ask
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What differs between P1, P2 and P3; protocol_run does the rest the same way for each."""
+
+    name: str
+    # The split (outside any database; timed as "split" when split_step is true).
+    prepare: Callable[[BundleSource, Options], Setup]
+    # The served variants, made inside the evaluation database once it is built.
+    variants: Callable[[Setup, Options], list[Variant]]
+    # Baseline name -> rankings, from the split alone (numpy, after the database is left).
+    baselines: Callable[[Setup, Options], dict[str, Rankings]]
+    # P1 and P2 ask for people: a re-ranker is trained from the train part, and the model
+    # versions that answered are reported. P3's free-text answers use neither.
+    personal: bool
+    split_step: bool = True
+    # The baselines' seconds are reported under this name (P2's and P3's take no time to speak of).
+    baselines_step: str | None = None
+    # NDCG per group of people by how active they were in the train part (P1).
+    activity_buckets: bool = False
+
+
+@dataclass
+class Report:
+    protocol: str
+    k: int
+    fingerprint: str
+    n_users: int
+    n_items: int
+    n_interactions: int
+    methods: list[dict]
+    seconds: dict[str, float]
+    models: dict = field(default_factory=dict)
+    # NDCG per group of people by how much they did in the train part, per method.
+    buckets: list[dict] = field(default_factory=list)
+    # Per method, every answer's latency in ms (for the latency chart).
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+
+def protocol_run(
+    protocol: Protocol,
+    *,
+    source: BundleSource,
+    database: str,
+    options: Options,
+    progress: Progress = _no_progress,
+) -> Report:
+    """Split, build the served system from the train part in `database`, ask it, score."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    setup = protocol.prepare(source, options)
+    if protocol.split_step:
+        timings["split"] = time.monotonic() - started
+    models: dict = {}
+    with isolated_database(database):
+        _build(
+            _in_memory_source(source, setup.items, setup.imported), timings, ranker=protocol.personal, progress=progress
+        )
+        if protocol.personal:
+            models = _models()
+        methods = [
+            _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
+            for variant in protocol.variants(setup, options)
+        ]
+    step = time.monotonic()
+    for name, rankings in protocol.baselines(setup, options).items():
+        methods.append(score_rankings(name, rankings, setup.split, k=options.k, n_items=setup.n_items))
+    if protocol.baselines_step:
+        timings[protocol.baselines_step] = time.monotonic() - step
+    timings["total"] = time.monotonic() - started
+    return Report(
+        protocol=protocol.name,
+        k=options.k,
+        fingerprint=setup.split.fingerprint,
+        n_users=len(setup.split.test),
+        n_items=setup.n_items,
+        n_interactions=setup.split.n_interactions,
+        methods=[method.summary() for method in methods],
+        seconds={name: round(value, 1) for name, value in timings.items()},
+        models=models,
+        buckets=activity_buckets(methods, _train_activity(setup.split)) if protocol.activity_buckets else [],
+        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
+    )
+
 
 def _in_memory_source(source: BundleSource, items: list[ItemRow], events: list[EventRow]) -> BundleSource:
     return BundleSource(
@@ -49,7 +182,7 @@ def _build(
     timings: dict[str, float],
     *,
     ranker: bool = False,
-    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
+    progress: Progress = _no_progress,
 ) -> None:
     """Everything the served system needs, made by the product's own services: the same
     functions the Celery tasks run (import, vectors, behaviour model, re-ranker training)."""
@@ -106,37 +239,27 @@ def _models() -> dict:
 
 
 def _run_variant(
-    name: str,
-    ask: Callable[[str], list[str]],
-    split: Split,
-    *,
-    k: int,
-    n_items: int,
-    timings: dict[str, float],
-    progress: Callable[[Iterable, str], Iterable],
+    variant: Variant, setup: Setup, *, k: int, timings: dict[str, float], progress: Progress
 ) -> MethodResult:
     """Ask the service once per test key (a person, a query), timing each answer, and score."""
     step = time.monotonic()
     rankings, latencies = {}, []
-    for key in progress(sorted(split.test), name):
+    for key in progress(sorted(setup.split.test), variant.name):
         asked = time.perf_counter()
-        rankings[key] = ask(key)
+        rankings[key] = variant.ask(key)
         latencies.append((time.perf_counter() - asked) * 1000)
-    timings[name] = time.monotonic() - step
-    return score_rankings(name, rankings, split, k=k, n_items=n_items, latency_ms=latencies)
+    timings[variant.name] = time.monotonic() - step
+    return score_rankings(variant.name, rankings, setup.split, k=k, n_items=setup.n_items, latency_ms=latencies)
 
 
-def _served_variants(
-    variants: list[tuple[str, tuple[str, ...], str]],
+def _person_variants(
+    specifications: list[tuple[str, tuple[str, ...], str]],
     split: Split,
     *,
     k: int,
-    n_items: int,
-    timings: dict[str, float],
-    progress: Callable[[Iterable, str], Iterable],
     filters=None,
     exclude_seen: bool = True,
-) -> list[MethodResult]:
+) -> list[Variant]:
     """(name, sources, scoring) variants of recommend_for_user, each asked for every test person
     as of their split point (as the ranker was trained: what the service would have answered
     then, with the popularity and trends of that moment)."""
@@ -146,10 +269,9 @@ def _served_variants(
 
     people = dict(User.objects.filter(external_id__in=list(split.test)).values_list("external_id", "id"))
     external_ids = dict(Item.objects.values_list("id", "external_id"))
-    methods = []
-    for name, sources, scoring in variants:
 
-        def ask(user_id: str, sources=sources, scoring=scoring) -> list[str]:
+    def variant(name: str, sources: tuple[str, ...], scoring: str) -> Variant:
+        def ask(user_id: str) -> list[str]:
             answer = recommend_for_user(
                 user=User(id=people[user_id]),
                 k=k,
@@ -162,25 +284,9 @@ def _served_variants(
             )
             return [external_ids[result.item.id] for result in answer.results]
 
-        methods.append(_run_variant(name, ask, split, k=k, n_items=n_items, timings=timings, progress=progress))
-    return methods
+        return Variant(name, ask)
 
-
-@dataclass
-class Report:
-    protocol: str
-    k: int
-    fingerprint: str
-    n_users: int
-    n_items: int
-    n_interactions: int
-    methods: list[dict]
-    seconds: dict[str, float]
-    models: dict = field(default_factory=dict)
-    # NDCG per group of people by how much they did in the train part, per method.
-    buckets: list[dict] = field(default_factory=list)
-    # Per method, every answer's latency in ms (for the latency chart).
-    latencies: dict[str, list[float]] = field(default_factory=dict)
+    return [variant(name, sources, scoring) for name, sources, scoring in specifications]
 
 
 ACTIVITY_BUCKETS = ((1, 20), (21, 50), (51, 100), (101, 250), (251, None))
@@ -200,76 +306,69 @@ def activity_buckets(methods: list[MethodResult], activity: dict[str, int]) -> l
     return rows
 
 
-def evaluate_p1(
-    *,
-    source: BundleSource,
-    database: str,
-    k: int = 20,
-    test_fraction: float = 0.2,
-    test_last: int | None = None,
-    include_seen: bool = False,
-    with_blend: bool = False,
-    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
-) -> Report:
-    from django.conf import settings
-
-    from recommendations.retrieval.candidates import SOURCES
-
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-    items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
-    split = split_per_user(source.events(), test_fraction=test_fraction, test_last=test_last)
-    timings["split"] = time.monotonic() - started
-    with isolated_database(database):
-        _build(_in_memory_source(source, items, split.train), timings, ranker=True, progress=progress)
-        models = _models()
-        everything = SOURCES
-        variants = [(_served_name("full system"), everything, "auto")]
-        if with_blend:
-            # The same candidates ordered by the fallback blend: what the ranker adds (about four
-            # minutes more on MovieLens small, hence asked for).
-            variants.append(("full system with the blend (no ranker)", everything, "blend"))
-        variants += [
-            ("behaviour source only", ("behaviour",), "source"),
-            ("semantic source only (text)", ("semantic",), "source"),
-            ("popular source only", ("popular",), "source"),
-        ]
-        methods = _served_variants(
-            variants,
-            split,
-            k=k,
-            n_items=len(items),
-            timings=timings,
-            progress=progress,
-            exclude_seen=not include_seen,
-        )
-    step = time.monotonic()
-    for name, rankings in baseline_rankings(
-        split,
-        [row.external_id for row in items],
-        k=k,
-        ease_regularisation=settings.RECOMMENDER["EASE_REGULARISATION"],
-    ).items():
-        methods.append(score_rankings(f"baseline: {name}", rankings, split, k=k, n_items=len(items)))
-    timings["baselines"] = time.monotonic() - step
-    timings["total"] = time.monotonic() - started
+def _train_activity(split: Split) -> dict[str, int]:
+    """Each test person's interactions in the train part."""
     activity: dict[str, int] = defaultdict(int)
     for row in split.train:
         if row.item_id and row.kind in INTERACTION_KINDS and row.user_id in split.test:
             activity[row.user_id] += 1
-    return Report(
-        protocol="p1",
-        k=k,
-        fingerprint=split.fingerprint,
-        n_users=len(split.test),
-        n_items=len(items),
-        n_interactions=split.n_interactions,
-        methods=[method.summary() for method in methods],
-        seconds={name: round(value, 1) for name, value in timings.items()},
-        models=models,
-        buckets=activity_buckets(methods, activity),
-        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
+    return activity
+
+
+def _catalog(source: BundleSource) -> list[ItemRow]:
+    return [row for row in source.items() if not isinstance(row, Rejection)]
+
+
+# --- P1: each person's last interactions held out, all items ranked -----------------------------
+
+
+def _p1_prepare(source: BundleSource, options: Options) -> Setup:
+    items = _catalog(source)
+    split = split_per_user(source.events(), test_fraction=options.test_fraction, test_last=options.test_last)
+    return Setup(items=items, imported=split.train, split=split)
+
+
+def _p1_variants(setup: Setup, options: Options) -> list[Variant]:
+    from recommendations.retrieval.candidates import SOURCES
+
+    everything = SOURCES
+    specifications = [(_served_name("full system"), everything, "auto")]
+    if options.with_blend:
+        # The same candidates ordered by the fallback blend: what the ranker adds (about four
+        # minutes more on MovieLens small, hence asked for).
+        specifications.append(("full system with the blend (no ranker)", everything, "blend"))
+    specifications += [
+        ("behaviour source only", ("behaviour",), "source"),
+        ("semantic source only (text)", ("semantic",), "source"),
+        ("popular source only", ("popular",), "source"),
+    ]
+    return _person_variants(specifications, setup.split, k=options.k, exclude_seen=not options.include_seen)
+
+
+def _p1_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
+    from django.conf import settings
+
+    rankings = baseline_rankings(
+        setup.split,
+        [row.external_id for row in setup.items],
+        k=options.k,
+        ease_regularisation=settings.RECOMMENDER["EASE_REGULARISATION"],
     )
+    return {f"baseline: {name}": ranked for name, ranked in rankings.items()}
+
+
+P1 = Protocol(
+    name="p1",
+    prepare=_p1_prepare,
+    variants=_p1_variants,
+    baselines=_p1_baselines,
+    personal=True,
+    baselines_step="baselines",
+    activity_buckets=True,
+)
+
+
+# --- P2: cold items, known only by their text ----------------------------------------------------
 
 
 def cold_items(events: Iterable[EventRow], *, share: float = 0.1, min_events: int = 5, seed: int = 0) -> set[str]:
@@ -289,23 +388,11 @@ def cold_items(events: Iterable[EventRow], *, share: float = 0.1, min_events: in
     return set(np.random.default_rng(seed).choice(np.array(eligible, dtype=object), size=size, replace=False))
 
 
-def evaluate_p2(
-    *,
-    source: BundleSource,
-    database: str,
-    k: int = 20,
-    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
-) -> Report:
-    """P2 (cold items): the P1 split, but 10% of the items with >= 5 events lose all their train
-    events; each person with test events on those items gets them ranked among the cold items
-    only. Behaviour and popularity know nothing of them: only text can tell them apart."""
-    from catalog.models import Item
-    from recommendations.retrieval.candidates import SOURCES
-    from recommendations.retrieval.filters import ItemFilters
-
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-    items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
+def _p2_prepare(source: BundleSource, options: Options) -> Setup:
+    """The P1 split, but 10% of the items with >= 5 events lose all their train events; each
+    person with test events on those items gets them ranked among the cold items only.
+    Behaviour and popularity know nothing of them: only text can tell them apart."""
+    items = _catalog(source)
     events = [row for row in source.events() if not isinstance(row, Rejection)]
     cold = cold_items(events)
     split = split_per_user(events)
@@ -320,44 +407,39 @@ def evaluate_p2(
         fingerprint=split.fingerprint,
         cutoffs=split.cutoffs,
     )
-    timings["split"] = time.monotonic() - started
-    with isolated_database(database):
-        _build(_in_memory_source(source, items, train), timings, ranker=True, progress=progress)
-        models = _models()
-        cold_ids = frozenset(Item.objects.filter(external_id__in=cold).values_list("id", flat=True))
-        everything = SOURCES
-        variants = [
-            (_served_name("full system, cold items only"), everything, "auto"),
-            ("semantic source only (text), cold items only", ("semantic",), "source"),
-            ("behaviour source only, cold items only", ("behaviour",), "source"),
-            ("popular source only, cold items only", ("popular",), "source"),
-        ]
-        methods = _served_variants(
-            variants,
-            cold_split,
-            k=k,
-            n_items=len(cold),
-            timings=timings,
-            progress=progress,
-            filters=ItemFilters(only_ids=cold_ids),
-        )
-    ordered_cold = sorted(cold)
+    return Setup(items=items, imported=train, split=cold_split, only_items=frozenset(cold))
+
+
+def _p2_variants(setup: Setup, options: Options) -> list[Variant]:
+    from catalog.models import Item
+    from recommendations.retrieval.candidates import SOURCES
+    from recommendations.retrieval.filters import ItemFilters
+
+    cold_ids = frozenset(Item.objects.filter(external_id__in=setup.only_items).values_list("id", flat=True))
+    everything = SOURCES
+    specifications = [
+        (_served_name("full system, cold items only"), everything, "auto"),
+        ("semantic source only (text), cold items only", ("semantic",), "source"),
+        ("behaviour source only, cold items only", ("behaviour",), "source"),
+        ("popular source only, cold items only", ("popular",), "source"),
+    ]
+    return _person_variants(specifications, setup.split, k=options.k, filters=ItemFilters(only_ids=cold_ids))
+
+
+def _p2_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
+    ordered_cold = sorted(setup.only_items or ())
     rng = np.random.default_rng(0)
-    random_rankings = {user_id: list(rng.permutation(ordered_cold)[:k]) for user_id in sorted(test)}
-    methods.append(score_rankings("baseline: random", random_rankings, cold_split, k=k, n_items=len(cold)))
-    timings["total"] = time.monotonic() - started
-    return Report(
-        protocol="p2",
-        k=k,
-        fingerprint=split.fingerprint,
-        n_users=len(test),
-        n_items=len(cold),
-        n_interactions=split.n_interactions,
-        methods=[method.summary() for method in methods],
-        seconds={name: round(value, 1) for name, value in timings.items()},
-        models=models,
-        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
-    )
+    return {
+        "baseline: random": {
+            user_id: list(rng.permutation(ordered_cold)[: options.k]) for user_id in sorted(setup.split.test)
+        }
+    }
+
+
+P2 = Protocol(name="p2", prepare=_p2_prepare, variants=_p2_variants, baselines=_p2_baselines, personal=True)
+
+
+# --- P3: tags as free-text queries ---------------------------------------------------------------
 
 
 def text_queries(events: Iterable[EventRow | Rejection], *, min_items: int = 2) -> dict[str, set[str]]:
@@ -370,26 +452,13 @@ def text_queries(events: Iterable[EventRow | Rejection], *, min_items: int = 2) 
     return {text: items for text, items in sorted(items_by_text.items()) if len(items) >= min_items}
 
 
-def evaluate_p3(
-    *,
-    source: BundleSource,
-    database: str,
-    k: int = 20,
-    progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
-) -> Report:
-    """P3: each tag is a free-text query; its items are the relevant set; all items are ranked.
+def _p3_prepare(source: BundleSource, options: Options) -> Setup:
+    """Each tag is a free-text query; its items are the relevant set; all items are ranked.
 
     Item text must not contain the tags (MovieLens items carry title and genres only). The
     interactions (not the tags) are imported so the popularity term has something to count.
     """
-    from django.conf import settings
-
-    from catalog.models import Item
-    from recommendations.serving.service import recommend_for_text
-
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-    items: list[ItemRow] = [row for row in source.items() if not isinstance(row, Rejection)]
+    items = _catalog(source)
     events = [row for row in source.events() if not isinstance(row, Rejection)]
     queries = text_queries(events)
     if not queries:
@@ -397,40 +466,74 @@ def evaluate_p3(
     interactions = [row for row in events if row.item_id and row.kind in INTERACTION_KINDS]
     digest = hashlib.sha256("\n".join(f"{text}:{sorted(ids)}" for text, ids in queries.items()).encode())
     split = Split(train=[], test=queries, n_interactions=len(interactions), fingerprint=digest.hexdigest()[:16])
-    methods = []
-    with isolated_database(database):
-        _build(_in_memory_source(source, items, interactions), timings)
-        external_ids = dict(Item.objects.values_list("id", "external_id"))
-        original = settings.RECOMMENDER
-        variants = [
-            (f"text + {original['TEXT_POPULARITY']} x log popularity (served)", original["TEXT_POPULARITY"]),
-            ("text only (served, no popularity term)", 0.0),
-        ]
-        for name, popularity_weight in variants:
+    return Setup(items=items, imported=interactions, split=split)
 
-            def ask(text: str, popularity_weight=popularity_weight) -> list[str]:
-                answer = recommend_for_text(text=text, k=k, log=False, popularity_weight=popularity_weight)
-                return [external_ids[result.item.id] for result in answer.results]
 
-            methods.append(_run_variant(name, ask, split, k=k, n_items=len(items), timings=timings, progress=progress))
+def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
+    from django.conf import settings
+
+    from catalog.models import Item
+    from recommendations.serving.service import recommend_for_text
+
+    external_ids = dict(Item.objects.values_list("id", "external_id"))
+
+    def variant(name: str, popularity_weight: float | None) -> Variant:
+        def ask(text: str) -> list[str]:
+            answer = recommend_for_text(text=text, k=options.k, log=False, popularity_weight=popularity_weight)
+            return [external_ids[result.item.id] for result in answer.results]
+
+        return Variant(name, ask)
+
+    served_weight = settings.RECOMMENDER["TEXT_POPULARITY"]
+    return [
+        # None: the weight the service reads from its settings, as the API asks.
+        variant(f"text + {served_weight} x log popularity (served)", None),
+        variant("text only (served, no popularity term)", 0.0),
+    ]
+
+
+def _p3_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
     users_per_item: dict[str, set[str]] = defaultdict(set)
-    for row in interactions:
+    for row in setup.imported:
         users_per_item[row.item_id].add(row.user_id)
     popular = sorted(
-        (row.external_id for row in items), key=lambda item_id: (-len(users_per_item.get(item_id, ())), item_id)
+        (row.external_id for row in setup.items), key=lambda item_id: (-len(users_per_item.get(item_id, ())), item_id)
     )
-    methods.append(
-        score_rankings("baseline: popularity", dict.fromkeys(queries, popular[:k]), split, k=k, n_items=len(items))
+    return {"baseline: popularity": dict.fromkeys(setup.split.test, popular[: options.k])}
+
+
+P3 = Protocol(
+    name="p3",
+    prepare=_p3_prepare,
+    variants=_p3_variants,
+    baselines=_p3_baselines,
+    personal=False,
+    split_step=False,
+)
+
+PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3)}
+
+
+def evaluate_p1(
+    *,
+    source: BundleSource,
+    database: str,
+    k: int = 20,
+    test_fraction: float = 0.2,
+    test_last: int | None = None,
+    include_seen: bool = False,
+    with_blend: bool = False,
+    progress: Progress = _no_progress,
+) -> Report:
+    options = Options(
+        k=k, test_fraction=test_fraction, test_last=test_last, include_seen=include_seen, with_blend=with_blend
     )
-    timings["total"] = time.monotonic() - started
-    return Report(
-        protocol="p3",
-        k=k,
-        fingerprint=split.fingerprint,
-        n_users=len(queries),
-        n_items=len(items),
-        n_interactions=len(interactions),
-        methods=[method.summary() for method in methods],
-        seconds={name: round(value, 1) for name, value in timings.items()},
-        latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
-    )
+    return protocol_run(P1, source=source, database=database, options=options, progress=progress)
+
+
+def evaluate_p2(*, source: BundleSource, database: str, k: int = 20, progress: Progress = _no_progress) -> Report:
+    return protocol_run(P2, source=source, database=database, options=Options(k=k), progress=progress)
+
+
+def evaluate_p3(*, source: BundleSource, database: str, k: int = 20, progress: Progress = _no_progress) -> Report:
+    return protocol_run(P3, source=source, database=database, options=Options(k=k), progress=progress)

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from bundles.movielens import movielens_open
 from bundles.reading import BundleError, bundle_open
 from core.command_support import git_commit, people_progress
-from recommendations.evaluation.protocols import evaluate_p1, evaluate_p2, evaluate_p3
+from recommendations.evaluation.protocols import PROTOCOLS, Options, protocol_run
 from recommendations.evaluation.report import evaluation_run_save, report_charts, report_markdown
 from recommendations.evaluation.split import EvaluationError
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("bundle")
-        parser.add_argument("--protocol", choices=["p1", "p2", "p3"], default="p1")
+        parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="p1")
         parser.add_argument("--k", type=int, default=20)
         parser.add_argument("--test-fraction", type=float, default=0.2)
         parser.add_argument("--test-last", type=int, default=None, help="hold out the last N interactions instead")
@@ -43,22 +43,14 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         database = database or f"{settings.DATABASES['default']['NAME']}_eval"
         commit = git_commit()  # the code that runs, read before the run (minutes long)
+        # P2 and P3 read only k from the options (their split is fixed by the protocol).
+        options = Options(
+            k=k, test_fraction=test_fraction, test_last=test_last, include_seen=include_seen, with_blend=with_blend
+        )
         try:
-            if protocol == "p3":
-                report = evaluate_p3(source=source, database=database, k=k, progress=people_progress)
-            elif protocol == "p2":
-                report = evaluate_p2(source=source, database=database, k=k, progress=people_progress)
-            else:
-                report = evaluate_p1(
-                    source=source,
-                    database=database,
-                    k=k,
-                    test_fraction=test_fraction,
-                    test_last=test_last,
-                    include_seen=include_seen,
-                    with_blend=with_blend,
-                    progress=people_progress,
-                )
+            report = protocol_run(
+                PROTOCOLS[protocol], source=source, database=database, options=options, progress=people_progress
+            )
         except EvaluationError as error:
             raise CommandError(str(error)) from error
         payload = {
