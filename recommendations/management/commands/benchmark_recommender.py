@@ -158,9 +158,13 @@ class Command(BaseCommand):
             if not (keep_database or reuse_database):
                 self._drop(database)
         report["total_seconds"] = round(time.monotonic() - started, 1)
+        self._report_write(report, path=Path(out) if out else None)
+
+    def _report_write(self, report: dict, *, path: Path | None) -> None:
+        """The JSON report (var/benchmarks/recommender-<N>.json unless --out), the Markdown on stdout."""
         report["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
         report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        path = Path(out) if out else Path(settings.VAR_DIR) / "benchmarks" / f"recommender-{items}.json"
+        path = path or Path(settings.VAR_DIR) / "benchmarks" / f"recommender-{report['items']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2, default=str))
         self.stdout.write(self._markdown(report))
