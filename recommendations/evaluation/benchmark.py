@@ -177,7 +177,7 @@ def _service_latencies(requests: Requests, calls: _PersonalCalls, *, encoder, sa
     # their activities); timed once per person, before the requests that find it kept.
     PrecomputedList.objects.all().delete()
     distinct = list(dict.fromkeys(asked))
-    operations = [
+    operations: list[tuple[str, list, Callable]] = [
         ("recommend_for_user, computed live", asked, live(calls.for_user)),
         ("recommend_for_user, one category (~2% of items), computed live", asked, live(calls.for_user_in_category)),
         ("recommend_for_user, first request: list computed and kept", distinct, calls.for_user),

@@ -252,8 +252,12 @@ def _run_variant(
     return score_rankings(variant.name, rankings, setup.split, k=k, n_items=setup.n_items, latency_ms=latencies)
 
 
+# A variant of recommend_for_user: its name in the report, the sources it gathers, its scoring.
+Specification = tuple[str, tuple[str, ...], str]
+
+
 def _person_variants(
-    specifications: list[tuple[str, tuple[str, ...], str]],
+    specifications: list[Specification],
     split: Split,
     *,
     k: int,
@@ -332,7 +336,7 @@ def _p1_variants(setup: Setup, options: Options) -> list[Variant]:
     from recommendations.retrieval.candidates import SOURCES
 
     everything = SOURCES
-    specifications = [(_served_name("full system"), everything, "auto")]
+    specifications: list[Specification] = [(_served_name("full system"), everything, "auto")]
     if options.with_blend:
         # The same candidates ordered by the fallback blend: what the ranker adds (about four
         # minutes more on MovieLens small, hence asked for).
@@ -417,7 +421,7 @@ def _p2_variants(setup: Setup, options: Options) -> list[Variant]:
 
     cold_ids = frozenset(Item.objects.filter(external_id__in=setup.only_items).values_list("id", flat=True))
     everything = SOURCES
-    specifications = [
+    specifications: list[Specification] = [
         (_served_name("full system, cold items only"), everything, "auto"),
         ("semantic source only (text), cold items only", ("semantic",), "source"),
         ("behaviour source only, cold items only", ("behaviour",), "source"),
