@@ -95,7 +95,7 @@ class _FirstOccurrence:
 def bundle_import(
     *, source: BundleSource, batch_size: int | None = None, progress: Progress = _no_progress
 ) -> ImportSummary:
-    batch_size = batch_size or settings.RECOMMENDER["IMPORT_BATCH_SIZE"]
+    batch_size = batch_size or recommender_settings().import_batch_size
     started = time.monotonic()
     summary = ImportSummary()
 

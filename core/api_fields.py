@@ -1,8 +1,8 @@
 """Serializer fields shared by the API modules."""
 
-from django.conf import settings
 from rest_framework import serializers
 
+from core.conf import recommender_settings
 from core.text import InvalidTextError, text_clean
 
 
@@ -20,8 +20,6 @@ class CleanTextField(serializers.CharField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         try:
-            return text_clean(
-                value, field=self.field_name or "text", max_length=settings.RECOMMENDER["MAX_TEXT_LENGTH"]
-            )
+            return text_clean(value, field=self.field_name or "text", max_length=recommender_settings().max_text_length)
         except InvalidTextError as error:
             raise serializers.ValidationError(error.message) from None

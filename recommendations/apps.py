@@ -1,17 +1,18 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
+from core.conf import recommender_settings
+
 
 def _ensure_vector_indexes(sender, using: str = "default", **kwargs) -> None:
     """After migrate: the configured encoder's HNSW indexes exist before its first vector."""
-    from django.conf import settings
 
     from core.vector_indexes import vector_indexes_ensure, vector_indexes_forget
     from recommendations.ml.encoder import model_dimensions
 
     vector_indexes_forget()
 
-    model_name = settings.RECOMMENDER["ENCODER_MODEL"]
+    model_name = recommender_settings().encoder_model
     dimensions = model_dimensions(model_name)
     if dimensions:
         vector_indexes_ensure(model_name=model_name, dimensions=dimensions)

@@ -1,7 +1,7 @@
 from django import forms
-from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
+from core.conf import recommender_settings
 from users.models import RATING_MAX, ActivityKind, User
 
 RATING_CHOICES = [("", "No rating")] + [(str(stars), f"{stars} stars") for stars in range(5, 0, -1)]
@@ -29,8 +29,8 @@ class ItemWordsForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["text"].max_length = settings.RECOMMENDER["MAX_TEXT_LENGTH"]
-        self.fields["text"].widget.attrs["maxlength"] = settings.RECOMMENDER["MAX_TEXT_LENGTH"]
+        self.fields["text"].max_length = recommender_settings().max_text_length
+        self.fields["text"].widget.attrs["maxlength"] = recommender_settings().max_text_length
 
     def clean_rating(self) -> float | None:
         rating = self.cleaned_data["rating"]

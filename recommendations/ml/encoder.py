@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.conf import recommender_settings
+
 logger = logging.getLogger(__name__)
 
 # Models shipped as PyPI wheels, by the name stored beside their vectors. find_spec locates the
@@ -268,10 +270,9 @@ def get_encoder(model: str | None = None) -> Encoder:
     During an encoder change two can be loaded: the new one writes vectors, the serving one
     encodes queries until the new vectors are complete (README "Changing the encoder").
     """
-    from django.conf import settings
 
-    config = settings.RECOMMENDER
-    model = model or config["ENCODER_MODEL"]
+    config = recommender_settings()
+    model = model or config.encoder_model
     encoder = _encoders.get(model)
     if encoder is None:
         with _lock:
@@ -279,9 +280,9 @@ def get_encoder(model: str | None = None) -> Encoder:
             if encoder is None:
                 encoder = _encoders[model] = Encoder(
                     model,
-                    runtime=config["ENCODER_RUNTIME"],
-                    threads=config["ENCODER_THREADS"] or None,
-                    cache_dir=Path(config["ENCODER_CACHE_DIR"]),
+                    runtime=config.encoder_runtime,
+                    threads=config.encoder_threads or None,
+                    cache_dir=Path(config.encoder_cache_dir),
                 )
     return encoder
 

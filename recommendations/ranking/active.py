@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 
+from core.conf import recommender_settings
 from core.exceptions import ApplicationError
 from recommendations.ml.ranker import Ranker
 from recommendations.models import RankerModel
@@ -63,12 +63,12 @@ def feature_matrix(rows: list[np.ndarray], names: list[str]) -> np.ndarray:
 
 def blend_scores(matrix: np.ndarray) -> np.ndarray:
     """The documented fallback when no ranker is active (rows in FEATURES order)."""
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     behaviour = np.nan_to_num(matrix[:, INDEX["behaviour_share"]])
     semantic = np.nan_to_num(matrix[:, INDEX["semantic_best"]])
     popularity = matrix[:, INDEX["popularity"]]
     best_popularity = popularity.max() if len(popularity) and popularity.max() > 0 else 1.0
-    return behaviour + config["BLEND_SEMANTIC"] * semantic + config["BLEND_POPULARITY"] * popularity / best_popularity
+    return behaviour + config.blend_semantic * semantic + config.blend_popularity * popularity / best_popularity
 
 
 def ranker_activate(*, ranker: RankerModel) -> RankerModel:

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from core.conf import recommender_settings
 from recommendations.ml.ranker import Ranker, ndcg_of_groups, train_lambdarank, train_logistic_regression
 from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
 from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix, ranker_activate
@@ -300,11 +300,11 @@ def ranker_train(
     progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
 ) -> list[RankerModel]:
     """Train new ranker versions; activate the best if it earns it. Returns the new versions."""
-    config = settings.RECOMMENDER
-    k = config["RANKER_VALIDATION_K"]
+    config = recommender_settings()
+    k = config.ranker_validation_k
     data = training_data_build(
-        label_fraction=label_fraction or config["RANKER_LABEL_FRACTION"],
-        max_people=max_people or config["RANKER_MAX_PEOPLE"],
+        label_fraction=label_fraction or config.ranker_label_fraction,
+        max_people=max_people or config.ranker_max_people,
         seed=seed,
         progress=progress,
     )

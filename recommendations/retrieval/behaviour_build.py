@@ -8,11 +8,11 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from core.conf import recommender_settings
 from recommendations.models import BehaviourModel, ItemNeighbour, ItemStats
 from recommendations.retrieval.behaviour_model import neighbours_build
 from users.models import BEHAVIOUR_KINDS, Activity
@@ -48,7 +48,7 @@ def _copy_rows(table: str, columns: list[str], rows) -> None:
 
 def item_stats_rebuild(*, user_ids: np.ndarray, item_ids: np.ndarray, times: np.ndarray) -> int:
     """Popularity (distinct people) and trending (recency-weighted interactions) per item."""
-    half_life = settings.RECOMMENDER["TRENDING_HALF_LIFE_DAYS"] * 86_400
+    half_life = recommender_settings().trending_half_life_days * 86_400
     now = times.max() if len(times) else 0.0
     stats: dict[int, list] = {}
     pairs = set()
@@ -112,14 +112,14 @@ def behaviour_model_build(
 ) -> BehaviourModel:
     """Learn a model version from these interactions; with activate=False it is written but not
     served (the re-ranker's training builds one from the past only, then deletes it)."""
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     started = time.monotonic()
     neighbours = neighbours_build(
         user_ids,
         item_ids,
-        k=config["BEHAVIOUR_NEIGHBOURS"],
-        ease_regularisation=config["EASE_REGULARISATION"],
-        algorithm=algorithm or config["BEHAVIOUR_ALGORITHM"],
+        k=config.behaviour_neighbours,
+        ease_regularisation=config.ease_regularisation,
+        algorithm=algorithm or config.behaviour_algorithm,
     )
     latest_version = BehaviourModel.objects.aggregate(latest=Max("version"))["latest"] or 0
     model = BehaviourModel.objects.create(

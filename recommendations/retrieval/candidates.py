@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.conf import settings
 
 from catalog.models import ItemVector
+from core.conf import recommender_settings
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.retrieval.behaviour import active_behaviour_model_id, behaviour_scores
 from recommendations.retrieval.filters import ItemFilters, id_array
@@ -54,7 +54,7 @@ def candidates_gather(
 ) -> dict[int, Candidate]:
     """Every source's proposals for the person, with the behaviour evidence of all of them
     (describe=False: only the sources' own proposals, for an ablation ordered by one source)."""
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     candidates: dict[int, Candidate] = {}
     if "semantic" in sources and state.interests:
         merge_ranked(
@@ -63,11 +63,9 @@ def candidates_gather(
             semantic_candidates(vectors=state.interests, model_name=model_name, filters=filters, k=size),
         )
     if "popular" in sources:
-        merge_ranked(candidates, "popular", popular_candidates(filters=filters, k=size, by=config["POPULAR_BY"]))
-    if "fresh" in sources and config["FRESH_CANDIDATES"]:
-        fresh = fresh_candidates(
-            filters=filters, k=config["FRESH_CANDIDATES"], days=config["FRESH_DAYS"], now=state.as_of
-        )
+        merge_ranked(candidates, "popular", popular_candidates(filters=filters, k=size, by=config.popular_by))
+    if "fresh" in sources and config.fresh_candidates:
+        fresh = fresh_candidates(filters=filters, k=config.fresh_candidates, days=config.fresh_days, now=state.as_of)
         merge_ranked(candidates, "fresh", fresh)
     if state.history and (describe or "behaviour" in sources):
         model_id = behaviour_model_id or active_behaviour_model_id()
@@ -103,9 +101,3 @@ def item_vectors_with_recent(
     vectors = {item_id: vector_from_bytes(raw) for item_id, raw in rows}
     recent = [vectors[item_id] for item_id in state.recent if item_id in vectors]
     return vectors, (np.stack(recent) if recent else None)
-
-
-def serving_model() -> str:
-    """The encoder model whose vectors answer queries (the old one during an encoder change)."""
-    config = settings.RECOMMENDER
-    return config["SERVING_MODEL"] or config["ENCODER_MODEL"]

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from django.conf import settings
 from django.db.models import Q
 
+from core.conf import recommender_settings
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.models import UserInterest
 from recommendations.vectors.embedding import user_interests_compute

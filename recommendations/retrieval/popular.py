@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
 from catalog.models import Item
+from core.conf import recommender_settings
 from recommendations.models import ItemStats
 from recommendations.retrieval.filters import ItemFilters, id_array
 
@@ -55,7 +55,7 @@ def item_popularity(*, item_ids: list[int], as_of: datetime | None = None) -> di
             )
             for item_id, popularity, trending, first in rows
         }
-    half_life = settings.RECOMMENDER["TRENDING_HALF_LIFE_DAYS"] * 86_400
+    half_life = recommender_settings().trending_half_life_days * 86_400
     window_start = as_of - timedelta(seconds=6 * half_life)
     table = Activity._meta.db_table
     decay = "power(0.5, extract(epoch FROM (%s - created_at)) / %s)"

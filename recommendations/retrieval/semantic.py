@@ -10,13 +10,13 @@ import json
 from collections.abc import Sequence
 
 import numpy as np
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Cast, Least
 from pgvector.django import CosineDistance, VectorField
 
 from catalog.models import Item, ItemVector
+from core.conf import recommender_settings
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import model_dimensions
 from recommendations.retrieval.filters import ItemFilters, id_array
@@ -45,7 +45,7 @@ def use_exact_search() -> bool:
     estimate = row[0] if row else 0
     if estimate < 0:  # never analysed: count once rather than guess
         estimate = ItemVector.objects.count()
-    return estimate <= settings.RECOMMENDER["EXACT_SEARCH_MAX_VECTORS"]
+    return estimate <= recommender_settings().exact_search_max_vectors
 
 
 def filter_is_narrow(filters: ItemFilters) -> bool:
@@ -63,7 +63,7 @@ def filter_is_narrow(filters: ItemFilters) -> bool:
         return False
     broad = dataclasses.replace(filters, exclude_ids=frozenset())
     plan = json.loads(Item.objects.filter(broad.q()).explain(format="json"))
-    return plan[0]["Plan"]["Plan Rows"] <= settings.RECOMMENDER["EXACT_SEARCH_MAX_FILTERED"]
+    return plan[0]["Plan"]["Plan Rows"] <= recommender_settings().exact_search_max_filtered
 
 
 def item_vectors_nearest(
@@ -96,7 +96,7 @@ HNSW_EF_SEARCH_MAX = 1000
 
 
 def _ef_search() -> int:
-    return settings.RECOMMENDER["HNSW_EF_SEARCH"]
+    return recommender_settings().hnsw_ef_search
 
 
 def semantic_candidates(

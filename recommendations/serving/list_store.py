@@ -27,13 +27,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import JSONField
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from catalog.models import Item
+from core.conf import recommender_settings
 from recommendations.models import PrecomputedList, RankerModel
 from recommendations.retrieval.candidates import Candidate
 from recommendations.retrieval.filters import ItemFilters, id_array
@@ -51,8 +51,8 @@ class ListSignature:
 
 
 def settings_digest() -> str:
-    """A short digest of settings.RECOMMENDER: lists computed under other settings are stale."""
-    encoded = json.dumps(settings.RECOMMENDER, sort_keys=True, default=str).encode()
+    """A short digest of every recommender setting: lists computed under other settings are stale."""
+    encoded = json.dumps(recommender_settings().as_dict(), sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 

@@ -9,10 +9,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import Item
+from core.conf import recommender_settings
 from recommendations.models import (
     PrecomputedList,
 )
-from recommendations.retrieval.candidates import SOURCES, serving_model
+from recommendations.retrieval.candidates import SOURCES
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.person import person_state
 from recommendations.serving import list_store
@@ -27,16 +28,16 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
     """Compute the person's ranked list as a request with no filters would, and keep it
     (recommendations.serving.list_store). The worker calls it after each of their activities; callers
     check first that lists are on (RECOMMENDER_PRECOMPUTED_SIZE)."""
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     started = timezone.now()
     signature = signature or list_store.list_signature(user_id=user_id)
-    model_name = serving_model()
+    model_name = recommender_settings().serving_model
     state = person_state(user_id=user_id, model_name=model_name)
     filters = ItemFilters().excluding(state.seen) if config["EXCLUDE_SEEN"] else ItemFilters()
     ranked = ranked_for_user(
         state=state,
         filters=filters,
-        size=config["CANDIDATES_PER_SOURCE"] + DEFAULT_PAGE,
+        size=config.candidates_per_source + DEFAULT_PAGE,
         model_name=model_name,
         sources=SOURCES,
         scoring="auto",
@@ -67,7 +68,7 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
 def precomputed_list_refresh_if_kept(*, user_id: int) -> bool:
     """Recompute the person's list if one is kept (they asked before): people who never ask
     for recommendations cost the worker nothing."""
-    if not settings.RECOMMENDER["PRECOMPUTED_SIZE"]:
+    if not recommender_settings().precomputed_size:
         return False
     if not PrecomputedList.objects.filter(user_id=user_id).exists():
         return False
@@ -79,13 +80,13 @@ def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -
     """The page from the person's kept list (computed now if missing or stale); None when the
     filters leave too few of its items and the list was cut (a live computation must search)."""
     signature = list_store.list_signature(user_id=user.pk)
-    row = list_store.list_read(user_id=user.pk, model_name=serving_model(), signature=signature)
+    row = list_store.list_read(user_id=user.pk, model_name=recommender_settings().serving_model, signature=signature)
     if row is None:
         row = precomputed_list_refresh(user_id=user.pk, signature=signature)
     candidates, categories = list_store.list_candidates(row, filters)
     # The list left out what the person had seen when it was computed (nothing since: the
     # signature matched); pinned items are read now, so they are checked now.
-    unseen_by = user.pk if settings.RECOMMENDER["EXCLUDE_SEEN"] else None
+    unseen_by = user.pk if recommender_settings().exclude_seen else None
     page = apply_rules(candidates, categories, offset=offset, k=k, pinned=pinned_items(filters, unseen_by=unseen_by))
     if len(page) < k and not row.complete:
         return None

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from catalog.models import Item, Placement
+from core.conf import recommender_settings
 from recommendations.retrieval import filters as selectors
 from recommendations.retrieval.candidates import Candidate
 from recommendations.retrieval.filters import ItemFilters
@@ -34,7 +35,7 @@ def apply_rules(
     every source's query already."""
     ordered = sorted(candidates, key=lambda candidate: (-candidate.score, candidate.item_id))
     ordered = _placements(ordered, list(pinned))
-    cap = settings.RECOMMENDER["MAX_PER_CATEGORY"]
+    cap = recommender_settings().max_per_category
     if cap:
         per_category: dict[str, int] = {}
         capped = []
@@ -53,13 +54,13 @@ def pinned_items(filters: ItemFilters, *, unseen_by: int | None = None) -> list[
     pinned = Item.objects.filter(filters.q(), placement=Placement.PINNED)
     if unseen_by is not None:
         seen = Activity.objects.filter(
-            user_id=unseen_by, item_id=OuterRef("id"), kind__in=settings.RECOMMENDER["EXCLUDE_SEEN_KINDS"]
+            user_id=unseen_by, item_id=OuterRef("id"), kind__in=recommender_settings().exclude_seen_kinds
         )
         pinned = pinned.exclude(Exists(seen))
     return list(pinned.order_by("id").values_list("id", flat=True)[:20])
 
 
 def item_categories(candidates: dict[int, Candidate]) -> dict[int, str]:
-    if not settings.RECOMMENDER["MAX_PER_CATEGORY"]:
+    if not recommender_settings().max_per_category:
         return {}
     return dict(Item.objects.filter(id__in=selectors.id_array(candidates)).values_list("id", "category"))

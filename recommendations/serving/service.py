@@ -16,9 +16,9 @@ import time
 from datetime import datetime
 
 import numpy as np
-from django.conf import settings
 
 from catalog.models import Item
+from core.conf import recommender_settings
 from core.exceptions import ApplicationError
 from core.text import text_clean
 from core.vector_wire import VectorBytes, vector_from_bytes
@@ -27,7 +27,7 @@ from recommendations.models import (
     UserInterest,
 )
 from recommendations.retrieval.behaviour import behaviour_candidates
-from recommendations.retrieval.candidates import SOURCES, Candidate, merge_ranked, serving_model
+from recommendations.retrieval.candidates import SOURCES, Candidate, merge_ranked
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.person import person_state
 from recommendations.retrieval.semantic import item_vectors_for, semantic_candidates
@@ -65,16 +65,16 @@ def recommend_for_user(
     offline evaluation asks as of each person's split point, as the ranker was trained).
     """
     started = time.monotonic()
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     if scoring not in ("auto", "blend", "source"):
         raise ValueError(f"scoring must be 'auto', 'blend' or 'source', not {scoring!r}")
     if scoring == "source" and len(sources) != 1:
         raise ValueError("scoring='source' orders by one source: ask for exactly one")
     filters = filters or ItemFilters()
-    exclude_seen = config["EXCLUDE_SEEN"] if exclude_seen is None else exclude_seen
-    plain = scoring == "auto" and tuple(sources) == SOURCES and as_of is None and exclude_seen == config["EXCLUDE_SEEN"]
+    exclude_seen = config.exclude_seen if exclude_seen is None else exclude_seen
+    plain = scoring == "auto" and tuple(sources) == SOURCES and as_of is None and exclude_seen == config.exclude_seen
     answer = None
-    if precomputed_list and plain and config["PRECOMPUTED_SIZE"]:
+    if precomputed_list and plain and config.precomputed_size:
         answer = answer_from_list(user=user, filters=filters, offset=offset, k=k)
     if answer is None:
         answer = _recommend_live(
@@ -112,14 +112,14 @@ def _recommend_live(
     scoring: str,
     as_of: datetime | None,
 ) -> Answer:
-    model_name = serving_model()
+    model_name = recommender_settings().serving_model
     state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
     if exclude_seen:
         filters = filters.excluding(state.seen)
     ranked = ranked_for_user(
         state=state,
         filters=filters,
-        size=settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + offset + k,
+        size=recommender_settings().candidates_per_source + offset + k,
         model_name=model_name,
         sources=sources,
         scoring=scoring,
@@ -141,7 +141,7 @@ def _recommend_live(
 def _text_vector(text: str) -> np.ndarray:
     from recommendations.ml.encoder import get_encoder
 
-    return get_encoder(serving_model()).encode([text]).vectors[0]
+    return get_encoder(recommender_settings().serving_model).encode([text]).vectors[0]
 
 
 def _main_interest(*, user: User, model_name: str) -> np.ndarray | None:
@@ -171,15 +171,15 @@ def recommend_for_text(
     person, + BLEND_SEMANTIC x cosine(their interest, item) as a gentle personal tilt.
     popularity_weight None is the TEXT_POPULARITY setting (the evaluation asks with 0.0 too).
     """
-    config = settings.RECOMMENDER
-    text = text_clean(text, field="text", max_length=config["MAX_TEXT_LENGTH"])
+    config = recommender_settings()
+    text = text_clean(text, field="text", max_length=config.max_text_length)
     if not text:
         raise ApplicationError("text is empty")
     filters = filters or ItemFilters()
-    model_name = serving_model()
+    model_name = recommender_settings().serving_model
     query = _text_vector(text)
     candidates: dict[int, Candidate] = {}
-    size = config["CANDIDATES_PER_SOURCE"] + offset + k
+    size = config.candidates_per_source + offset + k
     merge_ranked(
         candidates,
         "semantic",
@@ -220,11 +220,11 @@ def similar_items(
     Score: behaviour weight (scaled to the best neighbour) + SIMILAR_SEMANTIC x cosine. An item
     nobody has touched yet still gets answers through its text.
     """
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     filters = filters or ItemFilters()
     filters = filters.excluding({item.id})
-    model_name = serving_model()
-    size = config["CANDIDATES_PER_SOURCE"] + offset + k
+    model_name = recommender_settings().serving_model
+    size = config.candidates_per_source + offset + k
     candidates: dict[int, Candidate] = {}
     behaviour = behaviour_candidates(history={item.id: 1.0}, filters=filters, k=size)
     merge_ranked(candidates, "behaviour", behaviour)
@@ -241,7 +241,7 @@ def similar_items(
     similarity_and_popularity(candidates, query_vectors=query_vectors, model_name=model_name)
     best = max((candidate.behaviour for candidate in candidates.values()), default=0.0) or 1.0
     for candidate in candidates.values():
-        candidate.score = candidate.behaviour / best + config["SIMILAR_SEMANTIC"] * candidate.semantic
+        candidate.score = candidate.behaviour / best + config.similar_semantic * candidate.semantic
     page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])
     reasons = _similar_reasons(page, anchor=item)

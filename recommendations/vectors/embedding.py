@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
-from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Item, ItemVector
+from core.conf import recommender_settings
 from core.models import EmbeddingStatus
 from core.text import text_hash
 from core.vector_indexes import vector_indexes_ensure
@@ -101,7 +101,7 @@ def _embed(model, rows: list, texts: list[str]) -> tuple[list, int]:
         return [], 0
     started = time.monotonic()
     vector_indexes_ensure(model_name=encoder.name, dimensions=encoder.dimensions)
-    encoded = encoder.encode([text for _row, text in todo], batch_size=settings.RECOMMENDER["ENCODER_BATCH_SIZE"])
+    encoded = encoder.encode([text for _row, text in todo], batch_size=recommender_settings().encoder_batch_size)
     encoded_at = time.monotonic()
     written = _write_vectors(
         model, [(row.id, row.text_hash, text_hash(text)) for row, text in todo], encoded.vectors, encoder.name
@@ -190,8 +190,8 @@ def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | N
     return interests_build(
         evidence,
         now=as_of or timezone.now(),
-        half_life_days=config["INTEREST_HALF_LIFE_DAYS"],
-        max_clusters=config["INTEREST_MAX_CLUSTERS"],
+        half_life_days=config.interest_half_life_days,
+        max_clusters=config.interest_max_clusters,
     )
 
 
@@ -230,7 +230,7 @@ def _waiting(model_name: str) -> Q:
 
 
 def embeddings_waiting_count() -> dict[str, int]:
-    model_name = settings.RECOMMENDER["ENCODER_MODEL"]
+    model_name = recommender_settings().encoder_model
     return {
         "items": Item.objects.filter(_waiting(model_name)).count(),
         "activities": Activity.objects.filter(_waiting(model_name)).count(),

@@ -5,9 +5,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.conf import recommender_settings
 from recommendations.ml.encoder import Encoder, choose_runtime, cpu_has_bf16, onnxruntime_available
 
 DEMO_ITEMS = Path(__file__).resolve().parents[3] / "bundles" / "demo_bundle" / "items.jsonl"
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--single", type=int, default=200, help="single-text calls for p50/p99")
 
     def handle(self, *args, model, runtimes, short, long, single, **options):
-        model = model or settings.RECOMMENDER["ENCODER_MODEL"]
+        model = model or recommender_settings().encoder_model
         short_texts, long_texts = _texts(12, short), _texts(100, long)
         check_texts = short_texts[:64] + long_texts[:32] + ["保温杯可以装热水多久？", "Loved it 😍🔥", "🙂"]
         self.stdout.write(f"model={model} bf16_cpu={cpu_has_bf16()} onnxruntime={onnxruntime_available()}")
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             if runtime != asked:
                 self.stdout.write(f"{asked}: not available on this machine (would run as {runtime}); skipped")
                 continue
-            encoder = Encoder(model, runtime=runtime, cache_dir=Path(settings.RECOMMENDER["ENCODER_CACHE_DIR"]))
+            encoder = Encoder(model, runtime=runtime, cache_dir=Path(recommender_settings().encoder_cache_dir))
             vectors = encoder.encode(check_texts).vectors
             if reference is None:
                 reference = vectors

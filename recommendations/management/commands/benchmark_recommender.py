@@ -205,7 +205,7 @@ class Command(BaseCommand):
             "requests": requests,
             "model": model_name,
             "settings": {
-                key: settings.RECOMMENDER[key]
+                key: recommender_settings().as_dict()[key]
                 for key in ("EXACT_SEARCH_MAX_VECTORS", "HNSW_EF_SEARCH", "CANDIDATES_PER_SOURCE", "HISTORY_ITEMS")
             },
             "build_seconds": {},

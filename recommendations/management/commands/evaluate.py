@@ -57,8 +57,10 @@ class Command(BaseCommand):
             **asdict(report),
             "bundle": str(folder.resolve()),
             "git_commit": commit,
-            "encoder": settings.RECOMMENDER["ENCODER_MODEL"],
-            "settings": {key: value for key, value in settings.RECOMMENDER.items() if not key.endswith("_DIR")},
+            "encoder": recommender_settings().encoder_model,
+            "settings": {
+                key: value for key, value in recommender_settings().as_dict().items() if not key.endswith("_DIR")
+            },
             "finished_at": datetime.now(UTC).isoformat(),
         }
         out_dir = (
