@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from catalog.models import Item
+from catalog.models import Item, ItemVector
 from core.exceptions import ApplicationError
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import BehaviourModel, ItemNeighbour, Recommendation, RecommendedItem
@@ -278,9 +278,14 @@ def test_a_narrow_filter_is_searched_exactly_on_a_large_catalog(world, settings)
     # "Large": above the exact-scan threshold. A filter the planner expects to leave at most
     # that many items is scanned exactly through the filter (never misses); a broad one goes
     # through HNSW. The planner's estimate needs statistics, as autovacuum keeps in production.
+    # Both tables are analysed here: the vector count (use_exact_search) is pg_class.reltuples,
+    # which an autovacuum ANALYZE after another test emptied the table leaves at 0, and 0 is
+    # "small" (an exact scan for every filter). ANALYZE inside the test's transaction sees the
+    # world's rows and holds its lock until the rollback, so autovacuum cannot overwrite it.
     settings.RECOMMENDER = {**settings.RECOMMENDER, "EXACT_SEARCH_MAX_VECTORS": 2, "EXACT_SEARCH_MAX_FILTERED": 2}
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Item._meta.db_table}")
+        cursor.execute(f"ANALYZE {ItemVector._meta.db_table}")
     query = get_encoder().encode(["something to brew tea"]).vectors[0]
 
     def search(filters: ItemFilters) -> tuple[list[str], bool]:
