@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (install, load the demo catalog, serve it) and
-# `make test` (install, run every test). .ci/run calls `make test`.
+# `make test` (install, run every test). .ci/run calls `make lint` (ruff, mypy), then `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,8 +32,11 @@ demo: install
 test: install chromium
 	$(BIN)/python -m pytest
 
+# ruff, then mypy with the Django and DRF plugins (configured in pyproject.toml); .ci/run runs it first.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
 
 stop:
 	$(DEV) $(BIN)/python manage.py embedded_postgres stop

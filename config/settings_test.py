@@ -9,7 +9,7 @@ os.environ.setdefault(
     "EMBEDDED_POSTGRES_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-postgres")
 )
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 # Password hashing dominates user-creating tests otherwise.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -84,7 +84,7 @@ class RecommenderSettings:
         unknown = sorted(set(config) - {_key(field) for field in fields})
         if unknown:
             raise ImproperlyConfigured(f"RECOMMENDER: unknown setting(s) {', '.join(unknown)}")
-        values = {}
+        values: dict[str, Any] = {}
         for field in fields:
             key = _key(field)
             if key not in config:

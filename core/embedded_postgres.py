@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -87,7 +88,7 @@ class EmbeddedPostgres:
         # Beside the data folder, not inside it: the data folder belongs to the server's user.
         return self.data_dir.parent / f".{self.data_dir.name}.lock"
 
-    def connection_params(self, dbname: str = SUPERUSER) -> dict[str, str]:
+    def connection_params(self, dbname: str = SUPERUSER) -> dict[str, Any]:
         return {"host": str(self.socket_dir), "user": SUPERUSER, "dbname": dbname}
 
     # --- state ------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 
 class _LiveRates:
-    def get_rate(self):
+    scope: str
+
+    def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 

@@ -7,7 +7,7 @@ from catalog.models import Item
 from users.models import Activity, ActivityKind, User
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
 
@@ -21,7 +21,7 @@ class StaffUserFactory(UserFactory):
     is_superuser = True
 
 
-class ItemFactory(factory.django.DjangoModelFactory):
+class ItemFactory(factory.django.DjangoModelFactory[Item]):
     class Meta:
         model = Item
 
@@ -32,7 +32,7 @@ class ItemFactory(factory.django.DjangoModelFactory):
     tags = factory.LazyFunction(lambda: ["running", "outdoor"])
 
 
-class ActivityFactory(factory.django.DjangoModelFactory):
+class ActivityFactory(factory.django.DjangoModelFactory[Activity]):
     class Meta:
         model = Activity
 

@@ -9,7 +9,7 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "display_name", "external_id", "email", "is_staff", "date_joined")
     search_fields = ("username", "display_name", "=external_id", "email")
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),
         ("Recommender", {"fields": ("external_id", "display_name")}),
     )
 

@@ -41,7 +41,7 @@ def _copy_rows(table: str, columns: list[str], rows) -> None:
         buffer.write("\t".join(str(value) for value in row) + "\n")
     buffer.seek(0)
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             while data := buffer.read(1 << 20):
                 copy.write(data)
 
@@ -157,7 +157,7 @@ def behaviour_model_build(
     # re-ranker training's model of the past, still in use: that training deletes it.
     BehaviourModel.objects.filter(version__lte=replaced).delete()
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {ItemNeighbour._meta.db_table}")  # noqa: S608
+        cursor.execute(f"ANALYZE {ItemNeighbour._meta.db_table}")
     logger.info(
         "behaviour model v%d active algorithm=%s seconds=%.1f", model.version, model.algorithm, model.build_seconds
     )

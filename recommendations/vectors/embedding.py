@@ -275,7 +275,7 @@ def _process_pending(*, include_failed: bool, progress) -> dict[str, int]:
                 done[key] += len(chunk)
             except DATABASE_OUTAGES:
                 raise
-            except Exception as error:  # noqa: BLE001 - a bad chunk must not stop the batch
+            except Exception as error:
                 logger.exception("embedding chunk failed model=%s first_id=%s", model._meta.label, chunk[0])
                 done["failed"] += embedding_mark_failed(
                     model=model, ids=chunk, error=f"{type(error).__name__}: {error}"

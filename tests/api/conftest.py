@@ -68,7 +68,7 @@ def world(db):
         )
         for key, (title, category, tags, price, description) in CATALOG.items()
     }
-    people = {name: UserFactory(username=name) for name in PURCHASES}
+    people = {name: UserFactory.create(username=name) for name in PURCHASES}
     when = timezone.now() - timedelta(days=30)
     for name, bought in PURCHASES.items():
         for offset, key in enumerate(bought):

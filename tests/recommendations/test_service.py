@@ -52,7 +52,7 @@ def world():
         key: Item.objects.create(external_id=key, title=title, category=category, description=description)
         for key, (title, category, description) in CATALOG.items()
     }
-    people = {name: UserFactory(username=name) for name in PURCHASES}
+    people = {name: UserFactory.create(username=name) for name in PURCHASES}
     when = timezone.now() - timedelta(days=30)
     for name, bought in PURCHASES.items():
         for offset, key in enumerate(bought):
