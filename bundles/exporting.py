@@ -52,10 +52,10 @@ def bundle_export(*, folder: Path | str) -> dict[str, int]:
             counts["users"] += 1
 
     with open(folder / "events.jsonl", "w", encoding="utf-8") as handle:
-        rows = Activity.objects.order_by("created_at", "id").values_list(
+        events = Activity.objects.order_by("created_at", "id").values_list(
             "user__external_id", "user__username", "item__external_id", "kind", "text", "rating", "created_at"
         )
-        for external_id, username, item_id, kind, text, rating, created_at in rows.iterator(CHUNK_SIZE):
+        for external_id, username, item_id, kind, text, rating, created_at in events.iterator(CHUNK_SIZE):
             record = {
                 "user_id": _user_key(external_id, username),
                 "item_id": item_id,

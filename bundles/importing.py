@@ -116,14 +116,12 @@ def bundle_import(
     user_ids: dict[str, int] = {}
     if source.users_file:
         for rows, file_summary in each_batch(source.users_file, source.users(), lambda row: row.user_id):
-            rows: list[UserRow]
             ids, counts = user_bulk_ensure(display_names={row.user_id: row.display_name for row in rows})
             user_ids.update(ids)
             file_summary.add(counts, [])
 
     if source.events_file:
         for rows, file_summary in each_batch(source.events_file, source.events(), None):
-            rows: list[EventRow]
             missing_users = {row.user_id for row in rows} - user_ids.keys()
             if missing_users:
                 ids, _counts = user_bulk_ensure(display_names=dict.fromkeys(sorted(missing_users), ""))

@@ -130,7 +130,7 @@ def _rows(path: Path, parse: Callable[[int, dict[str, Any], bool], Any]) -> Iter
 
 def _rating(record: dict) -> float | None:
     value = record.get("rating")
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise RowError("rating must be a number")

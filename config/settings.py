@@ -176,7 +176,7 @@ CACHES = {
 
 
 def _throttle_rate(name: str, default: str) -> str:
-    rate = env_str(name, default) or default
+    rate = env_str(name, default)
     number, _, period = rate.partition("/")
     if not number.isdigit() or period not in {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}:
         raise ImproperlyConfigured(f"{name} must look like 100/min (per s, min, hour or day), got {rate!r}")

@@ -91,15 +91,18 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         )
     if isinstance(exc, exceptions.APIException):
         headers = {}
-        extra = {}
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait))
-            extra["retry_after"] = int(exc.wait)
+        extra: dict[str, Any] = {}
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)  # Throttled sets it; the stubs do not declare it
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            headers["Retry-After"] = str(int(wait))
+            extra["retry_after"] = int(wait)
         detail = exc.detail
         message = str(detail) if not isinstance(detail, dict | list) else _first_message(flatten_errors(detail))
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else str(exc.default_code)
         return error_response(status_code=exc.status_code, code=code, message=message, headers=headers, **extra)
     if isinstance(exc, SuspiciousOperation):
         return error_response(status_code=400, code="bad_request", message="The request was refused as malformed.")

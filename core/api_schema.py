@@ -22,7 +22,8 @@ ERROR_CODES = {
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Machine-readable: validation_error, not_found, throttled, ...")
     message = serializers.CharField(help_text="For people: what is wrong, with the limit where one applies.")
-    fields = serializers.DictField(
+    # The error body's documented key is "fields"; it shadows Serializer.fields in the schema class only.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Validation errors per field, by dotted path (activities.2.kind).",

@@ -4,6 +4,8 @@ DRF binds DEFAULT_THROTTLE_RATES when its module is imported; reading api_settin
 request lets tests and deployments change rates without re-importing anything.
 """
 
+from typing import Any
+
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
@@ -12,7 +14,8 @@ class _LiveRates:
     scope: str
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
+        return rates.get(self.scope)
 
 
 class AnonymousThrottle(_LiveRates, AnonRateThrottle):

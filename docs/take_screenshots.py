@@ -44,7 +44,7 @@ def main(base_url: str, username: str) -> None:
         context = browser.new_context(base_url=base_url, viewport={"width": 1200, "height": 900})
         host = base_url.split("//", 1)[1].split(":")[0]
         context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "domain": host, "path": "/"}]
+            [{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key or "", "domain": host, "path": "/"}]
         )
         page = context.new_page()
         page.goto("/")

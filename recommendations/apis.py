@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
@@ -21,6 +20,8 @@ from recommendations.retrieval.filters import ItemFilters
 from recommendations.serving.answers import Answer
 from recommendations.serving.feedback import feedback_record
 from recommendations.serving.service import recommend_for_text, recommend_for_user, similar_items
+from users.models import User
+from users.requests import request_user
 
 MAX_K = 100
 # Deep pages cost candidates (each source proposes CANDIDATES_PER_SOURCE + offset + k), and the
@@ -179,11 +180,11 @@ class RecommendationForUserApi(APIView):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        person = request.user
+        person = request_user(request)
         if "user" in data and data["user"] != request.user.id:
             if not request.user.is_staff:
                 raise PermissionDenied("Only staff may ask for another person's recommendations.")
-            person = get_object_or_404(get_user_model(), id=data["user"])
+            person = get_object_or_404(User, id=data["user"])
         answer = recommend_for_user(
             user=person, k=data["k"], offset=data["offset"], filters=FiltersSerializer.filters_of(data)
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -33,6 +34,7 @@ from recommendations.serving import service as recommender
 from recommendations.staff import charts, dashboard
 from users.forms import ItemWordsForm
 from users.models import Activity, ActivityKind, User
+from users.requests import request_user
 from users.services import activity_record
 
 logger = logging.getLogger(__name__)
@@ -99,13 +101,15 @@ def for_you(request: HttpRequest) -> HttpResponse:
     after = request.GET.get("after", "")
     if after.isdigit():
         status = (
-            Activity.objects.filter(pk=int(after), user=request.user).values_list("embedding_status", flat=True).first()
+            Activity.objects.filter(pk=int(after), user=request_user(request))
+            .values_list("embedding_status", flat=True)
+            .first()
         )
         if status == EmbeddingStatus.PENDING:
             return render(request, "recommendations/for_you_pending.html", status=202)
     size = request.GET.get("k", "")
     k = min(int(size), FOR_YOU_MAX) if size.isdigit() and int(size) > 0 else 12
-    answer = recommender.recommend_for_user(user=request.user, k=k)
+    answer = recommender.recommend_for_user(user=request_user(request), k=k)
     return render(request, "recommendations/for_you_results.html", {"answer": answer})
 
 
@@ -257,7 +261,7 @@ def staff_preview(request: HttpRequest) -> HttpResponse:
     """What one person would see on their home page, with reasons and sources (not logged)."""
     wanted = request.GET.get("user", "").strip()[:200]
     person = _find_person(wanted)
-    context = {"wanted": wanted, "person": person, "placements": Placement.choices}
+    context: dict[str, Any] = {"wanted": wanted, "person": person, "placements": Placement.choices}
     if person is not None:
         context["answer"] = recommender.recommend_for_user(user=person, k=PREVIEW_SIZE, log=False)
         context["recent"] = list(

@@ -177,7 +177,7 @@ class ActivityCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = ActivityInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        activities = _record_all(request.user, [serializer.validated_data])
+        activities = _record_all(request_user(request), [serializer.validated_data])
         return Response(_activities_response(activities), status=status.HTTP_201_CREATED)
 
 
@@ -209,7 +209,7 @@ class ActivityBatchCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        activities = _record_all(request.user, serializer.validated_data["activities"])
+        activities = _record_all(request_user(request), serializer.validated_data["activities"])
         return Response(_activities_response(activities), status=status.HTTP_201_CREATED)
 
 
@@ -230,7 +230,9 @@ class ActivityListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        activities = Activity.objects.filter(user=request.user).select_related("item").order_by("-created_at", "-id")
+        activities = (
+            Activity.objects.filter(user=request_user(request)).select_related("item").order_by("-created_at", "-id")
+        )
         if "kind" in filters.validated_data:
             activities = activities.filter(kind=filters.validated_data["kind"])
         paginator = ApiPagination()
@@ -245,7 +247,11 @@ class ActivityDeleteApi(APIView):
 
     @extend_schema(tags=["activities"], responses={204: None})
     def delete(self, request: Request, activity_id: int) -> Response:
-        activity = Activity.objects.filter(user=request.user, id=activity_id).first() if activity_id <= MAX_ID else None
+        activity = (
+            Activity.objects.filter(user=request_user(request), id=activity_id).first()
+            if activity_id <= MAX_ID
+            else None
+        )
         if activity is None:
             raise Http404("No activity of yours with this id.")
         activity_delete(activity=activity)
@@ -278,7 +284,7 @@ class MeExportApi(APIView):
 
     @extend_schema(tags=["me"], responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
-        response = Response(user_data_export(user=request.user))
+        response = Response(user_data_export(user=request_user(request)))
         response["Content-Disposition"] = 'attachment; filename="my-data.json"'
         return response
 
@@ -294,7 +300,7 @@ class MeDeleteApi(APIView):
 
     @extend_schema(tags=["me"], responses={204: None})
     def delete(self, request: Request) -> Response:
-        user = request.user
+        user = request_user(request)
         logout(request._request)
         user_delete(user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -335,5 +341,5 @@ class AuthTokenDeleteApi(APIView):
 
     @extend_schema(tags=["auth"], responses={204: None})
     def delete(self, request: Request) -> Response:
-        Token.objects.filter(user=request.user).delete()
+        Token.objects.filter(user=request_user(request)).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)

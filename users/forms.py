@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
@@ -29,7 +31,7 @@ class ItemWordsForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["text"].max_length = recommender_settings().max_text_length
+        cast(forms.CharField, self.fields["text"]).max_length = recommender_settings().max_text_length
         self.fields["text"].widget.attrs["maxlength"] = recommender_settings().max_text_length
 
     def clean_rating(self) -> float | None:

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from users import services
 from users.forms import AccountDeleteForm, SignUpForm
 from users.models import Activity
+from users.requests import request_user
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class LogoutView(auth_views.LogoutView):
 def activity_list(request: HttpRequest) -> HttpResponse:
     """What the person did and wrote, newest first."""
     activities = (
-        Activity.objects.filter(user=request.user)
+        Activity.objects.filter(user=request_user(request))
         .select_related("item")
         .only("id", "kind", "text", "rating", "created_at", "embedding_status", "item__id", "item__title")
         .order_by("-created_at", "-id")
@@ -73,7 +74,7 @@ def activity_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def data_export(request: HttpRequest) -> HttpResponse:
     """Everything stored about the person, as a JSON file download."""
-    data = services.user_data_export(user=request.user)
+    data = services.user_data_export(user=request_user(request))
     response = HttpResponse(
         json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2),
         content_type="application/json; charset=utf-8",
@@ -87,9 +88,9 @@ def data_export(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def account_delete(request: HttpRequest) -> HttpResponse:
-    form = AccountDeleteForm(request.POST or None, user=request.user)
+    form = AccountDeleteForm(request.POST or None, user=request_user(request))
     if request.method == "POST" and form.is_valid():
-        user = request.user
+        user = request_user(request)
         logout(request)
         services.user_delete(user=user)
         messages.success(request, "Your account and everything stored about you have been deleted.")

@@ -200,7 +200,7 @@ def _build(
             # as it would in production, and the report names what served.
             logger.warning("no re-ranker for this evaluation: %s", error)
 
-    steps = [
+    steps: list[tuple[str, Callable[[], object]]] = [
         ("import", lambda: bundle_import(source=source)),
         ("vectors", embeddings_process_pending),
         ("behaviour_model", behaviour_model_rebuild),

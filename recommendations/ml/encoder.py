@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def choose_runtime(asked: str) -> str:
 class _MeanPooled:
     """The transformer plus mean pooling and L2 normalisation, as one torch module."""
 
-    def __new__(cls, model):
+    def __new__(cls, model) -> Any:  # a torch module: torch is imported here, not at import time
         import torch
 
         class MeanPooled(torch.nn.Module):
@@ -203,7 +204,7 @@ class Encoder:
         self.max_tokens = self._max_tokens(path, transformer)
         pooled = _MeanPooled(transformer)
         self._torch = torch
-        self._session = None
+        self._session: Any = None
         if self.runtime in ("onnx", "mixed"):
             # Exported from the fp32 weights, before the mixed runtime turns them to bf16.
             self._session = _onnx_session(pooled, path, model, cache_dir or Path("var/onnx"), threads)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ import numpy as np
 # 300 trees of 31 leaves reached validation NDCG@20 0.143, below the behaviour source alone
 # (0.156): they learn the earlier people's absolute popularity and ages too well. Smaller,
 # more regularised trees generalise forward in time better (0.164).
-LAMBDARANK_PARAMS = {
+LAMBDARANK_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
     "n_estimators": 200,
     "learning_rate": 0.03,

@@ -26,6 +26,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import JSONField
@@ -125,7 +126,7 @@ def list_store(
     )
     fields = [field for field in PrecomputedList._meta.concrete_fields if not field.primary_key]
     columns = [field.column for field in fields]
-    values = [
+    values: list[Any] = [
         Jsonb(getattr(row, field.attname)) if isinstance(field, JSONField) else getattr(row, field.attname)
         for field in fields
     ]

@@ -138,7 +138,7 @@ def activity_embeddings_refresh(*, activity_ids: Sequence[int]) -> list[int]:
         for activity in Activity.objects.filter(id__in=activity_ids).only(*_STATE_FIELDS, "user_id", "text")
         if activity.text
     ]
-    encoded, _written = _embed(Activity, activities, [activity.text for activity in activities])
+    encoded, _written = _embed(Activity, activities, [activity.text or "" for activity in activities])
     return sorted({activity.user_id for activity in encoded})
 
 
