@@ -14,14 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
-from bundles.reading import BundleSource, UserRow
+from bundles.reading import BundleSource
 from catalog.models import Item
 from catalog.services import item_bulk_upsert
+from core.conf import recommender_settings
 from core.records import Rejection
 from core.summaries import UpsertCounts
-from users.events import EventRow
 from users.services import activity_bulk_import, user_bulk_ensure
 
 logger = logging.getLogger(__name__)

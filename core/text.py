@@ -2,8 +2,7 @@
 
 import hashlib
 
-from django.conf import settings
-
+from core.conf import recommender_settings
 from core.exceptions import ApplicationError
 
 
@@ -34,4 +33,4 @@ def text_hash(text: str) -> str:
 
 def text_max_length() -> int:
     """The longest text a person may send (RECOMMENDER["MAX_TEXT_LENGTH"]), read when asked, never at import."""
-    return settings.RECOMMENDER["MAX_TEXT_LENGTH"]
+    return recommender_settings().max_text_length

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from core.conf import recommender_settings
 
 
 def check_encoder() -> dict[str, Any]:
@@ -13,5 +13,5 @@ def check_encoder() -> dict[str, Any]:
     # top: registering the check in ready() must not import torch.
     from recommendations.ml.encoder import get_encoder
 
-    encoder = get_encoder(settings.RECOMMENDER["SERVING_MODEL"] or settings.RECOMMENDER["ENCODER_MODEL"])
+    encoder = get_encoder(recommender_settings().serving_model)
     return {"ok": True, "model": encoder.name, "runtime": encoder.runtime}

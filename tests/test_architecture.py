@@ -71,7 +71,7 @@ def _module_name(path: Path) -> str:
 def _imports(path: Path) -> list[Import]:
     importer = _module_name(path)
     is_package = path.name == "__init__.py"
-    found = []
+    found: list[Import] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             found.extend(Import(importer, alias.name, node.lineno) for alias in node.names)

@@ -28,6 +28,7 @@ from core.models import EmbeddingStatus
 from core.throttling import AuthTokenThrottle
 from users.activity_rules import activity_problems
 from users.models import RATING_MAX, RATING_MIN, Activity, ActivityKind, User
+from users.requests import request_user
 from users.services import activity_delete, activity_record, user_data_export, user_delete
 
 MAX_BATCH_ACTIVITIES = 100

@@ -26,6 +26,7 @@ import numpy as np
 
 from bundles.reading import BundleSource
 from catalog.item_fields import ItemRow
+from core.conf import recommender_settings, recommender_settings_reset
 from core.records import Rejection
 from recommendations.evaluation.baselines import baseline_rankings
 from recommendations.evaluation.databases import isolated_database
