@@ -26,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
 
 import numpy as np
 from django.db import transaction
@@ -38,7 +37,7 @@ from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
 from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix, ranker_activate
 from recommendations.ranking.features import FEATURES, INDEX, features_compute
 from recommendations.retrieval.behaviour_build import behaviour_model_build
-from recommendations.retrieval.candidates import candidates_gather, serving_model
+from recommendations.retrieval.candidates import candidates_gather
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.person import person_state
 from users.models import BEHAVIOUR_KINDS, Activity
@@ -140,8 +139,8 @@ def _training_rows(
     people: list[_Learner], *, behaviour_model_id: int, progress: Callable[[Iterable, str], Iterable]
 ) -> TrainingData:
     """The serving code's candidates and features of each person as of their cut-off."""
-    model_name = serving_model()
-    size = settings.RECOMMENDER["CANDIDATES_PER_SOURCE"]
+    model_name = recommender_settings().serving_model
+    size = recommender_settings().candidates_per_source
     matrices, labels, groups, relevant, cutoffs = [], [], [], [], []
     for person in progress(people, "ranker training data"):
         state = person_state(user_id=person.user_id, model_name=model_name, as_of=person.cutoff)
@@ -309,7 +308,7 @@ def ranker_train(
         seed=seed,
         progress=progress,
     )
-    training, validation = _temporal_split(data, validation_share=validation_share or config["RANKER_VALIDATION_SHARE"])
+    training, validation = _temporal_split(data, validation_share=validation_share or config.ranker_validation_share)
 
     def ndcg(scores: np.ndarray) -> float:
         return round(ndcg_of_groups(scores, validation.labels, validation.groups, k=k, relevant=validation.relevant), 4)

@@ -111,7 +111,7 @@ def _texts(*, user_id: int, model_name: str, as_of: datetime | None) -> list[tup
 
 def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None) -> PersonState:
     """The person now (as_of None) or as they were just before as_of. Three or four queries."""
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     activities = Activity.objects.filter(_before(as_of), user_id=user_id)
     # All their item activities in one read (a few thousand rows for the heaviest MovieLens
     # person): everything they ever touched is "seen", not only the recent items the behaviour
@@ -121,9 +121,9 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         .order_by("-created_at", "-id")
         .values_list("item_id", "kind", "rating", "created_at")
     )
-    excluded_kinds = set(config["EXCLUDE_SEEN_KINDS"])
+    excluded_kinds = set(config.exclude_seen_kinds)
     seen = {row[0] for row in every if row[1] in excluded_kinds}
-    rows = every[: config["HISTORY_ITEMS"]]
+    rows = every[: config.history_items]
     history, evidence = _history(rows)
     return PersonState(
         user_id=user_id,

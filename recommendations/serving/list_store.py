@@ -86,7 +86,7 @@ def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> Pre
         ranker_id=row.ranker_id,
         settings_digest=row.settings_digest,
     )
-    max_age = timedelta(seconds=settings.RECOMMENDER["PRECOMPUTED_MAX_AGE"])
+    max_age = timedelta(seconds=recommender_settings().precomputed_max_age)
     if kept != signature or row.computed_at < timezone.now() - max_age:
         return None
     return row

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import Item
@@ -33,7 +32,7 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
     signature = signature or list_store.list_signature(user_id=user_id)
     model_name = recommender_settings().serving_model
     state = person_state(user_id=user_id, model_name=model_name)
-    filters = ItemFilters().excluding(state.seen) if config["EXCLUDE_SEEN"] else ItemFilters()
+    filters = ItemFilters().excluding(state.seen) if config.exclude_seen else ItemFilters()
     ranked = ranked_for_user(
         state=state,
         filters=filters,
@@ -47,7 +46,7 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
         # version's, and says so (its answers log the ranker that really scored them).
         signature = replace(signature, ranker_id=ranked.scoring.ranker_id)
     ordered = ranked.candidates
-    kept = ordered[: config["PRECOMPUTED_SIZE"]]
+    kept = ordered[: config.precomputed_size]
     items = Item.objects.in_bulk([candidate.item_id for candidate in kept])
     kept = [candidate for candidate in kept if candidate.item_id in items]
     reasons = reasons_for_user(state, kept, items, model_name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from catalog.models import Item, Placement

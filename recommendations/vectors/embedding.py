@@ -153,13 +153,13 @@ def embedding_mark_failed(*, model, ids: Sequence[int], error: str) -> int:
 
 def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | None = None) -> list[Interest]:
     """The person's interest vectors from their recent activities (before as_of, if given)."""
-    config = settings.RECOMMENDER
+    config = recommender_settings()
     before = Activity.objects.filter(user_id=user_id)
     if as_of is not None:
         before = before.filter(created_at__lt=as_of)
     activities = list(
         before.order_by("-created_at", "-id").values("id", "kind", "rating", "created_at", "item_id")[
-            : config["INTEREST_HISTORY"]
+            : config.interest_history
         ]
     )
     text_vectors = dict(

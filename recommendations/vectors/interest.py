@@ -85,7 +85,7 @@ def _spherical_kmeans(vectors: np.ndarray, weights: np.ndarray, k: int, iteratio
     labels = np.zeros(len(vectors), dtype=int)
     for _ in range(iterations):
         labels = np.argmax(vectors @ centres.T, axis=1)
-        moved = []
+        updated = []
         for cluster in range(k):
             members = labels == cluster
             centre = _normalise((vectors[members] * weights[members, None]).sum(axis=0)) if members.any() else None

@@ -1,5 +1,7 @@
 """The trained re-ranker: training data as of each person's past, versions, activation, serving."""
 
+from typing import cast
+
 import numpy as np
 import pytest
 from django.utils import timezone
@@ -171,7 +173,7 @@ def test_the_log_names_the_ranker_that_answered_live_and_from_a_kept_list(world)
 
     def logged_ranker_id(**options) -> int | None:
         answer = recommend_for_user(user=person, k=5, **options)
-        return Recommendation.objects.get(id=answer.recommendation_id).ranker_id
+        return Recommendation.objects.get(id=cast(str, answer.recommendation_id)).ranker_id
 
     assert logged_ranker_id(precomputed_list=False) is None  # the blend: no trained ranker answered
     ranker = ranker_activate(ranker=_behaviour_only_ranker(version=7))
