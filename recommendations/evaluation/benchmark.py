@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Avg
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Item
+from core.conf import recommender_settings
 from recommendations.evaluation.benchmark_data import SyntheticWorld
 from recommendations.ml.encoder import get_encoder
 from recommendations.models import PrecomputedList
@@ -259,7 +259,7 @@ def _semantic_recall(
     """The semantic selector alone, HNSW against an exact scan, with the service's own
     arguments: every interest vector, the seen items excluded, the service's breadth. Its
     latencies go into results; the recall figures per filter are returned."""
-    size = settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + PAGE
+    size = recommender_settings().candidates_per_source + PAGE
     recall: dict[str, dict] = {}
     compared = requests.asked[: recall_requests or len(requests.asked)]
     for label, with_category in (("no filter", False), ("one category (~2% of items)", True)):
@@ -364,7 +364,7 @@ def query_profile(run: Callable, calls: list) -> dict:
 def _explain(query: str) -> list[str]:
     """EXPLAIN ANALYZE with the settings the semantic selector uses inside its transaction
     (every personal request excludes the person's items, so the iterative scan is on)."""
-    ef_search = max(settings.RECOMMENDER["HNSW_EF_SEARCH"], settings.RECOMMENDER["CANDIDATES_PER_SOURCE"] + 20)
+    ef_search = max(recommender_settings().hnsw_ef_search, recommender_settings().candidates_per_source + 20)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")

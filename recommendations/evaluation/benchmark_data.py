@@ -141,7 +141,7 @@ def synthetic_world_build(
 def _hnsw_index_build(*, index_name: str, model_name: str, maintenance_work_mem: str, step: Step) -> dict:
     """The service's own index builder, with this session's memory for the graph; its size."""
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {ItemVector._meta.db_table}")  # noqa: S608 - our own table name
+        cursor.execute(f"ANALYZE {ItemVector._meta.db_table}")
         cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)", [maintenance_work_mem])
     vector_indexes_forget()
     step("hnsw_index_build", lambda: vector_indexes_ensure(model_name=model_name, dimensions=DIMENSIONS))
@@ -204,7 +204,7 @@ def synthetic_vectors_copy(*, catalog: SyntheticCatalog, item_ids: list[int], mo
     table = ItemVector._meta.db_table
     columns = "item_id, model_name, dimensions, embedding, text_hash, created_at"
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608 - our table
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for start in range(0, len(item_ids), COPY_CHUNK):
                 buffer = io.StringIO()
                 for index in range(start, min(start + COPY_CHUNK, len(item_ids))):

@@ -26,7 +26,7 @@ import numpy as np
 
 from bundles.reading import BundleSource
 from catalog.item_fields import ItemRow
-from core.conf import recommender_settings, recommender_settings_reset
+from core.conf import recommender_settings
 from core.records import Rejection
 from recommendations.evaluation.baselines import baseline_rankings
 from recommendations.evaluation.databases import isolated_database
@@ -351,13 +351,12 @@ def _p1_variants(setup: Setup, options: Options) -> list[Variant]:
 
 
 def _p1_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
-    from django.conf import settings
 
     rankings = baseline_rankings(
         setup.split,
         [row.external_id for row in setup.items],
         k=options.k,
-        ease_regularisation=settings.RECOMMENDER["EASE_REGULARISATION"],
+        ease_regularisation=recommender_settings().ease_regularisation,
     )
     return {f"baseline: {name}": ranked for name, ranked in rankings.items()}
 
@@ -475,7 +474,6 @@ def _p3_prepare(source: BundleSource, options: Options) -> Setup:
 
 
 def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
-    from django.conf import settings
 
     from catalog.models import Item
     from recommendations.serving.service import recommend_for_text
@@ -489,7 +487,7 @@ def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
 
         return Variant(name, ask)
 
-    served_weight = settings.RECOMMENDER["TEXT_POPULARITY"]
+    served_weight = recommender_settings().text_popularity
     return [
         # None: the weight the service reads from its settings, as the API asks.
         variant(f"text + {served_weight} x log popularity (served)", None),

@@ -194,8 +194,8 @@ def recommend_for_text(
     for candidate in candidates.values():
         candidate.score = (
             candidate.semantic
-            + (config["TEXT_POPULARITY"] if popularity_weight is None else popularity_weight) * candidate.popularity
-            + config["BLEND_SEMANTIC"] * personal.get(candidate.item_id, 0.0)
+            + (config.text_popularity if popularity_weight is None else popularity_weight) * candidate.popularity
+            + config.blend_semantic * personal.get(candidate.item_id, 0.0)
         )
     page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])

@@ -27,6 +27,7 @@ from django.test.utils import override_settings
 from psycopg import sql
 
 from core.command_support import git_commit
+from core.conf import recommender_settings
 from recommendations.evaluation.benchmark import benchmark_measure
 from recommendations.evaluation.benchmark_data import (
     CATEGORIES,
@@ -105,7 +106,7 @@ class Command(BaseCommand):
         reuse_database = options["reuse_database"]
         if items < 2 * CATEGORIES or people < 1 or requests < 1:
             raise CommandError(f"need --items >= {2 * CATEGORIES}, --people >= 1 and --requests >= 1")
-        model_name = settings.RECOMMENDER["SERVING_MODEL"] or settings.RECOMMENDER["ENCODER_MODEL"]
+        model_name = recommender_settings().serving_model
         if model_dimensions(model_name) != DIMENSIONS:
             raise CommandError(f"the serving model {model_name} does not make {DIMENSIONS}-dimension vectors")
         live = settings.DATABASES["default"]["NAME"]

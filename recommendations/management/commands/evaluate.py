@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from bundles.movielens import movielens_open
 from bundles.reading import BundleError, bundle_open
 from core.command_support import git_commit, people_progress
+from core.conf import recommender_settings
 from recommendations.evaluation.protocols import PROTOCOLS, Options, protocol_run
 from recommendations.evaluation.report import evaluation_run_save, report_charts, report_markdown
 from recommendations.evaluation.split import EvaluationError
@@ -44,12 +45,12 @@ class Command(BaseCommand):
         database = database or f"{settings.DATABASES['default']['NAME']}_eval"
         commit = git_commit()  # the code that runs, read before the run (minutes long)
         # P2 and P3 read only k from the options (their split is fixed by the protocol).
-        options = Options(
+        run_options = Options(
             k=k, test_fraction=test_fraction, test_last=test_last, include_seen=include_seen, with_blend=with_blend
         )
         try:
             report = protocol_run(
-                PROTOCOLS[protocol], source=source, database=database, options=options, progress=people_progress
+                PROTOCOLS[protocol], source=source, database=database, options=run_options, progress=people_progress
             )
         except EvaluationError as error:
             raise CommandError(str(error)) from error
