@@ -181,7 +181,7 @@ def item_words(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             activity = activity_record(
-                user=request.user,
+                user=request_user(request),
                 kind=form.cleaned_data["kind"],
                 item=item,
                 text=form.cleaned_data["text"],

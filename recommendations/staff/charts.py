@@ -7,7 +7,7 @@ figures in a table beside it, so the numbers are never only in the picture. Labe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from django.utils.html import format_html, format_html_join
@@ -89,7 +89,7 @@ def stacked_bars(*, title: str, rows: Sequence[tuple[str, Sequence[Segment]]], w
 
 
 def line_chart(
-    *, title: str, x_labels: Sequence[str], series: dict[str, Sequence[float | None]], width: int = 560
+    *, title: str, x_labels: Sequence[str], series: Mapping[str, Sequence[float | None]], width: int = 560
 ) -> SafeString:
     """Lines over ordered x values (e.g. a metric per ranker version); None leaves a gap."""
     height, left, right, top, bottom = 240, 48, 16, 30, 30
@@ -101,69 +101,104 @@ def line_chart(
             height=60,
             body=[format_html('<text x="0" y="30" fill="{}" font-size="13">No data yet.</text>', TEXT)],
         )
-    low, high = min(0.0, min(values)), max(values) or 1.0
-    plot_width, plot_height = width - left - right, height - top - bottom
-    step = plot_width / max(len(x_labels) - 1, 1)
+    plot = _Plot(
+        left=left,
+        top=top,
+        plot_height=height - top - bottom,
+        step=(width - left - right) / max(len(x_labels) - 1, 1),
+        low=min(0.0, min(values)),
+        high=max(values) or 1.0,
+    )
+    legend = {name: PALETTE[number % len(PALETTE)] for number, name in enumerate(series)}
+    parts = [
+        _legend(legend),
+        *_line_grid(plot, right_edge=width - right),
+        *_line_x_labels(plot, x_labels, baseline=height - 10),
+    ]
+    for name, points in series.items():
+        parts.extend(_line_series(plot, name, points, legend[name]))
+    return _svg(title=title, width=width, height=height, body=parts)
 
-    def point(index: int, value: float) -> tuple[float, float]:
-        return left + index * step, top + plot_height - (value - low) / (high - low or 1.0) * plot_height
 
-    parts: list[SafeString] = []
+@dataclass(frozen=True)
+class _Plot:
+    """The drawing area of a line chart and its value range."""
+
+    left: int
+    top: int
+    plot_height: int
+    step: float  # pixels between two x values
+    low: float
+    high: float
+
+    def point(self, index: int, value: float) -> tuple[float, float]:
+        """Where the value at the index-th x lies, in pixels."""
+        span = self.high - self.low or 1.0
+        return self.left + index * self.step, self.top + self.plot_height - (value - self.low) / span * self.plot_height
+
+
+def _line_grid(plot: _Plot, *, right_edge: int) -> list[SafeString]:
+    """Horizontal lines at the bottom, middle and top of the value range, labelled on the left."""
+    parts = []
     for fraction in (0.0, 0.5, 1.0):
-        tick = low + (high - low) * fraction
-        _x, y = point(0, tick)
+        tick = plot.low + (plot.high - plot.low) * fraction
+        _x, y = plot.point(0, tick)
         parts.append(
             format_html(
                 '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}"/>'
                 '<text x="{}" y="{}" fill="{}" font-size="11" text-anchor="end">{}</text>',
-                left,
-                width - right,
+                plot.left,
+                right_edge,
                 round(y, 1),
                 round(y, 1),
                 GRID,
-                left - 4,
+                plot.left - 4,
                 round(y + 4, 1),
                 TEXT,
                 _number(tick),
             )
         )
-    for index, label in enumerate(x_labels):
-        x, _y = point(index, low)
+    return parts
+
+
+def _line_x_labels(plot: _Plot, x_labels: Sequence[str], *, baseline: int) -> list[SafeString]:
+    return [
+        format_html(
+            '<text x="{}" y="{}" fill="{}" font-size="11" text-anchor="middle">{}</text>',
+            round(plot.point(index, plot.low)[0], 1),
+            baseline,
+            TEXT,
+            label,
+        )
+        for index, label in enumerate(x_labels)
+    ]
+
+
+def _line_series(plot: _Plot, name: str, points: Sequence[float | None], colour: str) -> list[SafeString]:
+    """One series: a line through its values (when there are two or more) and a dot at each."""
+    known = [(index, value) for index, value in enumerate(points) if value is not None]
+    coordinates = [plot.point(index, value) for index, value in known]
+    parts = []
+    if len(coordinates) > 1:
         parts.append(
             format_html(
-                '<text x="{}" y="{}" fill="{}" font-size="11" text-anchor="middle">{}</text>',
-                round(x, 1),
-                height - 10,
-                TEXT,
-                label,
+                '<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>',
+                " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates),
+                colour,
             )
         )
-    legend = {}
-    for number, (name, points) in enumerate(series.items()):
-        colour = PALETTE[number % len(PALETTE)]
-        legend[name] = colour
-        coordinates = [point(index, value) for index, value in enumerate(points) if value is not None]
-        if len(coordinates) > 1:
-            parts.append(
-                format_html(
-                    '<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>',
-                    " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates),
-                    colour,
-                )
+    for (x, y), (_index, value) in zip(coordinates, known, strict=True):
+        parts.append(
+            format_html(
+                '<circle cx="{}" cy="{}" r="4" fill="{}"><title>{}: {}</title></circle>',
+                round(x, 1),
+                round(y, 1),
+                colour,
+                name,
+                _number(value),
             )
-        for (x, y), value in zip(coordinates, [value for value in points if value is not None], strict=True):
-            parts.append(
-                format_html(
-                    '<circle cx="{}" cy="{}" r="4" fill="{}"><title>{}: {}</title></circle>',
-                    round(x, 1),
-                    round(y, 1),
-                    colour,
-                    name,
-                    _number(value),
-                )
-            )
-    parts.insert(0, _legend(legend))
-    return _svg(title=title, width=width, height=height, body=parts)
+        )
+    return parts
 
 
 def _legend(entries: dict[str, str]) -> SafeString:
