@@ -28,26 +28,28 @@ def user_bulk_ensure(*, display_names: Mapping[str, str]) -> tuple[dict[str, int
     """
     counts = UpsertCounts()
     with transaction.atomic():
-        existing = {
+        existing: dict[str, User] = {
             user.external_id: user
             for user in User.objects.select_for_update().filter(external_id__in=list(display_names))
+            # Always true: the filter matched the id against the names asked for.
+            if user.external_id is not None
         }
-        to_create = []
+        to_create: dict[str, User] = {}
         for external_id, display_name in display_names.items():
             user = existing.get(external_id)
             if user is None:
                 user = User(username=external_id, external_id=external_id, display_name=display_name)
                 user.set_unusable_password()
-                to_create.append(user)
+                to_create[external_id] = user
             elif display_name and user.display_name != display_name:
                 user.display_name = display_name
                 user.save(update_fields=["display_name"])
                 counts.updated += 1
             else:
                 counts.skipped += 1
-        User.objects.bulk_create(to_create)
+        User.objects.bulk_create(to_create.values())
         counts.created = len(to_create)
-        existing.update({user.external_id: user for user in to_create})
+        existing.update(to_create)
     return {external_id: user.pk for external_id, user in existing.items()}, counts
 
 
@@ -153,113 +155,151 @@ def user_data_export(*, user: User) -> dict:
     Profile, every activity with its text, the interest vectors built from them, their
     precomputed recommendation lists, every recommendation shown to them with its items, their
     feedback and their API tokens (never the secret itself). Activity vectors are summarised per
-    model: they are the texts above, encoded.
+    model: they are the texts above, encoded. The four recommender parts are read by the
+    `_export_*` helpers below through the one named upward edge (tests/test_architecture.py
+    ALLOWED_UPWARD): the right of access covers what the recommender stored about the person.
     """
-    from rest_framework.authtoken.models import Token
+    return {
+        "format": "recommender-user-export/1",
+        "exported_at": timezone.now().isoformat(),
+        "profile": _export_profile(user),
+        "activities": _export_activities(user),
+        "activity_vectors": _export_activity_vectors(user),
+        "interests": _export_interests(user),
+        "precomputed_lists": _export_precomputed_lists(user),
+        "recommendations": _export_recommendations(user),
+        "feedback": _export_feedback(user),
+        "api_tokens": _export_api_tokens(user),
+    }
 
-    # A named upward edge (tests/test_architecture.py ALLOWED_UPWARD): the right of access covers
-    # what the recommender stored about the person, so the export reads its models, here only.
-    from recommendations.models import Feedback, PrecomputedList, Recommendation, UserInterest
 
+def _export_profile(user: User) -> dict:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "external_id": user.external_id,
+        "display_name": user.display_name,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "is_staff": user.is_staff,
+        "date_joined": _when(user.date_joined),
+        "last_login": _when(user.last_login),
+    }
+
+
+def _export_activities(user: User) -> list[dict]:
     activities = Activity.objects.filter(user=user).select_related("item").order_by("created_at", "id")
+    return [
+        {
+            "id": activity.id,
+            "kind": activity.kind,
+            "item": _item_ref(activity.item),
+            "text": activity.text,
+            "rating": activity.rating,
+            "created_at": _when(activity.created_at),
+            "embedding_status": activity.embedding_status,
+        }
+        for activity in activities
+    ]
+
+
+def _export_activity_vectors(user: User) -> list[dict]:
+    per_model = (
+        ActivityVector.objects.filter(activity__user=user)
+        .values("model_name")
+        .annotate(count=Count("id"))
+        .order_by("model_name")
+    )
+    return [{"model_name": row["model_name"], "count": row["count"]} for row in per_model]
+
+
+def _export_interests(user: User) -> list[dict]:
+    from recommendations.models import UserInterest  # the named upward edge: see user_data_export
+
+    return [
+        {
+            "cluster": interest.cluster,
+            "embedding_model": interest.embedding_model,
+            "n_events": interest.n_events,
+            "weight": interest.weight,
+            "updated_at": _when(interest.updated_at),
+            "vector": [float(value) for value in interest.embedding],
+        }
+        for interest in UserInterest.objects.filter(user=user).order_by("embedding_model", "cluster")
+    ]
+
+
+def _export_precomputed_lists(user: User) -> list[dict]:
+    from recommendations.models import PrecomputedList  # the named upward edge: see user_data_export
+
+    return [
+        {
+            "model_name": kept.model_name,
+            "computed_at": _when(kept.computed_at),
+            "ranker": kept.ranker,
+            "items": [
+                {"item_id": item_id, "score": score, "reason": reason}
+                for item_id, score, reason in zip(kept.item_ids, kept.scores, kept.reasons, strict=True)
+            ],
+        }
+        for kept in PrecomputedList.objects.filter(user=user).order_by("model_name")
+    ]
+
+
+def _export_recommendations(user: User) -> list[dict]:
+    from recommendations.models import Recommendation  # the named upward edge: see user_data_export
+
     recommendations = (
         Recommendation.objects.filter(user=user)
         .select_related("anchor_item")
         .prefetch_related("items__item")
         .order_by("created_at", "id")
     )
+    return [
+        {
+            "id": str(recommendation.id),
+            "context": recommendation.context,
+            "query_text": recommendation.query_text,
+            "anchor_item": _item_ref(recommendation.anchor_item),
+            "created_at": _when(recommendation.created_at),
+            "items": [
+                {
+                    "position": shown.position,
+                    "item": _item_ref(shown.item),
+                    "score": shown.score,
+                    "sources": shown.sources,
+                    "reason": shown.reason,
+                    "impressed_at": _when(shown.impressed_at),
+                    "clicked_at": _when(shown.clicked_at),
+                    "dismissed_at": _when(shown.dismissed_at),
+                }
+                for shown in recommendation.items.all()
+            ],
+        }
+        for recommendation in recommendations
+    ]
+
+
+def _export_feedback(user: User) -> list[dict]:
+    from recommendations.models import Feedback  # the named upward edge: see user_data_export
+
     feedback = Feedback.objects.filter(user=user).select_related("item").order_by("created_at", "id")
-    activity_vectors = (
-        ActivityVector.objects.filter(activity__user=user)
-        .values("model_name")
-        .annotate(count=Count("id"))
-        .order_by("model_name")
-    )
-    return {
-        "format": "recommender-user-export/1",
-        "exported_at": timezone.now().isoformat(),
-        "profile": {
-            "id": user.id,
-            "username": user.username,
-            "external_id": user.external_id,
-            "display_name": user.display_name,
-            "first_name": user.first_name,
-            "last_name": user.last_name,
-            "email": user.email,
-            "is_staff": user.is_staff,
-            "date_joined": _when(user.date_joined),
-            "last_login": _when(user.last_login),
-        },
-        "activities": [
-            {
-                "id": activity.id,
-                "kind": activity.kind,
-                "item": _item_ref(activity.item),
-                "text": activity.text,
-                "rating": activity.rating,
-                "created_at": _when(activity.created_at),
-                "embedding_status": activity.embedding_status,
-            }
-            for activity in activities
-        ],
-        "activity_vectors": [{"model_name": row["model_name"], "count": row["count"]} for row in activity_vectors],
-        "interests": [
-            {
-                "cluster": interest.cluster,
-                "embedding_model": interest.embedding_model,
-                "n_events": interest.n_events,
-                "weight": interest.weight,
-                "updated_at": _when(interest.updated_at),
-                "vector": [float(value) for value in interest.embedding],
-            }
-            for interest in UserInterest.objects.filter(user=user).order_by("embedding_model", "cluster")
-        ],
-        "precomputed_lists": [
-            {
-                "model_name": kept.model_name,
-                "computed_at": _when(kept.computed_at),
-                "ranker": kept.ranker,
-                "items": [
-                    {"item_id": item_id, "score": score, "reason": reason}
-                    for item_id, score, reason in zip(kept.item_ids, kept.scores, kept.reasons, strict=True)
-                ],
-            }
-            for kept in PrecomputedList.objects.filter(user=user).order_by("model_name")
-        ],
-        "recommendations": [
-            {
-                "id": str(recommendation.id),
-                "context": recommendation.context,
-                "query_text": recommendation.query_text,
-                "anchor_item": _item_ref(recommendation.anchor_item),
-                "created_at": _when(recommendation.created_at),
-                "items": [
-                    {
-                        "position": shown.position,
-                        "item": _item_ref(shown.item),
-                        "score": shown.score,
-                        "sources": shown.sources,
-                        "reason": shown.reason,
-                        "impressed_at": _when(shown.impressed_at),
-                        "clicked_at": _when(shown.clicked_at),
-                        "dismissed_at": _when(shown.dismissed_at),
-                    }
-                    for shown in recommendation.items.all()
-                ],
-            }
-            for recommendation in recommendations
-        ],
-        "feedback": [
-            {
-                "recommendation_id": str(row.recommendation_id),
-                "item": _item_ref(row.item),
-                "kind": row.kind,
-                "created_at": _when(row.created_at),
-            }
-            for row in feedback
-        ],
-        "api_tokens": [{"created": _when(token.created)} for token in Token.objects.filter(user=user)],
-    }
+    return [
+        {
+            "recommendation_id": str(row.recommendation_id),
+            "item": _item_ref(row.item),
+            "kind": row.kind,
+            "created_at": _when(row.created_at),
+        }
+        for row in feedback
+    ]
+
+
+def _export_api_tokens(user: User) -> list[dict]:
+    from rest_framework.authtoken.models import Token
+
+    return [{"created": _when(token.created)} for token in Token.objects.filter(user=user)]
 
 
 def _user_session_keys(user_id: int) -> list[str]:
