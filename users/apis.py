@@ -68,7 +68,7 @@ class ActivityInputSerializer(serializers.Serializer):
 class UnknownItemsError(Exception):
     """Records naming items that do not exist: {record index: {field: [message]}}."""
 
-    def __init__(self, errors: dict[int, dict]) -> None:
+    def __init__(self, errors: dict[int, dict[str, list[str]]]) -> None:
         self.errors = errors
 
 
@@ -78,7 +78,8 @@ def _resolve_items(records: list[dict]) -> list[Item | None]:
     by_external = Item.objects.in_bulk(
         {record["item_external_id"] for record in records if "item_external_id" in record}, field_name="external_id"
     )
-    items, errors = [], {}
+    items: list[Item | None] = []
+    errors: dict[int, dict[str, list[str]]] = {}
     for index, record in enumerate(records):
         if "item" in record:
             item = by_id.get(record["item"])
@@ -146,7 +147,11 @@ def _record_all(user: User, records: list[dict]) -> list[Activity]:
     try:
         items = _resolve_items(records)
     except UnknownItemsError as missing:
-        raise ValidationError({"activities": missing.errors} if len(records) > 1 else missing.errors[0]) from None
+        if len(records) == 1:
+            raise ValidationError(missing.errors[0]) from None
+        # Error details are keyed by text; the handler writes `activities.<index>.<field>` either way.
+        by_index = {str(index): fields for index, fields in missing.errors.items()}
+        raise ValidationError({"activities": by_index}) from None
     with transaction.atomic():
         return [
             activity_record(
@@ -188,7 +193,10 @@ class ActivityBatchCreateApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):
-        activities = ActivityInputSerializer(many=True, min_length=1, max_length=MAX_BATCH_ACTIVITIES)
+        # What many=True builds, spelled out: the stubs do not know the list's length arguments there.
+        activities: serializers.ListSerializer[list[dict]] = serializers.ListSerializer(
+            child=ActivityInputSerializer(), min_length=1, max_length=MAX_BATCH_ACTIVITIES
+        )
 
     @extend_schema(
         tags=["activities"],
