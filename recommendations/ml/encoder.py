@@ -17,11 +17,14 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.conf import recommender_settings
+
+if TYPE_CHECKING:
+    import torch  # annotations only: torch itself is imported when a model loads
 
 logger = logging.getLogger(__name__)
 
@@ -112,24 +115,22 @@ def choose_runtime(asked: str) -> str:
     return asked
 
 
-class _MeanPooled:
-    """The transformer plus mean pooling and L2 normalisation, as one torch module."""
+def _mean_pooled(model: Any) -> torch.nn.Module:
+    """The transformer plus mean pooling and L2 normalisation, as one torch module (eval mode)."""
+    import torch  # here, not at import time
 
-    def __new__(cls, model) -> Any:  # a torch module: torch is imported here, not at import time
-        import torch
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
 
-        class MeanPooled(torch.nn.Module):
-            def __init__(self, model) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, input_ids, attention_mask):
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
 
-            def forward(self, input_ids, attention_mask):
-                hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-
-        return MeanPooled(model).eval()
+    return MeanPooled(model).eval()
 
 
 def _onnx_session(pooled_model, model_path: Path | str, model_name: str, cache_dir: Path, threads: int | None):
@@ -202,7 +203,7 @@ class Encoder:
         transformer = AutoModel.from_pretrained(str(path), attn_implementation="eager")
         self.dimensions = int(transformer.config.hidden_size)
         self.max_tokens = self._max_tokens(path, transformer)
-        pooled = _MeanPooled(transformer)
+        pooled = _mean_pooled(transformer)
         self._torch = torch
         self._session: Any = None
         if self.runtime in ("onnx", "mixed"):

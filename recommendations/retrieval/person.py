@@ -106,6 +106,8 @@ def _texts(*, user_id: int, model_name: str, as_of: datetime | None) -> list[tup
         .order_by("-activity__created_at")
         .annotate(raw=VectorBytes("embedding"))
         .values_list("activity__text", "raw")[:TEXTS_READ]
+        # Vectors are written for activities with text only (activity_embeddings_refresh): drops nothing.
+        if text is not None
     ]
 
 

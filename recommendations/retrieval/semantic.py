@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from django.db import connection, transaction
@@ -20,6 +21,13 @@ from core.conf import recommender_settings
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import model_dimensions
 from recommendations.retrieval.filters import ItemFilters, id_array
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _Distance(TypedDict):
+    distance: float
 
 
 def cosine_distance_to(vector: Sequence[float] | np.ndarray, *, field: str = "embedding") -> CosineDistance:
@@ -74,7 +82,7 @@ def item_vectors_nearest(
     active_only: bool = True,
     where: Q | None = None,
     exact: bool = False,
-) -> QuerySet[ItemVector]:
+) -> QuerySet[WithAnnotations[ItemVector, _Distance]]:
     """Item vectors of one model nearest to vector, nearest first: through the model's HNSW index
     (approximate), or with exact=True by a scan that cannot use it (uncast expression)."""
     expected = model_dimensions_cached(model_name)

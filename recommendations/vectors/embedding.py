@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from catalog.models import Item, ItemVector
 from core.conf import recommender_settings
-from core.models import EmbeddingStatus
+from core.models import EmbeddingStatus, TextVector
 from core.text import text_hash
 from core.vector_indexes import vector_indexes_ensure
 from core.vector_wire import VectorBytes, vector_from_bytes
@@ -30,7 +30,10 @@ from recommendations.vectors.interest import Evidence, Interest, interests_build
 from users.models import Activity, ActivityVector, User
 
 # Where each embedded model keeps its vectors, and the name of the key to its row.
-VECTOR_MODELS = {Item: (ItemVector, "item_id"), Activity: (ActivityVector, "activity_id")}
+VECTOR_MODELS: dict[type[Item] | type[Activity], tuple[type[TextVector], str]] = {
+    Item: (ItemVector, "item_id"),
+    Activity: (ActivityVector, "activity_id"),
+}
 
 # Errors worth retrying the whole task for: the database went away, it will come back.
 DATABASE_OUTAGES = (OperationalError, InterfaceError)
@@ -74,7 +77,8 @@ def _write_vectors(model, rows: list[tuple[int, str, str]], vectors: np.ndarray,
             [model_name, now, EmbeddingStatus.OK, *parameters],
         )
         written = cursor.fetchall()
-        vector_model.objects.bulk_create(
+        # _default_manager: Django's way to reach the manager of a model known only by its base class.
+        vector_model._default_manager.bulk_create(
             [
                 vector_model(
                     **{foreign_key: row_id},
