@@ -45,19 +45,19 @@ def bundle_export(*, folder: Path | str) -> dict[str, int]:
     with open(folder / "users.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["user_id", "display_name"])
-        for external_id, username, display_name in (
+        for user_external_id, username, display_name in (
             User.objects.order_by("id").values_list("external_id", "username", "display_name").iterator(CHUNK_SIZE)
         ):
-            writer.writerow([_user_key(external_id, username), display_name])
+            writer.writerow([_user_key(user_external_id, username), display_name])
             counts["users"] += 1
 
     with open(folder / "events.jsonl", "w", encoding="utf-8") as handle:
         events = Activity.objects.order_by("created_at", "id").values_list(
             "user__external_id", "user__username", "item__external_id", "kind", "text", "rating", "created_at"
         )
-        for external_id, username, item_id, kind, text, rating, created_at in events.iterator(CHUNK_SIZE):
+        for user_external_id, username, item_id, kind, text, rating, created_at in events.iterator(CHUNK_SIZE):
             record = {
-                "user_id": _user_key(external_id, username),
+                "user_id": _user_key(user_external_id, username),
                 "item_id": item_id,
                 "kind": kind,
                 "text": text,

@@ -12,13 +12,14 @@ def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regular
     """Popularity and EASE (all weights) on the train split, in numpy: the protocol check."""
     from recommendations.retrieval.behaviour_model import ease_weights, interaction_matrix
 
-    interactions = [row for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
-    users = sorted({row.user_id for row in interactions})
+    # (user id, item id) of each train interaction: the condition also proves the item id is there.
+    interactions = [(row.user_id, row.item_id) for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
+    users = sorted({user_id for user_id, _ in interactions})
     user_index = {user_id: index for index, user_id in enumerate(users)}
     item_index = {item_id: index for index, item_id in enumerate(item_ids)}
     matrix = interaction_matrix(
-        np.array([user_index[row.user_id] for row in interactions]),
-        np.array([item_index[row.item_id] for row in interactions]),
+        np.array([user_index[user_id] for user_id, _ in interactions]),
+        np.array([item_index[item_id] for _, item_id in interactions]),
         len(users),
         len(item_ids),
     )

@@ -498,7 +498,9 @@ def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
 def _p3_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
     users_per_item: dict[str, set[str]] = defaultdict(set)
     for row in setup.imported:
-        users_per_item[row.item_id].add(row.user_id)
+        # P3 imports interactions only, each naming an item: the check drops nothing.
+        if row.item_id is not None:
+            users_per_item[row.item_id].add(row.user_id)
     popular = sorted(
         (row.external_id for row in setup.items), key=lambda item_id: (-len(users_per_item.get(item_id, ())), item_id)
     )

@@ -68,7 +68,8 @@ def split_per_user(
             continue
         head, tail = rows[: len(rows) - n_test], rows[len(rows) - n_test :]
         train.extend(head)
-        test[user_id] = {row.item_id for row in tail}
+        # Every interaction names an item (grouped only when it does): the check drops nothing.
+        test[user_id] = {row.item_id for row in tail if row.item_id is not None}
         cutoffs[user_id] = head[-1].timestamp + timedelta(microseconds=1)
         split_point = event_sort_key(tail[0])
         train.extend(row for row in texts.get(user_id, []) if event_sort_key(row) < split_point)

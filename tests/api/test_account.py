@@ -27,12 +27,11 @@ def _person_with_everything(client) -> tuple[User, str]:
     activity_record(user=person, kind="review", item=items[0], text=SECRET_TEXT)
     activity_record(user=person, kind="purchase", item=items[1])
     activity_record(user=other, kind="purchase", item=items[1])
-    answer = recommend_for_user(user=person, k=5)
+    recommend_for_user(user=person, k=5)
     recommend_for_text(text=QUERY_TEXT, user=person, k=5)
-    shown = Recommendation.objects.get(id=answer.recommendation_id).items.first()
-    Feedback.objects.create(
-        recommendation_id=answer.recommendation_id, item=shown.item, user=person, kind=FeedbackKind.CLICK
-    )
+    recommendation = Recommendation.objects.get(user=person, context="user")
+    shown = recommendation.items.all()[0]
+    Feedback.objects.create(recommendation=recommendation, item=shown.item, user=person, kind=FeedbackKind.CLICK)
     Token.objects.create(user=person)
     LogEntry.objects.log_actions(
         user_id=person.id, queryset=[items[2]], action_flag=ADDITION, change_message="walrus-marker edit"

@@ -11,7 +11,7 @@ from tests.factories import ItemFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-STAFF_PAGES = [
+STAFF_PAGES: list[tuple[str, list[int]]] = [
     ("recommendations:staff_dashboard", []),
     ("recommendations:staff_preview", []),
     ("recommendations:staff_rankers", []),
