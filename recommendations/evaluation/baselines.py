@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from recommendations.evaluation.split import Split
-from users.models import INTERACTION_KINDS
 
 
 def baseline_rankings(split: Split, item_ids: list[str], *, k: int, ease_regularisation: float) -> dict[str, dict]:
     """Popularity and EASE (all weights) on the train split, in numpy: the protocol check."""
     from recommendations.retrieval.behaviour_model import ease_weights, interaction_matrix
 
-    # (user id, item id) of each train interaction: the condition also proves the item id is there.
-    interactions = [(row.user_id, row.item_id) for row in split.train if row.item_id and row.kind in INTERACTION_KINDS]
+    # (user id, item id) of each train interaction.
+    interactions = [(row.user_id, item_id) for row in split.train if (item_id := row.interaction_item()) is not None]
     users = sorted({user_id for user_id, _ in interactions})
     user_index = {user_id: index for index, user_id in enumerate(users)}
     item_index = {item_id: index for index, item_id in enumerate(item_ids)}

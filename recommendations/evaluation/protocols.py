@@ -33,7 +33,7 @@ from recommendations.evaluation.databases import isolated_database
 from recommendations.evaluation.metrics import MethodResult, score_rankings
 from recommendations.evaluation.split import EvaluationError, Split, split_per_user
 from users.events import EventRow
-from users.models import INTERACTION_KINDS, ActivityKind
+from users.models import ActivityKind
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def _train_activity(split: Split) -> dict[str, int]:
     """Each test person's interactions in the train part."""
     activity: dict[str, int] = defaultdict(int)
     for row in split.train:
-        if row.item_id and row.kind in INTERACTION_KINDS and row.user_id in split.test:
+        if row.is_interaction and row.user_id in split.test:
             activity[row.user_id] += 1
     return activity
 
@@ -380,8 +380,8 @@ def cold_items(events: Iterable[EventRow], *, share: float = 0.1, min_events: in
     default_rng(seed).choice over the ids sorted numerically where they are numbers)."""
     counts: dict[str, int] = defaultdict(int)
     for row in events:
-        if row.item_id and row.kind in INTERACTION_KINDS:
-            counts[row.item_id] += 1
+        if (item_id := row.interaction_item()) is not None:
+            counts[item_id] += 1
     eligible = sorted(
         (item_id for item_id, count in counts.items() if count >= min_events),
         key=lambda item_id: (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id),
@@ -467,7 +467,7 @@ def _p3_prepare(source: BundleSource, options: Options) -> Setup:
     queries = text_queries(events)
     if not queries:
         raise EvaluationError("the bundle has no tag events given to two or more items: nothing to query")
-    interactions = [row for row in events if row.item_id and row.kind in INTERACTION_KINDS]
+    interactions = [row for row in events if row.is_interaction]
     digest = hashlib.sha256("\n".join(f"{text}:{sorted(ids)}" for text, ids in queries.items()).encode())
     split = Split(train=[], test=queries, n_interactions=len(interactions), fingerprint=digest.hexdigest()[:16])
     return Setup(items=items, imported=interactions, split=split)

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from core.exceptions import ApplicationError
 from core.records import Rejection
 from users.events import EventRow
-from users.models import INTERACTION_KINDS
 
 
 class EvaluationError(ApplicationError):
@@ -51,7 +50,7 @@ def split_per_user(
             continue
         count += 1
         digest.update(f"{row.user_id}|{row.item_id}|{row.kind}|{row.timestamp.isoformat()}|{row.rating}\n".encode())
-        if row.item_id and row.kind in INTERACTION_KINDS:
+        if row.is_interaction:
             interactions[row.user_id].append(row)
         else:
             texts[row.user_id].append(row)
