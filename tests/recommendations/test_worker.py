@@ -1,11 +1,13 @@
 """A real Celery worker, the real Redis broker, the real PostgreSQL and the real encoder."""
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
+from amqp.exceptions import ChannelError
 from django.conf import settings
 from django.db import connection
 
@@ -23,9 +25,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 BROKER_URL = settings.CELERY_BROKER_URL
 WAIT_SECONDS = 90
+QUEUES = ("interactive", "bulk")
 
 
-def _wait_for(condition, what: str, log: Path) -> None:
+def _wait_for(condition, what: str, log: "WorkerLog") -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         if condition():
@@ -34,25 +37,73 @@ def _wait_for(condition, what: str, log: Path) -> None:
     pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture
-def worker(tmp_path):
+@dataclass(frozen=True)
+class WorkerLog:
+    """The part of the shared worker's log written since one test began."""
+
+    path: Path
+    start: int
+
+    def read_text(self) -> str:
+        with open(self.path, "rb") as log:
+            log.seek(self.start)
+            return log.read().decode(errors="replace")
+
+
+def _queued(channel, queue: str) -> int:
+    try:
+        return channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError:  # Redis keeps no empty list: a queue that does not exist holds nothing
+        return 0
+
+
+def _wait_until_idle(log: WorkerLog) -> None:
+    """Until the worker runs and holds no task and none waits in its queues: what a test queued
+    (a chain's later tasks too) is done before the next test's rows are written or flushed."""
+    inspector = app.control.inspect(timeout=5, limit=1)
+
+    def idle() -> bool:
+        active, reserved = inspector.active(), inspector.reserved()
+        if not active or not reserved or any(active.values()) or any(reserved.values()):
+            return False
+        with app.connection_for_write() as broker_connection:
+            channel = broker_connection.default_channel
+            return all(_queued(channel, name) == 0 for name in QUEUES)
+
+    _wait_for(idle, "the worker to finish the test's tasks", log)
+
+
+@pytest.fixture(scope="module")
+def worker_process(django_db_setup, tmp_path_factory):
+    """One worker for the module: starting one loads torch and the encoder (6 s each time)."""
     broker = redis.Redis.from_url(BROKER_URL)
     broker.ping()  # Redis must answer: .ci/run starts it
     broker.flushdb()
     if connection.settings_dict["ENGINE"] != "core.embedded_db":
         pytest.skip("the worker test points the worker at the test database of the embedded server")
-    log = tmp_path / "worker.log"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
     process = worker_start(log=log, broker_url=BROKER_URL)
     app.conf.task_always_eager = False
     try:
-        _wait_for(lambda: "ready." in log.read_text(), "the worker to start", log)
-        _wait_for(lambda: "encoder loaded" in log.read_text(), "the worker to load the encoder", log)
+        whole = WorkerLog(path=log, start=0)
+        _wait_for(lambda: "ready." in log.read_text(), "the worker to start", whole)
+        _wait_for(lambda: "encoder loaded" in log.read_text(), "the worker to load the encoder", whole)
         yield log
     finally:
         app.conf.task_always_eager = True
         process.terminate()
         process.wait(timeout=30)
         broker.flushdb()
+
+
+@pytest.fixture
+def worker(worker_process):
+    """The shared worker, idle, and the part of its log this test writes; the test's tasks are
+    done before the next test starts (as when each test stopped its own worker, warmly)."""
+    _wait_until_idle(WorkerLog(path=worker_process, start=0))
+    log = WorkerLog(path=worker_process, start=worker_process.stat().st_size)
+    yield log
+    _wait_until_idle(log)
 
 
 def test_worker_embeds_a_new_item(worker):
