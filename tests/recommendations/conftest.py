@@ -37,7 +37,7 @@ def themes_world_build() -> dict:
     people = []
     for index in range(32):
         theme = list(THEMES)[index % 4]
-        person = UserFactory(username=f"person{index}")
+        person = UserFactory.create(username=f"person{index}")
         people.append(person)
         offset = index // 4  # people of a theme start at different items: varied histories
         for step in range(6):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from amqp.exceptions import ChannelError
 from django.conf import settings
 from django.db import connection
+from kombu.exceptions import ChannelError
 
 from catalog.models import Item
 from catalog.services import item_save
