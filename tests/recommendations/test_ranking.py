@@ -126,14 +126,19 @@ def test_without_a_ranker_the_service_uses_the_blend_and_says_so(world):
     assert "no trained ranker is active: results use the documented blend" in answer.notes
 
 
-def test_a_ranker_that_reads_unknown_features_falls_back_to_the_blend(world):
+def _activate_a_ranker_reading_an_unknown_feature(*, version: int) -> None:
+    """An active version that reads a feature this code does not compute: it cannot score."""
     broken = Ranker(
         "logistic_regression", ["no_such_feature"], {"mean": [0], "scale": [1], "coef": [1], "intercept": 0}
     )
     RankerModel.objects.create(
-        version=1, algorithm="logistic_regression", features=["no_such_feature"], artifact=broken.to_bytes()
+        version=version, algorithm="logistic_regression", features=["no_such_feature"], artifact=broken.to_bytes()
     )
-    ranker_activate(ranker=RankerModel.objects.get(version=1))
+    ranker_activate(ranker=RankerModel.objects.get(version=version))
+
+
+def test_a_ranker_that_reads_unknown_features_falls_back_to_the_blend(world):
+    _activate_a_ranker_reading_an_unknown_feature(version=1)
 
     answer = recommend_for_user(user=world["people"][5], k=5, log=False)
 
@@ -142,13 +147,7 @@ def test_a_ranker_that_reads_unknown_features_falls_back_to_the_blend(world):
 
 
 def test_an_active_ranker_that_cannot_score_is_named_in_the_fallback_note(world):
-    broken = Ranker(
-        "logistic_regression", ["no_such_feature"], {"mean": [0], "scale": [1], "coef": [1], "intercept": 0}
-    )
-    RankerModel.objects.create(
-        version=3, algorithm="logistic_regression", features=["no_such_feature"], artifact=broken.to_bytes()
-    )
-    ranker_activate(ranker=RankerModel.objects.get(version=3))
+    _activate_a_ranker_reading_an_unknown_feature(version=3)
 
     answer = recommend_for_user(user=world["people"][5], k=5, precomputed_list=False, log=False)
 
