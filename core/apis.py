@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.readiness import READINESS_CHECKS
+from core.readiness import DEGRADING_CHECKS, READINESS_CHECKS
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ class HealthReadyApi(APIView):
 
     Anyone may call it; no auth, no throttling.
 
-    200 when every check passes, 503 with the failing check named otherwise (no secrets, no
-    connection strings in the answer).
+    200 "ok" when every check passes; 200 "degraded" when only the broker fails (the service
+    still answers and keeps every write); 503 "unavailable" with the failing check named when the
+    database or the encoder fails (no secrets, no connection strings in the answer).
     """
 
     permission_classes = [AllowAny]
@@ -78,7 +79,11 @@ class HealthReadyApi(APIView):
     throttle_classes: list = []
 
     class OutputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=["ok", "unavailable"])
+        status = serializers.ChoiceField(
+            choices=["ok", "degraded", "unavailable"],
+            help_text="degraded: a check failed that leaves the service answering (the broker: writes are "
+            "kept and queued by the sweep once it is back)",
+        )
         checks = serializers.DictField(
             child=inline_serializer(
                 "ReadinessCheck",
@@ -86,6 +91,9 @@ class HealthReadyApi(APIView):
                     "ok": serializers.BooleanField(),
                     "ms": serializers.IntegerField(),
                     "detail": serializers.CharField(required=False),
+                    "unqueued": serializers.IntegerField(
+                        required=False, help_text="Tasks this process could not queue since it started."
+                    ),
                     "model": serializers.CharField(required=False),
                     "runtime": serializers.CharField(required=False),
                 },
@@ -108,11 +116,10 @@ class HealthReadyApi(APIView):
                 result = {"ok": False, "detail": f"{type(error).__name__}"}
             result["ms"] = round((time.monotonic() - started) * 1000)
             checks[name] = result
-        ready = all(check["ok"] for check in checks.values())
-        return Response(
-            {"status": "ok" if ready else "unavailable", "checks": checks},
-            status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
+        failed = {name for name, check in checks.items() if not check["ok"]}
+        if failed - DEGRADING_CHECKS:
+            return Response({"status": "unavailable", "checks": checks}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"status": "degraded" if failed else "ok", "checks": checks}, status=status.HTTP_200_OK)
 
 
 @csrf_exempt  # answers every method with a 404; CSRF would turn an unknown DELETE into an HTML 403

@@ -13,15 +13,24 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from core.queueing import unqueued_count
+
 BROKER_TIMEOUT_SECONDS = 1.0
 
 ReadinessCheck = Callable[[], dict[str, Any]]
 
 READINESS_CHECKS: dict[str, ReadinessCheck] = {}
+# Checks whose failure leaves the process able to serve: readiness says "degraded" (200), so a
+# load balancer keeps sending traffic, instead of "unavailable" (503).
+DEGRADING_CHECKS: set[str] = set()
 
 
-def readiness_check_register(name: str, check: ReadinessCheck) -> None:
+def readiness_check_register(name: str, check: ReadinessCheck, *, critical: bool = True) -> None:
     READINESS_CHECKS[name] = check
+    if critical:
+        DEGRADING_CHECKS.discard(name)
+    else:
+        DEGRADING_CHECKS.add(name)
 
 
 def check_database() -> dict[str, Any]:
@@ -38,4 +47,4 @@ def check_broker() -> dict[str, Any]:
 
     with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS) as broker:
         broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-    return {"ok": True}
+    return {"ok": True, "unqueued": unqueued_count()}

@@ -134,11 +134,18 @@ def activity_record(
         text_hash=text_hash(text) if text else "",
         embedding_status=EmbeddingStatus.PENDING if text else EmbeddingStatus.NO_TEXT,
     )
+    # Without a broker the text waits as pending and the person is marked stale: the sweep
+    # embeds it and then rebuilds their interest vectors (core.queueing).
     if text:
-        queue_on_commit(EMBED_ACTIVITY, row_id=activity.id)
+        queue_on_commit(EMBED_ACTIVITY, row_id=activity.id, unqueued=lambda: _interest_mark_stale(user_id=user.id))
     else:
-        queue_on_commit(REFRESH_USER_INTEREST, user_id=user.id)
+        queue_on_commit(REFRESH_USER_INTEREST, user_id=user.id, unqueued=lambda: _interest_mark_stale(user_id=user.id))
     return activity
+
+
+def _interest_mark_stale(*, user_id: int) -> int:
+    """The person's interest vectors are rebuilt by the next pending-embeddings batch."""
+    return User.objects.filter(id=user_id, interest_stale=False).update(interest_stale=True)
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -341,4 +348,4 @@ def activity_delete(*, activity: Activity) -> None:
     """Delete one of a person's activities (and its vectors); their interest is rebuilt after commit."""
     user_id = activity.user_id
     activity.delete()
-    queue_on_commit(REFRESH_USER_INTEREST, user_id=user_id)
+    queue_on_commit(REFRESH_USER_INTEREST, user_id=user_id, unqueued=lambda: _interest_mark_stale(user_id=user_id))
