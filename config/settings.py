@@ -200,6 +200,11 @@ REST_FRAMEWORK = {
         "text_user": _throttle_rate("API_THROTTLE_TEXT_USER", "300/min"),
         "auth": _throttle_rate("API_THROTTLE_AUTH", "10/min"),
     },
+    # Proxies in front of the web processes that append the client's address to X-Forwarded-For.
+    # 0 (the default): the header is ignored and throttles key on the connection's address; with
+    # DRF's own default (None) any client could pick a fresh bucket per request, or fill someone
+    # else's, by sending the header itself.
+    "NUM_PROXIES": env_int("DJANGO_NUM_PROXIES", 0, minimum=0),
     "DEFAULT_PARSER_CLASSES": ["core.api_parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "core.api_errors.api_exception_handler",

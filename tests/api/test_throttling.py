@@ -78,3 +78,27 @@ def test_password_guessing_through_the_token_endpoint_is_throttled(rates, person
     statuses = [client.post("/api/v1/auth/token/", wrong, format="json").status_code for _ in range(3)]
 
     assert statuses == [400, 400, 429]
+
+
+def test_a_client_cannot_pick_its_throttle_bucket_with_x_forwarded_for(rates):
+    rates(anon="2/min")
+    client = client_for(None)
+
+    statuses = [
+        client.get("/api/v1/items/", HTTP_X_FORWARDED_FOR=f"198.51.100.{number}").status_code for number in range(3)
+    ]
+
+    assert statuses == [200, 200, 429]
+
+
+def test_behind_a_configured_proxy_the_address_it_appends_is_the_client(rates, settings):
+    rates(anon="1/min")
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    client = client_for(None)
+
+    # The proxy appends the address it saw; what the client wrote before it is not trusted.
+    first = client.get("/api/v1/items/", HTTP_X_FORWARDED_FOR="10.0.0.9, 198.51.100.1")
+    again = client.get("/api/v1/items/", HTTP_X_FORWARDED_FOR="10.0.0.8, 198.51.100.1")
+    other = client.get("/api/v1/items/", HTTP_X_FORWARDED_FOR="10.0.0.9, 198.51.100.2")
+
+    assert (first.status_code, again.status_code, other.status_code) == (200, 429, 200)
