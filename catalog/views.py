@@ -9,16 +9,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from catalog import selectors
+from core.page_parameters import param_int, param_text
 
 PAGE_SIZE = 24
 
 
 def catalog_list(request: HttpRequest) -> HttpResponse:
     """The catalog, searchable by words in title or description. Anyone may open it."""
-    query = request.GET.get("q", "").strip()[:200]
-    category = request.GET.get("category", "").strip()[:200]
+    query = param_text(request, "q")
+    category = param_text(request, "category")
     page = Paginator(selectors.item_list_active(query=query, category=category), PAGE_SIZE).get_page(
-        request.GET.get("page")
+        param_int(request, "page") or 1  # past the last page: the last page
     )
     context = {
         "page": page,

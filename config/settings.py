@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.content_security_policy.ContentSecurityPolicyMiddleware",
+    # A malformed page parameter (?k=², ?q=NUL) is the site's 400 page, never a 500 or the debug page.
+    "core.page_parameters.InvalidParameterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

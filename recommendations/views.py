@@ -25,6 +25,7 @@ from catalog.models import Item, Placement
 from catalog.services import item_set_placement
 from core.exceptions import ApplicationError
 from core.models import EmbeddingStatus
+from core.page_parameters import MAX_ID, is_ascii_int, param_int, param_text
 from recommendations.forms import AskForm
 from recommendations.models import RankerModel
 from recommendations.ranking.active import ranker_activate
@@ -98,17 +99,16 @@ def ask(request: HttpRequest) -> HttpResponse:
 def for_you(request: HttpRequest) -> HttpResponse:
     """The "for you" list as a fragment. With ?after=<activity id>, answers 202 (try again) while
     that activity's text still waits for its vector, so the list changes once it counts."""
-    after = request.GET.get("after", "")
-    if after.isdigit():
+    after = param_int(request, "after")
+    k = param_int(request, "k", maximum=FOR_YOU_MAX) or FOR_YOU_SIZE
+    if after is not None:
         status = (
-            Activity.objects.filter(pk=int(after), user=request_user(request))
+            Activity.objects.filter(pk=after, user=request_user(request))
             .values_list("embedding_status", flat=True)
             .first()
         )
         if status == EmbeddingStatus.PENDING:
             return render(request, "recommendations/for_you_pending.html", status=202)
-    size = request.GET.get("k", "")
-    k = min(int(size), FOR_YOU_MAX) if size.isdigit() and int(size) > 0 else 12
     answer = recommender.recommend_for_user(user=request_user(request), k=k)
     return render(request, "recommendations/for_you_results.html", {"answer": answer})
 
@@ -250,7 +250,7 @@ def _find_person(text: str) -> User | None:
     if not text:
         return None
     match = Q(username=text) | Q(external_id=text)
-    if text.isdigit():
+    if is_ascii_int(text) and int(text) <= MAX_ID:
         match |= Q(pk=int(text))
     return User.objects.filter(match).order_by("pk").first()
 
@@ -259,7 +259,7 @@ def _find_person(text: str) -> User | None:
 @require_GET
 def staff_preview(request: HttpRequest) -> HttpResponse:
     """What one person would see on their home page, with reasons and sources (not logged)."""
-    wanted = request.GET.get("user", "").strip()[:200]
+    wanted = param_text(request, "user")
     person = _find_person(wanted)
     context: dict[str, Any] = {"wanted": wanted, "person": person, "placements": Placement.choices}
     if person is not None:

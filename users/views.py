@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.page_parameters import param_int
 from users import services
 from users.forms import AccountDeleteForm, SignUpForm
 from users.models import Activity
@@ -57,7 +58,7 @@ def activity_list(request: HttpRequest) -> HttpResponse:
         .only("id", "kind", "text", "rating", "created_at", "embedding_status", "item__id", "item__title")
         .order_by("-created_at", "-id")
     )
-    page = Paginator(activities, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(activities, ACTIVITY_PAGE_SIZE).get_page(param_int(request, "page") or 1)
     return render(request, "users/activity.html", {"page": page})
 
 
