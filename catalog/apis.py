@@ -24,6 +24,7 @@ from catalog.item_fields import (
 from catalog.models import Item, Placement
 from catalog.selectors import item_list_active
 from catalog.services import item_bulk_upsert, item_save, item_set_active
+from core.api_fields import PlainDecimalField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.records import RowError
 from core.text import InvalidTextError
@@ -72,7 +73,7 @@ class _ItemFieldsSerializer(serializers.Serializer):
     tags = serializers.ListField(
         child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=MAX_TAGS
     )
-    price = serializers.DecimalField(
+    price = PlainDecimalField(
         max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True, coerce_to_string=False
     )
     attributes = serializers.DictField(required=False)

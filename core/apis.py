@@ -9,27 +9,42 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_fields import StrictIntegerField
 from core.readiness import DEGRADING_CHECKS, READINESS_CHECKS
 
 logger = logging.getLogger(__name__)
 
 
-class ApiPagination(LimitOffsetPagination):
-    """?limit=&offset=, at most 100 per page; answers count, next, previous, results."""
-
-    default_limit = 20
-    max_limit = 100
+MAX_LIMIT = 100
 
 
 class PaginationParametersSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=ApiPagination.max_limit)
-    offset = serializers.IntegerField(required=False, min_value=0)
+    limit = StrictIntegerField(required=False, min_value=1, max_value=MAX_LIMIT)
+    offset = StrictIntegerField(required=False, min_value=0)
+
+
+class ApiPagination(LimitOffsetPagination):
+    """?limit=&offset=, at most 100 per page; answers count, next, previous, results.
+
+    DRF's own reading is lenient (limit=-1 is the default, limit=101 is cut to 100, offset=abc is
+    0); here a malformed or out-of-range value is a 400 naming it, so a client learns its mistake.
+    """
+
+    default_limit = 20
+    max_limit = MAX_LIMIT
+
+    def paginate_queryset(self, queryset, request: Request, view: APIView | None = None) -> list | None:
+        parameters = PaginationParametersSerializer(data=request.query_params)
+        if not parameters.is_valid():
+            raise ValidationError(parameters.errors)
+        return super().paginate_queryset(queryset, request, view)
 
 
 def paginated(child: serializers.Serializer, *, name: str) -> serializers.Serializer:

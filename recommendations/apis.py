@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from catalog.apis import MAX_ID, ItemSummarySerializer, item_get_or_404
 from catalog.item_fields import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
-from core.api_fields import CleanTextField
+from core.api_fields import CleanTextField, PlainDecimalField, StrictIntegerField
 from core.throttling import FREE_TEXT_THROTTLES
 from recommendations.models import FeedbackKind
 from recommendations.retrieval.filters import ItemFilters
@@ -46,10 +46,10 @@ class FiltersSerializer(serializers.Serializer):
         max_length=MAX_FILTER_VALUES,
         help_text="Items with any of these tags.",
     )
-    price_min = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
-    price_max = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
-    k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=20, help_text="Results per page.")
-    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0, help_text="Results to skip.")
+    price_min = PlainDecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
+    price_max = PlainDecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
+    k = StrictIntegerField(min_value=1, max_value=MAX_K, default=20, help_text="Results per page.")
+    offset = StrictIntegerField(min_value=0, max_value=MAX_OFFSET, default=0, help_text="Results to skip.")
 
     def validate(self, data: dict) -> dict:
         low, high = data.get("price_min"), data.get("price_max")
@@ -166,7 +166,7 @@ class RecommendationForUserApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class FilterSerializer(FiltersSerializer):
-        user = serializers.IntegerField(
+        user = StrictIntegerField(
             min_value=1, max_value=MAX_ID, required=False, help_text="Staff only: whose recommendations."
         )
 
@@ -263,7 +263,7 @@ class FeedbackCreateApi(APIView):
         recommendation_id = serializers.UUIDField()
         kind = serializers.ChoiceField(choices=FeedbackKind.choices)
         item_ids = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=MAX_K
+            child=StrictIntegerField(min_value=1, max_value=MAX_ID), min_length=1, max_length=MAX_K
         )
 
     class OutputSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from catalog.apis import MAX_ID, ItemSummarySerializer
 from catalog.item_fields import MAX_ID_LENGTH
 from catalog.models import Item
-from core.api_fields import CleanTextField
+from core.api_fields import CleanTextField, StrictFloatField, StrictIntegerField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.models import EmbeddingStatus
 from core.throttling import AuthTokenThrottle
@@ -38,12 +38,12 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 
 class ActivityInputSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ActivityKind.choices)
-    item = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="Item id.")
+    item = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="Item id.")
     item_external_id = serializers.CharField(
         max_length=MAX_ID_LENGTH, required=False, help_text="Or the item's external_id."
     )
     text = CleanTextField(required=False, allow_null=True, allow_blank=True)
-    rating = serializers.FloatField(min_value=RATING_MIN, max_value=RATING_MAX, required=False, allow_null=True)
+    rating = StrictFloatField(min_value=RATING_MIN, max_value=RATING_MAX, required=False, allow_null=True)
     created_at = serializers.DateTimeField(required=False, help_text="When it happened; default now.")
 
     def validate(self, data: dict) -> dict:
