@@ -72,10 +72,15 @@ class UnknownItemsError(Exception):
         self.errors = errors
 
 
-def _resolve_items(records: list[dict]) -> list[Item | None]:
-    """The item of each record, in two queries for a whole batch; unknown ones name their field."""
-    by_id = Item.objects.in_bulk({record["item"] for record in records if "item" in record})
-    by_external = Item.objects.in_bulk(
+def _resolve_items(records: list[dict], *, include_inactive: bool) -> list[Item | None]:
+    """The item of each record, in two queries for a whole batch; unknown ones name their field.
+
+    An inactive (hidden) item is unknown to anyone but staff, with the same message as an id that
+    never existed: otherwise trying ids would list hidden items and their fields.
+    """
+    items_named = Item.objects.all() if include_inactive else Item.objects.filter(is_active=True)
+    by_id = items_named.in_bulk({record["item"] for record in records if "item" in record})
+    by_external = items_named.in_bulk(
         {record["item_external_id"] for record in records if "item_external_id" in record}, field_name="external_id"
     )
     items: list[Item | None] = []
@@ -145,7 +150,7 @@ ACTIVITY_EXAMPLE = {"kind": "review", "item": 17, "text": "Kept me dry on a thre
 
 def _record_all(user: User, records: list[dict]) -> list[Activity]:
     try:
-        items = _resolve_items(records)
+        items = _resolve_items(records, include_inactive=user.is_staff)
     except UnknownItemsError as missing:
         if len(records) == 1:
             raise ValidationError(missing.errors[0]) from None

@@ -38,7 +38,8 @@ def feedback_record(
 
     A recommendation made for a signed-in person takes feedback from that person only (anyone
     else gets "not found", so ids do not leak); one made for nobody (an anonymous free-text
-    answer, similar items) takes it from whoever holds its id. A dismissal by a signed-in person
+    answer, similar items) takes it from whoever holds its id. Items hidden (inactive) since are
+    "not shown" to anyone but staff. A dismissal by a signed-in person
     is also an Activity of kind dismiss, so the recommender stops proposing the item.
     """
     if kind not in FeedbackKind.values:
@@ -48,12 +49,12 @@ def feedback_record(
     if recommendation is None or (owner_id is not None and (user is None or user.id != owner_id)):
         raise NotFoundError("No recommendation with this id.")
     wanted = list(dict.fromkeys(item_ids))
-    shown = {
-        row.item_id: row
-        for row in RecommendedItem.objects.filter(recommendation=recommendation, item_id__in=wanted).select_related(
-            "item"
-        )
-    }
+    shown_rows = RecommendedItem.objects.filter(recommendation=recommendation, item_id__in=wanted)
+    if user is None or not user.is_staff:
+        # An item hidden since it was shown is answered like one never shown: its id tells
+        # nothing, and a dismissal does not record an activity on a hidden item.
+        shown_rows = shown_rows.filter(item__is_active=True)
+    shown = {row.item_id: row for row in shown_rows.select_related("item")}
     missing = [item_id for item_id in wanted if item_id not in shown]
     if missing:
         raise ApplicationError(

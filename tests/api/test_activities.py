@@ -155,3 +155,56 @@ def test_deleting_an_unknown_activity_is_404(client):
     response = client.delete("/api/v1/activities/99999999999999999999999/delete/")
 
     assert response.status_code == 404
+
+
+# --- hidden (inactive) items are unknown to everyone but staff ---------------------------------
+
+
+def _unknown_item_answer(client, body: dict) -> tuple[int, dict]:
+    response = client.post("/api/v1/activities/create/", body, format="json")
+    return response.status_code, response.json()
+
+
+def test_an_activity_on_a_hidden_item_is_answered_like_an_unknown_id_and_leaks_nothing(client):
+    hidden = ItemFactory(title="Secret prototype lamp", is_active=False)
+    never_existed = hidden.id + 1000
+
+    hidden_status, hidden_body = _unknown_item_answer(client, {"kind": "view", "item": hidden.id})
+    unknown_status, unknown_body = _unknown_item_answer(client, {"kind": "view", "item": never_existed})
+
+    assert hidden_status == unknown_status == 400
+    assert hidden_body["error"]["fields"] == {"item": [f"no item with id {hidden.id}"]}
+    assert unknown_body["error"]["fields"] == {"item": [f"no item with id {never_existed}"]}
+    assert "Secret prototype lamp" not in str(hidden_body)
+    assert not Activity.objects.exists()
+
+
+def test_an_activity_on_a_hidden_item_named_by_external_id_is_unknown(client):
+    ItemFactory(external_id="sku-hidden", is_active=False)
+
+    status, body = _unknown_item_answer(client, {"kind": "purchase", "item_external_id": "sku-hidden"})
+
+    assert status == 400
+    assert body["error"]["fields"] == {"item_external_id": ["no item with external_id 'sku-hidden'"]}
+    assert not Activity.objects.exists()
+
+
+def test_a_batch_naming_a_hidden_item_writes_nothing_and_names_it_as_unknown(client):
+    visible = ItemFactory()
+    hidden = ItemFactory(is_active=False)
+    batch = [{"kind": "view", "item": visible.id}, {"kind": "view", "item": hidden.id}]
+
+    response = client.post("/api/v1/activities/batch/", {"activities": batch}, format="json")
+
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"activities.1.item": [f"no item with id {hidden.id}"]}
+    assert not Activity.objects.exists()
+
+
+def test_staff_may_still_record_an_activity_on_a_hidden_item(staff):
+    hidden = ItemFactory(is_active=False)
+
+    response = client_for(staff).post("/api/v1/activities/create/", {"kind": "view", "item": hidden.id}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["activities"][0]["item"]["id"] == hidden.id

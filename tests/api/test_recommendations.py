@@ -2,6 +2,7 @@
 
 import pytest
 
+from catalog.models import Item
 from recommendations.models import Feedback, Recommendation, RecommendedItem
 from tests.api.conftest import client_for, error_of
 from users.models import Activity
@@ -227,3 +228,17 @@ def test_anonymous_feedback_on_an_anonymous_answer(world):
 
     assert response.status_code == 201
     assert Feedback.objects.get().user is None
+
+
+def test_feedback_on_an_item_hidden_since_it_was_shown_is_answered_as_not_shown(shown, world):
+    hiker = world["people"]["hiker2"]
+    hidden = shown["items"][0]
+    Item.objects.filter(id=hidden).update(is_active=False)
+    body = {"recommendation_id": shown["id"], "kind": "dismiss", "item_ids": [hidden]}
+
+    response = shown["client"].post("/api/v1/recommendations/feedback/", body, format="json")
+
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"item_ids": [f"item {hidden} was not shown in this recommendation"]}
+    assert not Feedback.objects.exists()
+    assert not Activity.objects.filter(user=hiker, kind="dismiss").exists()
