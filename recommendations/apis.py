@@ -160,7 +160,9 @@ class RecommendationForUserApi(APIView):
     """Recommendations for the signed-in person (signed-in callers only; 401 otherwise).
 
     Staff may add ?user=<id> to see anyone's; anyone else asking for another person gets 403.
-    Every answer is logged: its recommendation_id ties later feedback to what was shown.
+    Every answer is logged: its recommendation_id ties later feedback to what was shown. A staff
+    look-up is logged as one (context "staff", who asked): it is not in the person's export and
+    takes no feedback.
     """
 
     permission_classes = [IsAuthenticated]
@@ -186,7 +188,11 @@ class RecommendationForUserApi(APIView):
                 raise PermissionDenied("Only staff may ask for another person's recommendations.")
             person = get_object_or_404(User, id=data["user"])
         answer = recommend_for_user(
-            user=person, k=data["k"], offset=data["offset"], filters=FiltersSerializer.filters_of(data)
+            user=person,
+            k=data["k"],
+            offset=data["offset"],
+            filters=FiltersSerializer.filters_of(data),
+            requested_by=request_user(request),
         )
         return Response(_answer_data(answer, k=data["k"], offset=data["offset"]))
 

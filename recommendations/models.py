@@ -75,6 +75,9 @@ class RecommendationContext(models.TextChoices):
     USER = "user", "For a user"
     TEXT = "text", "For a text"
     SIMILAR = "similar", "Similar items"
+    # Staff looking at a person's recommendations (?user=<id>): logged, but not what the person
+    # saw, so it is left out of their export and takes no feedback.
+    STAFF = "staff", "Staff look-up of a user"
 
 
 class Recommendation(models.Model):
@@ -85,6 +88,11 @@ class Recommendation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="recommendations"
     )
     context = models.CharField(max_length=16, choices=RecommendationContext.choices)
+    # Who asked when it was not `user` (a staff look-up); the context says "staff" even once the
+    # staff account is gone.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     query_text = models.TextField(blank=True)
     anchor_item = models.ForeignKey("catalog.Item", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     ranker = models.ForeignKey(RankerModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

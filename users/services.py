@@ -255,10 +255,15 @@ def _export_precomputed_lists(user: User) -> list[dict]:
 
 
 def _export_recommendations(user: User) -> list[dict]:
-    from recommendations.models import Recommendation  # the named upward edge: see user_data_export
+    from recommendations.models import (  # the named upward edge: see user_data_export
+        Recommendation,
+        RecommendationContext,
+    )
 
+    # A staff look-up of the person is not something they saw (nor anything they did).
     recommendations = (
         Recommendation.objects.filter(user=user)
+        .exclude(context=RecommendationContext.STAFF)
         .select_related("anchor_item")
         .prefetch_related("items__item")
         .order_by("created_at", "id")

@@ -43,10 +43,16 @@ def answer_log(
     query_text: str = "",
     anchor: Item | None = None,
     ranker_id: int | None = None,
+    requested_by: User | None = None,
 ) -> str:
     with transaction.atomic():
         recommendation = Recommendation.objects.create(
-            user=user, context=context, query_text=query_text, anchor_item=anchor, ranker_id=ranker_id
+            user=user,
+            context=context,
+            query_text=query_text,
+            anchor_item=anchor,
+            ranker_id=ranker_id,
+            requested_by=requested_by,
         )
         RecommendedItem.objects.bulk_create(
             RecommendedItem(

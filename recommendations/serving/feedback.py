@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.exceptions import ApplicationError, NotFoundError
-from recommendations.models import Feedback, FeedbackKind, Recommendation, RecommendedItem
+from recommendations.models import Feedback, FeedbackKind, Recommendation, RecommendationContext, RecommendedItem
 from users.models import ActivityKind, User
 
 logger = logging.getLogger(__name__)
@@ -37,16 +37,22 @@ def feedback_record(
     """Record what the person did with items of one logged recommendation; idempotent.
 
     A recommendation made for a signed-in person takes feedback from that person only (anyone
-    else gets "not found", so ids do not leak); one made for nobody (an anonymous free-text
-    answer, similar items) takes it from whoever holds its id. Items hidden (inactive) since are
-    "not shown" to anyone but staff. A dismissal by a signed-in person
-    is also an Activity of kind dismiss, so the recommender stops proposing the item.
+    else gets "not found", so ids do not leak), and a staff look-up of a person from no one; one
+    made for nobody (an anonymous free-text answer, similar items) takes it from whoever holds
+    its id. Items hidden (inactive) since they were shown are "not shown" to anyone but staff. A
+    dismissal by a signed-in person is also an Activity of kind dismiss, so the recommender stops
+    proposing the item.
     """
     if kind not in FeedbackKind.values:
         raise ApplicationError(f"unknown kind {kind!r}; expected one of {', '.join(FeedbackKind.values)}")
     recommendation = Recommendation.objects.filter(id=recommendation_id).first()
     owner_id = recommendation.user_id if recommendation else None
-    if recommendation is None or (owner_id is not None and (user is None or user.id != owner_id)):
+    if (
+        recommendation is None
+        # A staff look-up of a person is not what the person saw: no one's feedback counts.
+        or recommendation.context == RecommendationContext.STAFF
+        or (owner_id is not None and (user is None or user.id != owner_id))
+    ):
         raise NotFoundError("No recommendation with this id.")
     wanted = list(dict.fromkeys(item_ids))
     shown_rows = RecommendedItem.objects.filter(recommendation=recommendation, item_id__in=wanted)

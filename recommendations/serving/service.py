@@ -53,8 +53,12 @@ def recommend_for_user(
     as_of: datetime | None = None,
     precomputed_list: bool = True,
     log: bool = True,
+    requested_by: User | None = None,
 ) -> Answer:
     """What to show this person next, with the reason and source(s) of each result.
+
+    `requested_by`: someone else asking for this person (a staff look-up); the answer is logged
+    as context "staff", not as something the person saw.
 
     A plain request (every source, the active ranker, now) is answered from the person's
     precomputed list (recommendations.serving.precomputed) unless `precomputed_list=False`; the list
@@ -88,8 +92,13 @@ def recommend_for_user(
             as_of=as_of,
         )
     if log:
+        looked_up = requested_by is not None and requested_by.pk != user.pk
         answer.recommendation_id = answer_log(
-            context=RecommendationContext.USER, user=user, results=answer.results, ranker_id=answer.ranker_id
+            context=RecommendationContext.STAFF if looked_up else RecommendationContext.USER,
+            user=user,
+            results=answer.results,
+            ranker_id=answer.ranker_id,
+            requested_by=requested_by if looked_up else None,
         )
     logger.debug(
         "recommended for user=%s n=%d ranker=%s ms=%d",

@@ -61,6 +61,50 @@ def test_staff_may_ask_for_anyones_recommendations(world, staff):
     assert Recommendation.objects.get(id=response.json()["recommendation_id"]).user == hiker
 
 
+def test_a_staff_look_up_is_logged_as_one_naming_who_asked(world, staff):
+    hiker = world["people"]["hiker2"]
+
+    looked_up = client_for(staff).get(f"/api/v1/recommendations/?user={hiker.id}&k=1").json()
+    own = client_for(hiker).get("/api/v1/recommendations/?k=1").json()
+
+    staff_row = Recommendation.objects.get(id=looked_up["recommendation_id"])
+    assert (staff_row.context, staff_row.requested_by) == ("staff", staff)
+    own_row = Recommendation.objects.get(id=own["recommendation_id"])
+    assert (own_row.context, own_row.requested_by) == ("user", None)
+
+
+def test_a_staff_look_up_is_not_in_the_persons_export(world, staff):
+    hiker = world["people"]["hiker2"]
+    looked_up = client_for(staff).get(f"/api/v1/recommendations/?user={hiker.id}&k=1").json()
+    own = client_for(hiker).get("/api/v1/recommendations/?k=1").json()
+
+    exported = client_for(hiker).get("/api/v1/me/export/").json()
+
+    ids = {row["id"] for row in exported["recommendations"]}
+    assert own["recommendation_id"] in ids
+    assert looked_up["recommendation_id"] not in ids
+
+
+@pytest.mark.parametrize("who", ["hiker2", "staff"])
+def test_feedback_on_a_staff_look_up_is_refused_like_someone_elses(world, staff, who):
+    hiker = world["people"]["hiker2"]
+    looked_up = client_for(staff).get(f"/api/v1/recommendations/?user={hiker.id}&k=1").json()
+    body = {
+        "recommendation_id": looked_up["recommendation_id"],
+        "kind": "dismiss",
+        "item_ids": [looked_up["results"][0]["item"]["id"]],
+    }
+
+    response = client_for(staff if who == "staff" else hiker).post(
+        "/api/v1/recommendations/feedback/", body, format="json"
+    )
+
+    assert response.status_code == 404
+    assert error_of(response)["message"] == "No recommendation with this id."
+    assert not Feedback.objects.exists()
+    assert not Activity.objects.filter(kind="dismiss").exists()
+
+
 def test_staff_asking_for_an_unknown_person_is_404(staff):
     response = client_for(staff).get("/api/v1/recommendations/?user=987654")
 
