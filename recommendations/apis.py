@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -156,6 +158,8 @@ ANSWER_EXAMPLE = {
 }
 
 
+# Per-person answer: no browser or proxy cache keeps it (Cache-Control: no-store, private).
+@method_decorator(never_cache, name="dispatch")
 class RecommendationForUserApi(APIView):
     """Recommendations for the signed-in person (signed-in callers only; 401 otherwise).
 

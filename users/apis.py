@@ -9,6 +9,8 @@ from django.contrib.auth import authenticate, logout
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
@@ -227,6 +229,8 @@ class ActivityBatchCreateApi(APIView):
         return Response(_activities_response(activities), status=status.HTTP_201_CREATED)
 
 
+# Per-person answer: no browser or proxy cache keeps it (Cache-Control: no-store, private).
+@method_decorator(never_cache, name="dispatch")
 class ActivityListApi(APIView):
     """The signed-in person's own activities, newest first, paginated (signed-in callers only)."""
 
@@ -272,6 +276,8 @@ class ActivityDeleteApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# Per-person answer: no browser or proxy cache keeps it (Cache-Control: no-store, private).
+@method_decorator(never_cache, name="dispatch")
 class MeDetailApi(APIView):
     """The signed-in person's profile (signed-in callers only)."""
 
@@ -291,6 +297,8 @@ class MeDetailApi(APIView):
         return Response(self.OutputSerializer(request.user).data)
 
 
+# Per-person answer: no browser or proxy cache keeps it (Cache-Control: no-store, private).
+@method_decorator(never_cache, name="dispatch")
 class MeExportApi(APIView):
     """Everything stored about the signed-in person, as one JSON document (signed-in only)."""
 

@@ -13,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.page_parameters import param_int
@@ -49,6 +50,7 @@ class LogoutView(auth_views.LogoutView):
     """POST only (Django's own rule): a link or an image cannot sign anyone out."""
 
 
+@never_cache
 @login_required
 def activity_list(request: HttpRequest) -> HttpResponse:
     """What the person did and wrote, newest first."""

@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from recommendations.models import Feedback, FeedbackKind, Recommendation, UserInterest
 from recommendations.serving.service import recommend_for_text, recommend_for_user
+from tests.api.conftest import client_for
 from tests.factories import ItemFactory, UserFactory
 from users.models import Activity, ActivityVector, User
 from users.services import activity_record, user_data_export, user_delete
@@ -99,8 +100,6 @@ def test_user_delete_leaves_nothing_of_the_person_in_any_table(client):
 
 
 def test_token_for_username_and_password_then_revoked(db):
-    from tests.api.conftest import client_for
-
     UserFactory(username="ada")
     client = client_for(None)
 
@@ -119,8 +118,6 @@ def test_token_for_username_and_password_then_revoked(db):
 
 
 def test_wrong_password_gets_no_token(db):
-    from tests.api.conftest import client_for
-
     UserFactory(username="ada")
 
     response = client_for(None).post("/api/v1/auth/token/", {"username": "ada", "password": "nope"}, format="json")
@@ -130,8 +127,6 @@ def test_wrong_password_gets_no_token(db):
 
 
 def test_export_over_the_api_is_the_persons_data_only(client):
-    from tests.api.conftest import client_for
-
     person, _session_key = _person_with_everything(client)
 
     response = client_for(person).get("/api/v1/me/export/")
@@ -156,3 +151,13 @@ def test_deleting_the_account_over_the_api_with_a_session_leaves_nothing(client)
     for model, field in _user_foreign_keys():
         assert not model.objects.filter(**{field.attname: person_id}).exists(), f"{model.__name__}.{field.name}"
     assert csrf_free.get("/api/v1/me/").status_code in {401, 403}
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/me/export/", "/api/v1/me/", "/api/v1/activities/", "/api/v1/recommendations/?k=1"]
+)
+def test_per_person_api_answers_are_never_stored_by_a_cache(path):
+    response = client_for(UserFactory.create()).get(path)
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]

@@ -231,6 +231,16 @@ def test_my_activity_lists_what_i_did(client, shop):
     assert "Stayed dry all night" in html and "Someone else" not in html
 
 
+@pytest.mark.parametrize("page", ["users:activity", "users:data_export"])
+def test_my_activity_and_my_data_are_never_stored_by_a_cache(client, db, page):
+    client.force_login(UserFactory())
+
+    response = client.get(reverse(page))
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+
+
 def test_download_my_data_is_a_json_attachment(client, shop):
     person = UserFactory()
     ActivityFactory(user=person, item=shop["items"]["tent"], kind="review", text="Stayed dry all night")

@@ -107,3 +107,27 @@ def test_every_page_action_refuses_a_post_without_the_csrf_token(staff_user):
     ]
 
     assert [url for url in posts if strict.post(url, {"placement": "banned"}).status_code != 403] == []
+
+
+def test_production_csrf_cookie_is_http_only_as_the_readme_says():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    env.update(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50)
+    script = "from config import settings as s; print(s.CSRF_COOKIE_HTTPONLY, s.CSRF_COOKIE_SAMESITE)"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "Lax"]
+    assert "Session and CSRF cookies are HttpOnly" in (ROOT / "README.md").read_text().replace("\n", " ")
+
+
+def test_no_page_script_reads_the_csrf_cookie():
+    # The reason the CSRF cookie may be HttpOnly: scripts post the form's own token instead.
+    for script in (ROOT / "static").rglob("*.js"):
+        assert "cookie" not in script.read_text().lower(), script
+
+
+@pytest.mark.django_db
+def test_a_page_sets_the_csrf_cookie_http_only(client):
+    page = client.get(reverse("users:login"))
+
+    assert page.cookies["csrftoken"]["httponly"] is True
