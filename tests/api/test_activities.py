@@ -43,11 +43,12 @@ def test_a_queued_answer_when_a_worker_will_do_it(client, settings):
     settings.CELERY_BROKER_URL = "memory://"
     from config.celery import app
 
+    saved = app.conf.broker_url
     app.conf.broker_url = "memory://"
     try:
         response = client.post("/api/v1/activities/create/", {"kind": "search", "text": "a warm tent"}, format="json")
     finally:
-        app.conf.broker_url = None
+        app.conf.broker_url = saved
 
     assert response.status_code == 201
     assert response.json()["interest"]["status"] == "queued"

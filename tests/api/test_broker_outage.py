@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 
 from core import queueing
 from recommendations.models import UserInterest
@@ -74,7 +75,9 @@ def broker(settings) -> Iterator[Broker]:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
     from config.celery import app
 
-    saved = app.conf.broker_url, app.conf.task_always_eager
+    # The test run's own broker (config.settings_test), not whatever app.conf holds now: put back
+    # exactly that, so that later tests (a real worker's) publish where their worker listens.
+    saved = django_settings.CELERY_BROKER_URL, app.conf.task_always_eager
     broker = Broker()
     broker.start()
     settings.CELERY_BROKER_URL = broker.url
