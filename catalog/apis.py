@@ -26,13 +26,12 @@ from catalog.selectors import item_list_active
 from catalog.services import item_bulk_upsert, item_save, item_set_active
 from core.api_fields import PlainDecimalField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
+from core.models import MAX_ID
 from core.records import RowError
 from core.text import InvalidTextError
 
 # Rows per bulk request: 1,000 items of about 1 KB fit the default 2.5 MB body limit.
 MAX_BULK_ITEMS = 1_000
-# The largest id PostgreSQL's bigint holds: bigger numbers in a path are unknown ids (404).
-MAX_ID = 2**63 - 1
 ROW_FIELDS = ("external_id", "title", "description", "category", "tags", "price", "attributes")
 
 

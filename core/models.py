@@ -4,6 +4,10 @@ from django.db import models
 from django.db.models import F, Func, IntegerField, Q
 from pgvector.django import VectorField
 
+# The largest id PostgreSQL's bigint holds: a bigger number named by a client is an unknown id
+# (404 in a path, 400 in a body), never a database error.
+MAX_ID = 2**63 - 1
+
 
 class EmbeddingStatus(models.TextChoices):
     PENDING = "pending", "Pending"

@@ -16,11 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from core.exceptions import ApplicationError
+from core.models import MAX_ID
 from core.text import InvalidTextError, text_clean
 
 ASCII_DIGITS = re.compile(r"[0-9]+")
-# The largest id PostgreSQL's bigint holds.
-MAX_ID = 2**63 - 1
 
 
 class InvalidParameterError(ApplicationError):

@@ -13,9 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.apis import MAX_ID, ItemSummarySerializer, item_get_or_404
+from catalog.apis import ItemSummarySerializer, item_get_or_404
 from catalog.item_fields import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
 from core.api_fields import CleanTextField, PlainDecimalField, StrictIntegerField
+from core.models import MAX_ID
 from core.throttling import FREE_TEXT_THROTTLES
 from recommendations.models import FeedbackKind
 from recommendations.retrieval.filters import ItemFilters

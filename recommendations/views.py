@@ -24,8 +24,8 @@ from django.views.decorators.http import require_GET, require_POST
 from catalog.models import Item, Placement
 from catalog.services import item_set_placement
 from core.exceptions import ApplicationError
-from core.models import EmbeddingStatus
-from core.page_parameters import MAX_ID, is_ascii_int, param_int, param_text
+from core.models import MAX_ID, EmbeddingStatus
+from core.page_parameters import is_ascii_int, param_int, param_text
 from recommendations.forms import AskForm
 from recommendations.models import RankerModel
 from recommendations.ranking.active import ranker_activate

@@ -21,12 +21,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.apis import MAX_ID, ItemSummarySerializer
+from catalog.apis import ItemSummarySerializer
 from catalog.item_fields import MAX_ID_LENGTH
 from catalog.models import Item
 from core.api_fields import CleanTextField, StrictFloatField, StrictIntegerField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
-from core.models import EmbeddingStatus
+from core.models import MAX_ID, EmbeddingStatus
 from core.throttling import AuthTokenThrottle
 from users.activity_rules import activity_problems
 from users.models import RATING_MAX, RATING_MIN, Activity, ActivityKind, User
