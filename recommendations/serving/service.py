@@ -150,7 +150,7 @@ def _recommend_live(
 def _text_vector(text: str) -> np.ndarray:
     from recommendations.ml.encoder import get_encoder
 
-    return get_encoder(recommender_settings().serving_model).encode([text]).vectors[0]
+    return get_encoder(recommender_settings().serving_model).encode([text], kind="query").vectors[0]
 
 
 def _main_interest(*, user: User, model_name: str) -> np.ndarray | None:

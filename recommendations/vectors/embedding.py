@@ -25,6 +25,7 @@ from core.text import text_hash
 from core.vector_indexes import vector_indexes_ensure
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import get_encoder
+from recommendations.ml.model_cards import TextKind
 from recommendations.models import UserInterest
 from recommendations.vectors.interest import Evidence, Interest, interests_build
 from users.models import Activity, ActivityVector, User
@@ -34,6 +35,10 @@ VECTOR_MODELS: dict[type[Item] | type[Activity], tuple[type[TextVector], str]] =
     Item: (ItemVector, "item_id"),
     Activity: (ActivityVector, "activity_id"),
 }
+
+# How each model's text is encoded (ml/model_cards.py): an item is what a question searches
+# (a passage); a person's own words search for items (queries), and build their interest vector.
+TEXT_KINDS: dict[type[Item] | type[Activity], TextKind] = {Item: "passage", Activity: "query"}
 
 # Errors worth retrying the whole task for: the database went away, it will come back.
 DATABASE_OUTAGES = (OperationalError, InterfaceError)
@@ -105,7 +110,9 @@ def _embed(model, rows: list, texts: list[str]) -> tuple[list, int]:
         return [], 0
     started = time.monotonic()
     vector_indexes_ensure(model_name=encoder.name, dimensions=encoder.dimensions)
-    encoded = encoder.encode([text for _row, text in todo], batch_size=recommender_settings().encoder_batch_size)
+    encoded = encoder.encode(
+        [text for _row, text in todo], kind=TEXT_KINDS[model], batch_size=recommender_settings().encoder_batch_size
+    )
     encoded_at = time.monotonic()
     written = _write_vectors(
         model, [(row.id, row.text_hash, text_hash(text)) for row, text in todo], encoded.vectors, encoder.name

@@ -13,7 +13,7 @@ from recommendations.ml.encoder import get_encoder
 from recommendations.models import UserInterest
 from recommendations.tasks import embed_item, sweep_pending_embeddings
 from recommendations.vectors import embedding
-from tests.factories import ItemFactory, vector_of
+from tests.factories import ItemFactory, UserFactory, vector_of
 from users.models import Activity
 from users.services import activity_record
 
@@ -30,10 +30,11 @@ class CountingEncoder:
     """The real encoder, counting the texts it was asked to encode."""
 
     def __init__(self, real):
-        self.real, self.name, self.dimensions, self.texts = real, real.name, real.dimensions, []
+        self.real, self.name, self.dimensions, self.texts, self.kinds = real, real.name, real.dimensions, [], []
 
     def encode(self, texts, **kwargs):
         self.texts += texts
+        self.kinds += [kwargs["kind"]] * len(texts)
         return self.real.encode(texts, **kwargs)
 
 
@@ -49,7 +50,7 @@ def test_item_save_embeds_the_item_text_with_the_model_name():
 
     item.refresh_from_db()
     assert item.embedding_status == "ok" and item.embedding_model == "all-MiniLM-L6-v2" and item.embedded_at
-    expected = get_encoder().encode([item.embedding_text()]).vectors[0]
+    expected = get_encoder().encode([item.embedding_text()], kind="passage").vectors[0]
     assert float(np.dot(vector_of(item), expected)) > 0.999
 
 
@@ -61,6 +62,18 @@ def test_same_text_twice_is_encoded_once(counting):
     assert embedding.item_embeddings_refresh(item_ids=[item.id]) == 0
     assert len(counting.texts) == 1
     assert Item.objects.get(id=item.id).embedded_at == embedded_at
+
+
+def test_items_are_encoded_as_passages_and_a_persons_words_as_queries(counting):
+    item = ItemFactory()
+    embedding.item_embeddings_refresh(item_ids=[item.id])
+    activity = activity_record(user=UserFactory(), kind="search", text="tea for a cold evening")
+    embedding.activity_embeddings_refresh(activity_ids=[activity.id])
+
+    assert list(zip(counting.texts, counting.kinds, strict=True)) == [
+        (item.embedding_text(), "passage"),
+        ("tea for a cold evening", "query"),
+    ]
 
 
 def test_a_vector_is_not_written_over_text_that_changed_while_encoding(monkeypatch):
@@ -87,8 +100,8 @@ def test_activity_text_gets_a_vector_and_the_user_an_interest(user):
     assert activity.embedding_status == "ok" and vector_of(activity) is not None
     interest = UserInterest.objects.get(user=user, cluster=0)
     assert interest.embedding_model == "all-MiniLM-L6-v2" and interest.n_events == 1
-    tea = get_encoder().encode(["tea kettle"]).vectors[0]
-    boots = get_encoder().encode(["winter hiking boots"]).vectors[0]
+    tea = get_encoder().encode(["tea kettle"], kind="query").vectors[0]
+    boots = get_encoder().encode(["winter hiking boots"], kind="query").vectors[0]
     assert float(np.dot(interest.embedding, tea)) > float(np.dot(interest.embedding, boots))
 
 

@@ -46,7 +46,7 @@ def _cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def test_fp32_vectors_match_sentence_transformers(fp32_encoder, reference_vectors):
-    encoded = fp32_encoder.encode(TEXTS, batch_size=3)
+    encoded = fp32_encoder.encode(TEXTS, kind="passage", batch_size=3)
 
     assert encoded.vectors.shape == (len(TEXTS), 384) and encoded.vectors.dtype == np.float32
     assert _cosines(encoded.vectors, reference_vectors).min() >= 0.999
@@ -55,7 +55,7 @@ def test_fp32_vectors_match_sentence_transformers(fp32_encoder, reference_vector
 
 def test_onnx_vectors_match_sentence_transformers_in_mixed_length_batches(onnx_encoder, reference_vectors):
     # One batch with texts of very different lengths: the padding must not leak into the mean.
-    encoded = onnx_encoder.encode(TEXTS, batch_size=len(TEXTS))
+    encoded = onnx_encoder.encode(TEXTS, kind="passage", batch_size=len(TEXTS))
 
     assert onnx_encoder.runtime == "onnx"
     assert _cosines(encoded.vectors, reference_vectors).min() >= 0.999
@@ -68,7 +68,7 @@ def test_bf16_vectors_stay_within_the_issue_bar_of_fp32(reference_vectors):
     # bf16 weights round every product: not the 0.999 of the exact runtimes, but >= 0.99
     # (measured 0.9999 here), the bar a runtime must pass to be offered.
     encoder = Encoder("all-MiniLM-L6-v2", runtime="bf16")
-    encoded = encoder.encode(TEXTS, batch_size=len(TEXTS))
+    encoded = encoder.encode(TEXTS, kind="passage", batch_size=len(TEXTS))
 
     assert encoder.runtime == "bf16" and encoded.vectors.dtype == np.float32
     assert _cosines(encoded.vectors, reference_vectors).min() >= 0.99
@@ -82,28 +82,33 @@ def test_mixed_runtime_sends_a_few_texts_to_onnx_and_batches_to_bf16(onnx_encode
     few, many = TEXTS[:3], (TEXTS * 2)[: encoder_module.MIXED_BF16_FROM_TEXTS]
 
     assert mixed.runtime == "mixed"
-    assert np.allclose(mixed.encode(few).vectors, onnx_encoder.encode(few).vectors, atol=1e-6)
-    assert np.allclose(mixed.encode(many).vectors, bf16.encode(many).vectors, atol=1e-6)
+    assert np.allclose(
+        mixed.encode(few, kind="passage").vectors, onnx_encoder.encode(few, kind="passage").vectors, atol=1e-6
+    )
+    assert np.allclose(mixed.encode(many, kind="passage").vectors, bf16.encode(many, kind="passage").vectors, atol=1e-6)
     # The two paths agree with each other as well as with fp32: vectors stay comparable.
-    assert _cosines(mixed.encode(few).vectors, mixed.encode(many).vectors[:3]).min() >= 0.99
+    assert (
+        _cosines(mixed.encode(few, kind="passage").vectors, mixed.encode(many, kind="passage").vectors[:3]).min()
+        >= 0.99
+    )
 
 
 def test_results_come_back_in_the_order_given(fp32_encoder):
-    forward = fp32_encoder.encode(TEXTS).vectors
-    backward = fp32_encoder.encode(TEXTS[::-1]).vectors[::-1]
+    forward = fp32_encoder.encode(TEXTS, kind="passage").vectors
+    backward = fp32_encoder.encode(TEXTS[::-1], kind="passage").vectors[::-1]
 
     assert np.allclose(forward, backward, atol=1e-5)
 
 
 def test_text_longer_than_the_model_reads_is_flagged_truncated(fp32_encoder):
-    encoded = fp32_encoder.encode(TEXTS)
+    encoded = fp32_encoder.encode(TEXTS, kind="passage")
 
     assert fp32_encoder.max_tokens == 256
     assert encoded.truncated == [False] * (len(TEXTS) - 1) + [True]
 
 
 def test_no_texts_gives_an_empty_matrix(fp32_encoder):
-    assert fp32_encoder.encode([]).vectors.shape == (0, 384)
+    assert fp32_encoder.encode([], kind="passage").vectors.shape == (0, 384)
 
 
 def test_runtimes_fall_back_to_what_the_machine_can_run(monkeypatch):

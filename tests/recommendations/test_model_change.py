@@ -63,7 +63,7 @@ def test_switching_to_a_512_dimension_model_reembeds_everything_and_ranks_chines
         ("给孩子睡前讲的故事", "picture-book"),
     ]:
         ranked = semantic_candidates(
-            vectors=[chinese.encode([query]).vectors[0]],
+            vectors=[chinese.encode([query], kind="query").vectors[0]],
             model_name="m3e-small",
             filters=ItemFilters(),
             k=4,
@@ -72,7 +72,7 @@ def test_switching_to_a_512_dimension_model_reembeds_everything_and_ranks_chines
         top = Item.objects.get(id=ranked[0][0]).external_id
         assert top == expected, (query, ranked)
     # A 384-wide query against the old model's vectors still works; widths never mix.
-    english = get_encoder("all-MiniLM-L6-v2").encode(["refund"]).vectors[0]
+    english = get_encoder("all-MiniLM-L6-v2").encode(["refund"], kind="query").vectors[0]
     assert (
         len(
             semantic_candidates(

@@ -101,7 +101,7 @@ def test_fresh_source_lists_new_active_items_only(world):
 
 
 def test_semantic_source_finds_items_by_meaning_and_respects_filters(world):
-    query = get_encoder().encode(["gear for a camping trip"]).vectors[0]
+    query = get_encoder().encode(["gear for a camping trip"], kind="query").vectors[0]
 
     ranked = semantic_candidates(vectors=[query], model_name="all-MiniLM-L6-v2", filters=ItemFilters(), k=3)
     kitchen = semantic_candidates(
@@ -269,7 +269,7 @@ def test_semantic_search_is_exact_on_small_catalogs_and_uses_hnsw_above_the_thre
     assert use_exact_search() is True
     settings.RECOMMENDER = {**settings.RECOMMENDER, "EXACT_SEARCH_MAX_VECTORS": -1}
     assert use_exact_search() is False
-    query = get_encoder().encode(["gear for a camping trip"]).vectors[0]
+    query = get_encoder().encode(["gear for a camping trip"], kind="query").vectors[0]
     through_index = semantic_candidates(vectors=[query], model_name="all-MiniLM-L6-v2", filters=ItemFilters(), k=3)
     assert {Item.objects.get(id=item_id).external_id for item_id, _score in through_index} <= {"tent", "stove", "boots"}
 
@@ -286,7 +286,7 @@ def test_a_narrow_filter_is_searched_exactly_on_a_large_catalog(world, settings)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Item._meta.db_table}")
         cursor.execute(f"ANALYZE {ItemVector._meta.db_table}")
-    query = get_encoder().encode(["something to brew tea"]).vectors[0]
+    query = get_encoder().encode(["something to brew tea"], kind="query").vectors[0]
 
     def search(filters: ItemFilters) -> tuple[list[str], bool]:
         with CaptureQueriesContext(connection) as queries:

@@ -22,9 +22,9 @@ def _texts(words: int, count: int) -> list[str]:
 
 
 def _throughput(encoder: Encoder, texts: list[str], batch_size: int) -> float:
-    encoder.encode(texts[:batch_size], batch_size=batch_size)
+    encoder.encode(texts[:batch_size], kind="passage", batch_size=batch_size)
     started = time.perf_counter()
-    encoder.encode(texts, batch_size=batch_size)
+    encoder.encode(texts, kind="passage", batch_size=batch_size)
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{asked}: not available on this machine (would run as {runtime}); skipped")
                 continue
             encoder = Encoder(model, runtime=runtime, cache_dir=Path(recommender_settings().encoder_cache_dir))
-            vectors = encoder.encode(check_texts).vectors
+            vectors = encoder.encode(check_texts, kind="passage").vectors
             if reference is None:
                 reference = vectors
             cosine = float((vectors * reference).sum(axis=1).min())
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             latencies = []
             for text in short_texts[:single]:
                 started = time.perf_counter()
-                encoder.encode([text])
+                encoder.encode([text], kind="query")
                 latencies.append((time.perf_counter() - started) * 1000)
             p50, p99 = np.percentile(latencies, [50, 99])
             self.stdout.write(
