@@ -4,10 +4,13 @@ DRF binds DEFAULT_THROTTLE_RATES when its module is imported; reading api_settin
 request lets tests and deployments change rates without re-importing anything.
 """
 
+import math
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, BaseThrottle, UserRateThrottle
 
 
 class _LiveRates:
@@ -50,3 +53,37 @@ class AuthTokenThrottle(AnonymousThrottle):
 
 
 FREE_TEXT_THROTTLES = [FreeTextAnonymousThrottle, FreeTextUserThrottle]
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address every per-address limit keys on: DRF's reading, so the API's throttles, the
+    pages' throttles and the sign-in lockout (AXES_CLIENT_IP_CALLABLE) always agree.
+
+    With NUM_PROXIES 0 (the default) it is the connection's address and X-Forwarded-For is
+    ignored; with N trusted proxies, the address the outermost of them appended.
+    """
+    return BaseThrottle().get_ident(request)  # type: ignore[arg-type]  # reads request.META only
+
+
+def page_throttle_wait(request: HttpRequest, throttle_classes: list[type[BaseThrottle]]) -> float | None:
+    """Seconds to wait when one of the API's throttles refuses this page request, else None.
+
+    Pages that run the encoder share the API's budgets (the same cache keys), so a person cannot
+    double their free text by alternating the page and the API. Every throttle counts the
+    request, as DRF's own check does.
+    """
+    waits = []
+    for throttle_class in throttle_classes:
+        throttle = throttle_class()
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]  # reads META and user only
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None
+
+
+def throttled_page(request: HttpRequest, wait: float, *, message: str, fragment: bool = False) -> HttpResponse:
+    """The 429 page (or only its message, for a page that asked for a fragment) with Retry-After."""
+    retry_after = max(1, math.ceil(wait))
+    template = "429_message.html" if fragment else "429.html"
+    response = render(request, template, {"message": message, "retry_after": retry_after}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response

@@ -19,13 +19,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import Item, Placement
 from catalog.services import item_set_placement
 from core.exceptions import ApplicationError
 from core.models import MAX_ID, EmbeddingStatus
 from core.page_parameters import is_ascii_int, param_int, param_text
+from core.throttling import FREE_TEXT_THROTTLES, page_throttle_wait, throttled_page
 from recommendations.forms import AskForm
 from recommendations.models import RankerModel
 from recommendations.ranking.active import ranker_activate
@@ -73,19 +74,30 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 # --- end users ---------------------------------------------------------------------------------
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 def ask(request: HttpRequest) -> HttpResponse:
-    """A question in plain words (any language the encoder reads) answered with items and why."""
-    form = AskForm(request.GET if "q" in request.GET else None)
+    """A question in plain words (any language the encoder reads) answered with items and why.
+
+    The page's form posts the question (CSRF-checked, and a long Chinese question fits no URL);
+    a signed-in person's posted question is recorded as a search. A link (GET ?q=) is answered
+    the same way but records nothing: a link on another site must not write into anyone's history.
+    Both run the encoder, so both count against the API's free-text budget.
+    """
+    posted = request.method == "POST"
+    form = AskForm(request.POST if posted else (request.GET if "q" in request.GET else None))
     answer = None
     if form.is_valid():
+        wait = page_throttle_wait(request, FREE_TEXT_THROTTLES)
+        if wait is not None:
+            message = "Too many questions in a short time."
+            return throttled_page(request, wait, message=message, fragment=_wants_fragment(request))
         user = request.user if request.user.is_authenticated else None
         try:
             answer = recommender.recommend_for_text(text=form.cleaned_data["q"], user=user, k=ASK_SIZE)
         except ApplicationError as error:
             form.add_error("q", error.message)
         else:
-            if user is not None:
+            if user is not None and posted:
                 # Recorded after answering, so a question does not tilt its own answer.
                 activity_record(user=user, kind=ActivityKind.SEARCH, text=form.cleaned_data["q"])
     template = "recommendations/ask_results.html" if _wants_fragment(request) else "recommendations/ask.html"

@@ -1,6 +1,15 @@
 import pytest
+from django.core.cache import cache
 
 from tests.factories import StaffUserFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    # Throttle counters live in the default cache (local memory in tests): each test starts at zero.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

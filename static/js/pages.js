@@ -1,5 +1,5 @@
 // Progressive enhancement for the server-rendered pages; every form also works without it.
-// - form[data-fragment-target]: a GET form whose answer (a server-rendered fragment) replaces the
+// - form[data-fragment-target]: a form whose answer (a server-rendered fragment) replaces the
 //   target's content instead of loading a new page (the "what are you looking for?" box).
 // - form[data-words-form]: posts a review, shows it at once, then refreshes [data-for-you] once
 //   the server says the text's vector is made (202 means "not yet": ask again shortly).
@@ -21,9 +21,14 @@
       var target = document.querySelector(form.dataset.fragmentTarget);
       if (!target) { return; }
       event.preventDefault();
-      var params = new URLSearchParams(new FormData(form));
+      var data = new FormData(form);
+      var posted = form.method.toLowerCase() === "post";
       target.setAttribute("aria-busy", "true");
-      fetchFragment(form.action + "?" + params.toString())
+      // A POST form (the question box: it records a search, and long questions fit no URL)
+      // posts its own FormData, CSRF token included; a GET form sends its fields in the address.
+      (posted
+        ? fetchFragment(form.action, { method: "POST", body: data })
+        : fetchFragment(form.action + "?" + new URLSearchParams(data).toString()))
         .then(function (response) { return response.text(); })
         .then(function (html) { target.innerHTML = html; })
         .catch(function () { target.textContent = "Something went wrong. Please try again."; })

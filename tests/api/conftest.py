@@ -1,7 +1,6 @@
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -21,13 +20,6 @@ CATALOG = {
     "retired": ("Old hiking boots", "Outdoor", ["hiking"], "20.00", "Discontinued model of mountain boots."),
 }
 PURCHASES = {"hiker1": ["boots", "tent", "stove"], "hiker2": ["boots", "tent"], "tea1": ["kettle", "teapot"]}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def client_for(user=None) -> APIClient:

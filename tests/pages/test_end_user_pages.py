@@ -66,14 +66,73 @@ def test_an_empty_question_is_refused_with_a_message(client, shop):
     assert "This field is required." in page.content.decode()
 
 
-def test_signed_in_question_is_recorded_as_a_search(client, shop, django_capture_on_commit_callbacks):
+def test_signed_in_question_posted_by_the_form_is_recorded_as_a_search(
+    client, shop, django_capture_on_commit_callbacks
+):
     person = UserFactory()
     client.force_login(person)
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.get(reverse("recommendations:ask"), {"q": "a tent for two"})
+        page = client.post(reverse("recommendations:ask"), {"q": "a tent for two"})
 
+    assert page.status_code == 200 and page.context["answer"].results
     assert Activity.objects.get(user=person).kind == "search"
+
+
+def test_a_question_link_is_answered_but_records_nothing(client, shop, django_capture_on_commit_callbacks):
+    # A link on another site (or an <img src>) to /ask/?q= must not write into a signed-in history.
+    person = UserFactory()
+    client.force_login(person)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.get(reverse("recommendations:ask"), {"q": "a tent for two"})
+
+    assert page.status_code == 200 and page.context["answer"].results
+    assert not Activity.objects.filter(user=person).exists()
+
+
+def test_the_question_forms_post_with_a_csrf_token(client, shop):
+    for name in ("recommendations:home", "recommendations:ask"):
+        html = client.get(reverse(name)).content.decode()
+        form = html[html.index('<form method="post" action="/ask/"') :]
+        assert 'name="csrfmiddlewaretoken"' in form[: form.index("</form>")]
+
+
+def test_a_cross_site_post_of_a_question_is_refused(shop):
+    person = UserFactory()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(person)
+
+    page = client.post(reverse("recommendations:ask"), {"q": "a tent for two"})
+
+    assert page.status_code == 403
+    assert not Activity.objects.filter(user=person).exists()
+
+
+def test_a_long_chinese_question_is_answered_by_post(client, shop):
+    # 500 characters: over 4 KB once percent-encoded, more than a URL may carry (gunicorn's 414).
+    question = ("我的包裹还没有到" * 63)[:500]
+
+    page = client.post(reverse("recommendations:ask"), {"q": question}, headers={"X-Fragment": "1"})
+
+    assert page.status_code == 200 and page.context["answer"].results
+
+
+def test_questions_share_the_free_text_budget_and_get_a_429_page(client, shop, settings):
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "text_anon": "2/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+
+    answered = [client.post(reverse("recommendations:ask"), {"q": "green tea"}).status_code for _ in range(2)]
+    refused = client.get(reverse("recommendations:ask"), {"q": "green tea"})
+    fragment = client.post(reverse("recommendations:ask"), {"q": "green tea"}, headers={"X-Fragment": "1"})
+    api = client.post("/api/v1/recommendations/text/", {"text": "green tea"}, content_type="application/json")
+
+    assert answered == [200, 200]
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 60
+    assert "Too many questions" in refused.content.decode() and "<html" in refused.content.decode()
+    assert fragment.status_code == 429 and "<html" not in fragment.content.decode()
+    assert api.status_code == 429  # one budget for the page and the API
+    assert client.get(reverse("recommendations:ask")).status_code == 200  # the empty page runs no encoder
 
 
 def test_item_page_shows_details_similar_items_and_the_review_form(client, shop):
