@@ -26,6 +26,7 @@ from catalog.selectors import item_list_active
 from catalog.services import item_bulk_upsert, item_save, item_set_active
 from core.api_fields import PlainDecimalField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
+from core.idempotency import idempotent
 from core.models import MAX_ID
 from core.records import RowError
 from core.text import InvalidTextError
@@ -169,6 +170,7 @@ class ItemCreateApi(APIView):
         responses={201: ItemDetailSerializer},
         examples=[OpenApiExample("An item", value=ITEM_EXAMPLE, request_only=True)],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -218,6 +220,7 @@ class ItemDeactivateApi(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(tags=["items"], request=None, responses={200: ItemDetailSerializer})
+    @idempotent
     def post(self, request: Request, item_id: int) -> Response:
         item = item_get_or_404(item_id=item_id, include_inactive=True)
         item_set_active(item_ids=[item.id], is_active=False)
@@ -253,6 +256,7 @@ class ItemBulkUpsertApi(APIView):
             OpenApiExample("Two items", value={"items": [ITEM_EXAMPLE, {"external_id": "sku-7", "title": "Tent"}]})
         ],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -5,6 +5,7 @@ default) the process refuses to start without DJANGO_SECRET_KEY.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -216,6 +217,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.api_schema.ApiAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# How long the first answer to a write sent with an Idempotency-Key is kept (core.idempotency):
+# a retry within it gets that answer back and writes nothing; after it the key is new again.
+# Stripe keeps keys at least 24 hours; the periodic task below removes older ones every hour.
+IDEMPOTENCY_KEY_RETENTION = timedelta(hours=env_int("API_IDEMPOTENCY_KEY_RETENTION_HOURS", 24, minimum=1))
 # No CORS headers are sent, so browsers keep the API to pages of this site; integrators call it
 # from servers with a token. A deployment that needs browser clients elsewhere adds
 # django-cors-headers with an explicit origin list.
@@ -257,6 +262,7 @@ CELERY_TASK_ROUTES = {
     "recommendations.tasks.embed_pending": {"queue": "bulk"},
     "recommendations.tasks.rebuild_behaviour_model": {"queue": "bulk"},
     "recommendations.tasks.train_ranker": {"queue": "bulk"},
+    "core.tasks.idempotency_records_expire": {"queue": "bulk"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-embeddings": {"task": "recommendations.tasks.sweep_pending_embeddings", "schedule": 60.0},
@@ -268,6 +274,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recommendations.tasks.train_ranker",
         "schedule": env_int("RECOMMENDER_RANKER_TRAIN_SECONDS", 86_400, minimum=600),
     },
+    # Keys past IDEMPOTENCY_KEY_RETENTION: one indexed DELETE an hour.
+    "expire-idempotency-keys": {"task": "core.tasks.idempotency_records_expire", "schedule": 3600.0},
 }
 
 _ITEM_ACTIVITY_KINDS = ("view", "click", "add_to_cart", "purchase", "rating", "review", "comment", "tag", "dismiss")

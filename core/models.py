@@ -1,5 +1,6 @@
 """Pieces shared by the models of several apps."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Func, IntegerField, Q
 from pgvector.django import VectorField
@@ -61,3 +62,33 @@ class TextVector(models.Model):
     @classmethod
     def dimension_constraint(cls, name: str) -> models.CheckConstraint:
         return models.CheckConstraint(condition=Q(dimensions=vector_dims("embedding")), name=name)
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a write sent with an Idempotency-Key (core.idempotency).
+
+    Written in the same transaction as the write itself, so there is never a write without its
+    key nor a key without its write. One per person, method, path and key; removed after
+    settings.IDEMPOTENCY_KEY_RETENTION by a periodic task, and with the person's account.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    key = models.CharField(max_length=255)
+    # sha256 of the request (query string and parsed body): the same key with another request is 422.
+    request_fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    # The body exactly as first sent (not JSONB, which would reorder its keys) and the headers
+    # that describe it, so a replay is byte for byte the first answer.
+    response_body = models.TextField()
+    response_headers = models.JSONField(default=dict)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "method", "path", "key"], name="idempotency_key_once_per_caller")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} {self.key}"

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from catalog.apis import ItemSummarySerializer, item_get_or_404
 from catalog.item_fields import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
 from core.api_fields import CleanTextField, PlainDecimalField, StrictIntegerField
+from core.idempotency import idempotent
 from core.models import MAX_ID
 from core.throttling import FREE_TEXT_THROTTLES
 from recommendations.models import FeedbackKind
@@ -297,6 +298,7 @@ class FeedbackCreateApi(APIView):
             )
         ],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

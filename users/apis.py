@@ -26,6 +26,7 @@ from catalog.item_fields import MAX_ID_LENGTH
 from catalog.models import Item
 from core.api_fields import CleanTextField, StrictFloatField, StrictIntegerField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
+from core.idempotency import idempotent
 from core.models import MAX_ID, EmbeddingStatus
 from core.throttling import AuthTokenThrottle
 from users.activity_rules import activity_problems
@@ -187,6 +188,7 @@ class ActivityCreateApi(APIView):
         responses={201: ActivityCreateOutputSerializer},
         examples=[OpenApiExample("A review", value=ACTIVITY_EXAMPLE, request_only=True)],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = ActivityInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -222,6 +224,7 @@ class ActivityBatchCreateApi(APIView):
             )
         ],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -43,6 +43,37 @@ def test_every_operation_says_who_may_call_it_and_documents_the_error_shape(db):
     ]
 
 
+# POSTs that create nothing a retry could double: the token exchange (anonymous, and it hands
+# back the person's one token) and the free-text query (a read sent as POST for its body).
+POSTS_WITHOUT_IDEMPOTENCY_KEY = {"/api/v1/auth/token/", "/api/v1/recommendations/text/"}
+
+
+def test_every_creating_post_documents_the_idempotency_key_and_its_answers(db):
+    schema = client_for(None).get("/api/schema/?format=json").json()
+
+    keyed = set()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            headers = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "header"}
+            if "Idempotency-Key" not in headers:
+                continue
+            keyed.add((method, path))
+            assert not headers["Idempotency-Key"].get("required", False)
+            assert headers["Idempotency-Key"]["schema"]["pattern"]
+            assert {"400", "409", "422"} <= set(operation["responses"]), path
+            [success] = [code for code in operation["responses"] if code.startswith("2")]
+            assert "Idempotent-Replayed" in operation["responses"][success]["headers"], path
+    posts = {(method, path) for path, ops in schema["paths"].items() for method in ops if method == "post"}
+    assert keyed == {(method, path) for method, path in posts if path not in POSTS_WITHOUT_IDEMPOTENCY_KEY}
+    assert {path for _, path in keyed} >= {
+        "/api/v1/activities/create/",
+        "/api/v1/activities/batch/",
+        "/api/v1/recommendations/feedback/",
+        "/api/v1/items/create/",
+        "/api/v1/items/bulk-upsert/",
+    }
+
+
 @pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
 def test_documentation_pages_use_no_cdn(db, page):
     response = client_for(None).get(page)
