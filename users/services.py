@@ -1,4 +1,5 @@
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -8,7 +9,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from catalog.models import Item
-from core.models import EmbeddingStatus
+from core.models import EmbeddingStatus, IdempotencyRecord
 from core.queueing import EMBED_ACTIVITY, REFRESH_USER_INTEREST, queue_on_commit
 from core.records import Rejection
 from core.summaries import UpsertCounts
@@ -161,7 +162,8 @@ def user_data_export(*, user: User) -> dict:
 
     Profile, every activity with its text, the interest vectors built from them, their
     precomputed recommendation lists, every recommendation shown to them with its items, their
-    feedback and their API tokens (never the secret itself). Activity vectors are summarised per
+    feedback, their API tokens (never the secret itself) and the answers kept for retries sent
+    with an Idempotency-Key (copies of writes above, removed after their retention). Activity vectors are summarised per
     model: they are the texts above, encoded. The four recommender parts are read by the
     `_export_*` helpers below through the one named upward edge (tests/test_architecture.py
     ALLOWED_UPWARD): the right of access covers what the recommender stored about the person.
@@ -177,6 +179,7 @@ def user_data_export(*, user: User) -> dict:
         "recommendations": _export_recommendations(user),
         "feedback": _export_feedback(user),
         "api_tokens": _export_api_tokens(user),
+        "idempotency_keys": _export_idempotency_keys(user),
     }
 
 
@@ -312,6 +315,20 @@ def _export_api_tokens(user: User) -> list[dict]:
     from rest_framework.authtoken.models import Token
 
     return [{"created": _when(token.created)} for token in Token.objects.filter(user=user)]
+
+
+def _export_idempotency_keys(user: User) -> list[dict]:
+    return [
+        {
+            "key": record.key,
+            "method": record.method,
+            "path": record.path,
+            "status_code": record.status_code,
+            "response": json.loads(record.response_body),
+            "created_at": _when(record.created_at),
+        }
+        for record in IdempotencyRecord.objects.filter(user=user).order_by("created_at", "id")
+    ]
 
 
 def _user_session_keys(user_id: int) -> list[str]:

@@ -5,9 +5,8 @@ from django.apps import apps
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.sessions.models import Session
 from django.db import connection, models
-from rest_framework.authtoken.models import Token
 
-from recommendations.models import Feedback, FeedbackKind, Recommendation, UserInterest
+from recommendations.models import FeedbackKind, Recommendation, UserInterest
 from recommendations.serving.service import recommend_for_text, recommend_for_user
 from tests.api.conftest import client_for
 from tests.factories import ItemFactory, UserFactory
@@ -32,8 +31,15 @@ def _person_with_everything(client) -> tuple[User, str]:
     recommend_for_text(text=QUERY_TEXT, user=person, k=5)
     recommendation = Recommendation.objects.get(user=person, context="user")
     shown = recommendation.items.all()[0]
-    Feedback.objects.create(recommendation=recommendation, item=shown.item, user=person, kind=FeedbackKind.CLICK)
-    Token.objects.create(user=person)
+    # Through the API (client_for makes their API token) with an Idempotency-Key, so a kept answer
+    # (with a marker key) is theirs too.
+    clicked = client_for(person).post(
+        "/api/v1/recommendations/feedback/",
+        {"recommendation_id": str(recommendation.id), "kind": FeedbackKind.CLICK, "item_ids": [shown.item_id]},
+        format="json",
+        headers={"Idempotency-Key": "walrus-marker-click-1"},
+    )
+    assert clicked.status_code == 201, clicked.content
     LogEntry.objects.log_actions(
         user_id=person.id, queryset=[items[2]], action_flag=ADDITION, change_message="walrus-marker edit"
     )
@@ -68,6 +74,9 @@ def test_user_data_export_holds_profile_texts_recommendations_and_feedback(clien
     (kept,) = exported["precomputed_lists"]
     assert kept["items"][0]["item_id"] == answer_first_item(person) and kept["items"][0]["reason"]
     assert len(exported["api_tokens"]) == 1 and "key" not in exported["api_tokens"][0]
+    (kept_answer,) = exported["idempotency_keys"]
+    assert kept_answer["key"] == "walrus-marker-click-1"
+    assert kept_answer["response"] == {"recorded": 1, "already_recorded": 0}
 
 
 def test_user_delete_leaves_nothing_of_the_person_in_any_table(client):
