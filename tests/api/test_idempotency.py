@@ -401,3 +401,27 @@ def test_duplicates_sent_at_once_write_one_row():
     assert set(statuses) <= {201, 409}, statuses
     assert len(written) == 1
     assert Activity.objects.count() == 1
+
+
+def test_a_replayed_deactivation_returns_the_first_answer(staff):
+    client, item, key = client_for(staff), ItemFactory(), new_key()
+
+    first = post(client, f"/api/v1/items/{item.id}/deactivate/", None, key)
+    Item.objects.filter(id=item.id).update(is_active=True)  # staff brought it back meanwhile
+    replay = post(client, f"/api/v1/items/{item.id}/deactivate/", None, key)
+
+    assert first.status_code == 200 and first.json()["is_active"] is False
+    assert_replay_of(first, replay)
+    assert Item.objects.get(id=item.id).is_active  # the replay changed nothing
+
+
+def test_a_replay_reads_the_kept_answer_and_runs_nothing_else(person, django_assert_num_queries):
+    client, item, key = client_for(person), ItemFactory(), new_key()
+    post(client, "/api/v1/activities/create/", {"kind": "view", "item": item.id}, key)
+
+    # The token and its person, the key's lock, the kept answer, and the savepoint around them (the
+    # transaction in production): no item, activity or interest query.
+    with django_assert_num_queries(5):
+        replay = post(client, "/api/v1/activities/create/", {"kind": "view", "item": item.id}, key)
+
+    assert replay["Idempotent-Replayed"] == "true"
