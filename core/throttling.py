@@ -5,6 +5,7 @@ request lets tests and deployments change rates without re-importing anything.
 """
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -65,7 +66,7 @@ def client_address(request: HttpRequest) -> str:
     return BaseThrottle().get_ident(request)  # type: ignore[arg-type]  # reads request.META only
 
 
-def page_throttle_wait(request: HttpRequest, throttle_classes: list[type[BaseThrottle]]) -> float | None:
+def page_throttle_wait(request: HttpRequest, throttle_classes: Sequence[type[BaseThrottle]]) -> float | None:
     """Seconds to wait when one of the API's throttles refuses this page request, else None.
 
     Pages that run the encoder share the API's budgets (the same cache keys), so a person cannot
