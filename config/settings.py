@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "core",
     "users",
     "catalog",
@@ -64,6 +65,8 @@ MIDDLEWARE = [
     "core.content_security_policy.ContentSecurityPolicyMiddleware",
     # A malformed page parameter (?k=², ?q=NUL) is the site's 400 page, never a 500 or the debug page.
     "core.page_parameters.InvalidParameterMiddleware",
+    # Last, as django-axes asks: turns a sign-in refused by the lockout into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -119,6 +122,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every password check goes through authenticate(), and the lockout backend sees it first.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "users:login"
 LOGIN_REDIRECT_URL = "recommendations:home"
 LOGOUT_REDIRECT_URL = "recommendations:home"
@@ -221,6 +226,31 @@ REST_FRAMEWORK = {
 # a retry within it gets that answer back and writes nothing; after it the key is new again.
 # Stripe keeps keys at least 24 hours; the periodic task below removes older ones every hour.
 IDEMPOTENCY_KEY_RETENTION = timedelta(hours=env_int("API_IDEMPOTENCY_KEY_RETENTION_HOURS", 24, minimum=1))
+# --- sign-in lockout (django-axes; users/login_guard.py) -----------------------------------------
+# Wrong passwords are counted per account (from any address) and per client address (for any
+# account) over the last LOGIN_LOCKOUT_MINUTES; at either limit the sign-in forms, the admin's and
+# the token endpoint answer 429 until the cool-off ends, even to the right password. Staff unlock
+# early by deleting the "Access attempts" rows in the admin.
+LOGIN_FAILURES_PER_ACCOUNT = env_int("DJANGO_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("DJANGO_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURES_PER_ACCOUNT
+AXES_HANDLER = "users.login_guard.LoginGuardHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DJANGO_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+# The lockout ends a cool-off after the last counted failure: a try during the lockout is refused
+# without pushing the end further (so the time the answer names is true).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the counts: it would let anyone with an account of their own reset
+# their address's count (and with it the counts of accounts guessed from there) between guesses.
+AXES_RESET_ON_SUCCESS = False
+# The same client address as the API's throttles (REST_FRAMEWORK NUM_PROXIES): X-Forwarded-For
+# is ignored unless DJANGO_NUM_PROXIES says proxies append to it.
+AXES_CLIENT_IP_CALLABLE = "core.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "users.login_guard.lockout_response"
+# Successful sign-ins are not logged: only failures are needed to lock out.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+
 # No CORS headers are sent, so browsers keep the API to pages of this site; integrators call it
 # from servers with a token. A deployment that needs browser clients elsewhere adds
 # django-cors-headers with an explicit origin list.

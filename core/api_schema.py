@@ -25,7 +25,7 @@ ERROR_CODES = {
     406: "Only application/json responses are offered.",
     413: "Request body larger than the stated limit.",
     415: "Only application/json bodies are accepted.",
-    429: "Throttled; retry after `retry_after` seconds.",
+    429: "Throttled, or sign-in locked out (`locked_out`); retry after `retry_after` seconds.",
 }
 # What an operation that takes an Idempotency-Key may answer besides (core.idempotency).
 IDEMPOTENCY_ERROR_CODES = {

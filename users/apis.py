@@ -334,7 +334,9 @@ class MeDeleteApi(APIView):
 class AuthTokenCreateApi(APIView):
     """Exchange a username and password for the person's API token. Anyone may call it.
 
-    Throttled per address (password guessing). Send the token as `Authorization: Token <key>`.
+    Throttled per address, and wrong passwords count toward the sign-in lockout (per account and
+    per address: 429 `locked_out`, even for the right password, until `retry_after`). Send the
+    token as `Authorization: Token <key>`.
     """
 
     permission_classes = [AllowAny]

@@ -1,7 +1,9 @@
 from typing import cast
 
 from django import forms
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import UserCreationForm
+from django.http import HttpRequest
 
 from core.conf import recommender_settings
 from users.models import RATING_MAX, ActivityKind, User
@@ -42,18 +44,23 @@ class ItemWordsForm(forms.Form):
 
 
 class AccountDeleteForm(forms.Form):
-    """Deleting an account is final: the person confirms with their password."""
+    """Deleting an account is final: the person confirms with their password.
+
+    Checked through authenticate(), so wrong passwords here count toward the sign-in lockout
+    (users/login_guard.py) like any other: a borrowed session cannot guess the password.
+    """
 
     password = forms.CharField(
         label="Your password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
 
-    def __init__(self, *args, user: User, **kwargs) -> None:
+    def __init__(self, *args, request: HttpRequest, user: User, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.request = request
         self.user = user
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
-        if not self.user.check_password(password):
+        if authenticate(self.request, username=self.user.get_username(), password=password) != self.user:
             raise forms.ValidationError("That is not your password.")
         return password

@@ -91,7 +91,7 @@ def data_export(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def account_delete(request: HttpRequest) -> HttpResponse:
-    form = AccountDeleteForm(request.POST or None, user=request_user(request))
+    form = AccountDeleteForm(request.POST or None, request=request, user=request_user(request))
     if request.method == "POST" and form.is_valid():
         user = request_user(request)
         logout(request)
