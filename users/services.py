@@ -4,8 +4,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import Count
+from django.db import router, transaction
+from django.db.models import CharField, Count, Q
+from django.db.models.deletion import Collector
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from catalog.models import Item
@@ -19,6 +21,9 @@ from users.events import EventRow
 from users.models import Activity, ActivityVector, User
 
 logger = logging.getLogger(__name__)
+
+# What an admin log entry about a deleted person's rows says instead of naming them.
+DELETED_ACCOUNT_REPR = "(deleted account)"
 
 
 def user_bulk_ensure(*, display_names: Mapping[str, str]) -> tuple[dict[str, int], UpsertCounts]:
@@ -347,23 +352,54 @@ def _user_session_keys(user_id: int) -> list[str]:
     return keys
 
 
+def _admin_log_anonymise(collector: Collector) -> int:
+    """Strip the admin log rows about the person's own rows (their user row and everything that
+    goes with it: activities, tokens, interests ...) of what names them: object_repr and the
+    change message (which can quote an inline object's text). Who on the staff did what kind of
+    change, to which kind of object and when, stays: the audit trail outlives the account.
+    """
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    about_them = Q()
+    for model, instances in collector.data.items():
+        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+        about_them |= Q(content_type=content_type, object_id__in=[str(instance.pk) for instance in instances])
+    for queryset in collector.fast_deletes:
+        content_type = ContentType.objects.get_for_model(queryset.model, for_concrete_model=False)
+        text_ids = queryset.annotate(text_id=Cast("pk", CharField())).values("text_id")
+        about_them |= Q(content_type=content_type, object_id__in=text_ids)
+    if not about_them:
+        return 0
+    return LogEntry.objects.filter(about_them).update(object_repr=DELETED_ACCOUNT_REPR, change_message="")
+
+
 def user_delete(*, user: User) -> None:
     """Delete the person and everything derived from them (the right to erasure).
 
     Activities and their vectors, interest vectors, recommendation logs with their items,
-    feedback, API tokens and admin log entries go by cascade with the user row; sessions hold
-    the user id only inside their encoded data, so they are found and deleted here. A test
-    (tests/api/test_account.py) searches every table for anything of the person left behind.
+    feedback, API tokens and admin log entries they made go by cascade with the user row;
+    sessions hold the user id only inside their encoded data, so they are found and deleted
+    here; admin log entries about their rows are anonymised, and the sign-in lockout's rows
+    under their username deleted, in the same transaction. A test (tests/api/test_account.py)
+    searches every table for anything of the person left behind.
     """
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
     from django.contrib.sessions.models import Session
 
     user_id = user.id
     with transaction.atomic():
         Session.objects.filter(session_key__in=_user_session_keys(user_id)).delete()
+        for model in (AccessAttempt, AccessFailureLog, AccessLog):
+            model.objects.filter(username=user.get_username()).delete()
         # Recommendations made for this person while anonymous cannot be told apart; those
-        # logged for them signed in cascade from the user row.
-        user.delete()
-    logger.info("deleted user=%s and their data", user_id)
+        # logged for them signed in cascade from the user row. The collector is what
+        # user.delete() runs: it names every row that goes, so the admin log can be cleaned first.
+        collector = Collector(using=router.db_for_write(User), origin=user)
+        collector.collect([user])
+        anonymised = _admin_log_anonymise(collector)
+        collector.delete()
+    logger.info("deleted user=%s and their data (%d admin log entries anonymised)", user_id, anonymised)
 
 
 def activity_delete(*, activity: Activity) -> None:

@@ -2,14 +2,14 @@
 
 import pytest
 from django.apps import apps
-from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.sessions.models import Session
 from django.db import connection, models
 
 from recommendations.models import FeedbackKind, Recommendation, UserInterest
 from recommendations.serving.service import recommend_for_text, recommend_for_user
 from tests.api.conftest import client_for
-from tests.factories import ItemFactory, UserFactory
+from tests.factories import ItemFactory, StaffUserFactory, UserFactory
 from users.models import Activity, ActivityVector, User
 from users.services import activity_record, user_data_export, user_delete
 
@@ -22,7 +22,12 @@ QUERY_TEXT = "quokka-marker which tent survives a storm"
 def _person_with_everything(client) -> tuple[User, str]:
     """A person with a row in every table that can hold something of them."""
     items = [ItemFactory.create(title=f"Glacier boot {n}") for n in range(3)]
-    person = UserFactory.create(username="walrus-marker", email="walrus-marker@example.com", external_id="walrus-ext")
+    person = UserFactory.create(
+        username="walrus-marker",
+        display_name="walrus-marker",
+        email="walrus-marker@example.com",
+        external_id="walrus-ext",
+    )
     other = UserFactory.create(username="bystander")
     activity_record(user=person, kind="review", item=items[0], text=SECRET_TEXT)
     activity_record(user=person, kind="purchase", item=items[1])
@@ -43,9 +48,26 @@ def _person_with_everything(client) -> tuple[User, str]:
     LogEntry.objects.log_actions(
         user_id=person.id, queryset=[items[2]], action_flag=ADDITION, change_message="walrus-marker edit"
     )
+    _staff_edits(person)
+    # A mistyped password: the sign-in lockout keeps a row under the username.
+    client.post("/account/login/", {"username": "walrus-marker", "password": "typo"})
     client.force_login(person)
     session_key = client.session.session_key
     return person, session_key
+
+
+def _staff_edits(person: User) -> None:
+    """Staff edited the person's user row and one of their activities in the admin."""
+    staff = StaffUserFactory.create(username="admin-on-duty")
+    LogEntry.objects.log_actions(
+        user_id=staff.id, queryset=[person], action_flag=CHANGE, change_message='[{"changed": {"fields": ["Email"]}}]'
+    )
+    LogEntry.objects.log_actions(
+        user_id=staff.id,
+        queryset=Activity.objects.filter(user=person, kind="review"),
+        action_flag=CHANGE,
+        change_message=f'[{{"added": {{"name": "note", "object": "{SECRET_TEXT}"}}}}]',
+    )
 
 
 def answer_first_item(person: User) -> int:
@@ -103,6 +125,28 @@ def test_user_delete_leaves_nothing_of_the_person_in_any_table(client):
                 assert cursor.fetchone()[0] == 0, f"{marker!r} left in {table}"
     # Other people's data is untouched.
     assert Activity.objects.filter(user__username="bystander").count() == 1
+
+
+def test_user_delete_anonymises_what_staff_logged_about_the_person_in_the_admin(db):
+    person = UserFactory.create(username="walrus-marker", display_name="walrus-marker")
+    activity_record(user=person, kind="review", item=ItemFactory.create(), text=SECRET_TEXT)
+    _staff_edits(person)
+    item = ItemFactory.create(title="Unrelated item")
+    LogEntry.objects.log_actions(
+        user_id=User.objects.get(username="admin-on-duty").id, queryset=[item], action_flag=CHANGE
+    )
+    assert LogEntry.objects.filter(object_repr="walrus-marker").count() == 1
+
+    user_delete(user=person)
+
+    about_them = LogEntry.objects.exclude(object_id=str(item.id)).order_by("id")
+    assert [
+        (entry.user.username, entry.action_flag, entry.object_repr, entry.change_message) for entry in about_them
+    ] == [
+        ("admin-on-duty", CHANGE, "(deleted account)", ""),
+        ("admin-on-duty", CHANGE, "(deleted account)", ""),
+    ]
+    assert LogEntry.objects.get(object_id=str(item.id)).object_repr == "Unrelated item"  # others untouched
 
 
 # --- over the API -------------------------------------------------------------------------------
