@@ -8,3 +8,9 @@ urlpatterns = [
     path("account/", include("users.urls")),
     path("", include("recommendations.urls")),
 ]
+
+# The API's JSON error shape under /api/, Django's HTML error pages elsewhere (core/error_views.py).
+handler400 = "core.error_views.bad_request"
+handler403 = "core.error_views.permission_denied"
+handler404 = "core.error_views.page_not_found"
+handler500 = "core.error_views.server_error"

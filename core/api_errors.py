@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -63,20 +63,6 @@ def error_response(
         body["fields"] = fields
     body.update(extra)
     return Response({"error": body}, status=status_code, headers=headers)
-
-
-# Where config/urls.py mounts the API: answers made outside DRF (lockout, error handlers) use
-# the JSON shape below it, pages elsewhere.
-API_PATH_PREFIX = "/api/"
-
-
-def is_api_request(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PATH_PREFIX)
-
-
-def error_json_response(*, status_code: int, code: str, message: str, **extra: Any) -> JsonResponse:
-    """The same shape as error_response, for answers made outside DRF's views (middleware, handlers)."""
-    return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status_code)
 
 
 def _first_message(fields: dict[str, list[str]]) -> str:

@@ -25,7 +25,7 @@ from django.db.models import Max, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from core.api_errors import error_json_response, is_api_request
+from core.error_shape import error_json_response, is_api_request
 from core.throttling import throttled_page
 
 LOCKED_OUT_MESSAGE = "Too many failed sign-ins for this account or from this address."
