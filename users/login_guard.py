@@ -1,5 +1,6 @@
 """The sign-in lockout: django-axes counts every failed authenticate() (the sign-in page, the
-admin's sign-in, the API token endpoint, the account-deletion password) with its username and
+admin's sign-in and the staff's own password change (users/admin_site.py), the API token
+endpoint, the account-deletion password) with its username and
 client address, and refuses further tries, even with the right password, at either limit:
 
 - per account: LOGIN_FAILURES_PER_ACCOUNT (AXES_FAILURE_LIMIT) wrong passwords for one username,

@@ -157,3 +157,23 @@ def test_the_account_deletion_password_counts_toward_the_lockout(limits):
     assert wrong == [200, 200, 429]
     assert right.status_code == 429
     person.refresh_from_db()  # still there
+
+
+def test_the_admins_own_password_change_counts_toward_the_lockout(limits):
+    staff = StaffUserFactory(username="admin2")
+    client = Client()
+    client.force_login(staff)
+    url = reverse("admin:password_change")
+
+    def change(old: str):
+        return client.post(
+            url, {"old_password": old, "new_password1": "a new pass 2026", "new_password2": "a new pass 2026"}
+        )
+
+    wrong = [change(f"guess {number}").status_code for number in range(3)]
+    right = change(PASSWORD)
+
+    assert wrong == [200, 200, 429]
+    assert right.status_code == 429
+    staff.refresh_from_db()
+    assert staff.check_password(PASSWORD)  # unchanged
