@@ -167,8 +167,9 @@ def user_data_export(*, user: User) -> dict:
 
     Profile, every activity with its text, the interest vectors built from them, their
     precomputed recommendation lists, every recommendation shown to them with its items, their
-    feedback, their API tokens (never the secret itself) and the answers kept for retries sent
-    with an Idempotency-Key (copies of writes above, removed after their retention). Activity vectors are summarised per
+    feedback, their API tokens (never the secret itself), the answers kept for retries sent
+    with an Idempotency-Key (copies of writes above, removed after their retention) and the
+    sign-in lockout's record of wrong passwords tried for their username. Activity vectors are summarised per
     model: they are the texts above, encoded. The four recommender parts are read by the
     `_export_*` helpers below through the one named upward edge (tests/test_architecture.py
     ALLOWED_UPWARD): the right of access covers what the recommender stored about the person.
@@ -185,7 +186,26 @@ def user_data_export(*, user: User) -> dict:
         "feedback": _export_feedback(user),
         "api_tokens": _export_api_tokens(user),
         "idempotency_keys": _export_idempotency_keys(user),
+        "failed_sign_ins": _export_failed_sign_ins(user),
     }
+
+
+def _export_failed_sign_ins(user: User) -> list[dict]:
+    """The sign-in lockout's rows under the person's username (users/login_guard.py): from where
+    and with what browser someone tried a wrong password, and how often (kept for the cool-off)."""
+    from axes.models import AccessAttempt
+
+    attempts = AccessAttempt.objects.filter(username=user.get_username()).order_by("attempt_time", "id")
+    return [
+        {
+            "last_attempt_at": _when(attempt.attempt_time),
+            "ip_address": attempt.ip_address,
+            "user_agent": attempt.user_agent,
+            "path": attempt.path_info,
+            "failures": attempt.failures_since_start,
+        }
+        for attempt in attempts
+    ]
 
 
 def _export_profile(user: User) -> dict:

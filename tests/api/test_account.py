@@ -99,6 +99,8 @@ def test_user_data_export_holds_profile_texts_recommendations_and_feedback(clien
     (kept_answer,) = exported["idempotency_keys"]
     assert kept_answer["key"] == "walrus-marker-click-1"
     assert kept_answer["response"] == {"recorded": 1, "already_recorded": 0}
+    (failed,) = exported["failed_sign_ins"]
+    assert failed["failures"] == 1 and failed["path"] == "/account/login/" and failed["ip_address"] == "127.0.0.1"
 
 
 def test_user_delete_leaves_nothing_of_the_person_in_any_table(client):
