@@ -61,6 +61,20 @@ def test_a_500_outside_drf_is_json_under_the_api_and_html_elsewhere():
     assert page.status_code == 500 and page["Content-Type"].startswith("text/html")
 
 
+@pytest.mark.urls("tests.core.error_urls")
+def test_a_body_over_the_limit_read_outside_drf_is_a_json_413_under_the_api(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
+    client = Client(raise_request_exception=False)
+    body = "field=" + "x" * 5_000
+
+    api = client.post("/api/v1/plain-form/", body, content_type="application/x-www-form-urlencoded")
+    page = client.post("/plain-form/", body, content_type="application/x-www-form-urlencoded")
+
+    assert api.status_code == 413
+    assert "2000 bytes" in error_of(413, api["Content-Type"], api.content)["message"]
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")  # Django's own page
+
+
 def test_unknown_page_paths_keep_the_html_404():
     page = Client().get("/no-such-page/")
 
