@@ -169,8 +169,8 @@ def user_data_export(*, user: User) -> dict:
     precomputed recommendation lists, every recommendation shown to them with its items, their
     feedback, their API tokens (never the secret itself), the answers kept for retries sent
     with an Idempotency-Key (copies of writes above, removed after their retention) and the
-    sign-in lockout's record of wrong passwords tried for their username. Activity vectors are summarised per
-    model: they are the texts above, encoded. The four recommender parts are read by the
+    sign-in lockout's record of wrong passwords tried for their username. Activity vectors are
+    summarised per model: they are the texts above, encoded. The four recommender parts are read by the
     `_export_*` helpers below through the one named upward edge (tests/test_architecture.py
     ALLOWED_UPWARD): the right of access covers what the recommender stored about the person.
     """
