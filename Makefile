@@ -7,7 +7,7 @@ DEV := DJANGO_DEBUG=true
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install chromium demo test lint stop
+.PHONY: install chromium demo serve test lint stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: install
 	$(DEV) $(BIN)/python manage.py rebuild_behaviour
 	@echo "Open http://$(HOST):$(PORT)/ (home), http://$(HOST):$(PORT)/staff/ and http://$(HOST):$(PORT)/admin/ (staff)"
 	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Production serving (README "Serving"): the environment holds the settings (DJANGO_SECRET_KEY, ...);
+# gunicorn's threaded workers with a read timeout, from config/gunicorn.conf.py.
+serve: install
+	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
+	GUNICORN_BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c config/gunicorn.conf.py
 
 test: install chromium
 	$(BIN)/python -m pytest

@@ -54,6 +54,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # A chunked body (no Content-Length) is read up to DATA_UPLOAD_MAX_MEMORY_SIZE before anything
+    # else reads the request; Django alone would see it empty.
+    "core.request_body.ChunkedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Every error under /api/ in the API's JSON shape, whatever view or middleware answered it.

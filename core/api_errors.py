@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.http import Http404
+from django.http import Http404, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -23,6 +23,12 @@ from rest_framework.views import set_rollback
 from core.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
+
+
+class RequestTimeout(exceptions.APIException):
+    status_code = status.HTTP_408_REQUEST_TIMEOUT
+    default_detail = "The request body stopped arriving before it was complete."
+    default_code = "request_timeout"
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -79,6 +85,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     elif isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         exc = RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    elif isinstance(exc, UnreadablePostError):
+        # The client stopped sending its body: the WSGI server's read timeout (config/gunicorn.conf.py).
+        exc = RequestTimeout()
 
     if isinstance(exc, ApplicationError):
         fields = exc.extra.get("fields")

@@ -14,7 +14,7 @@ from core.idempotency import (
 )
 
 # What any endpoint may answer besides its success: bad input, no or wrong credentials, not
-# allowed, unknown id or path, wrong method, unacceptable Accept, body too large, wrong content
+# allowed, unknown id or path, wrong method, unacceptable Accept, body stalled or too large, wrong content
 # type, throttled.
 ERROR_CODES = {
     400: "Invalid input; `fields` names each bad field.",
@@ -23,6 +23,7 @@ ERROR_CODES = {
     404: "Unknown id, or not yours.",
     405: "Method not allowed.",
     406: "Only application/json responses are offered.",
+    408: "The request body stopped arriving (the server's read timeout).",
     413: "Request body larger than the stated limit.",
     415: "Only application/json bodies are accepted.",
     429: "Throttled, or sign-in locked out (`locked_out`); retry after `retry_after` seconds.",
