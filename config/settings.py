@@ -7,6 +7,7 @@ default) the process refuses to start without DJANGO_SECRET_KEY.
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -181,11 +182,37 @@ CONTENT_SECURITY_POLICY_EXEMPT = ("/api/docs/", "/api/redoc/")
 # Bodies above this many bytes are refused (413, the limit stated); the API's JSON parser applies
 # it too, since DRF reads the raw stream past Django's own check.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1_024)
-# Throttle counters live in the default cache: set DJANGO_CACHE_URL (redis://...) when several
-# web processes serve the API, or each process counts on its own.
-_cache_url = env_str("DJANGO_CACHE_URL")
+
+
+def _cache_beside_broker(broker_url: str | None) -> str | None:
+    """The broker's Redis server, the database after the broker's (redis://host:6379/0 -> /1).
+
+    A database of its own: the cache's clear() empties its whole database, which must never
+    hold the task queues.
+    """
+    if not broker_url:
+        return None
+    parts = urlsplit(broker_url)
+    if parts.scheme not in {"redis", "rediss"}:
+        return None
+    database = parts.path.strip("/") or "0"
+    if not database.isdigit():
+        raise ImproperlyConfigured(f"CELERY_BROKER_URL names Redis database {database!r}; set DJANGO_CACHE_URL")
+    return urlunsplit(parts._replace(path=f"/{(int(database) + 1) % 16}"))
+
+
+# Throttle counters live in the default cache, which every web process must share, or each one
+# counts on its own and the limits multiply by the number of processes: DJANGO_CACHE_URL, else
+# the broker's Redis (any production set-up has one), else this process's memory (development).
+_cache_url = env_str("DJANGO_CACHE_URL") or _cache_beside_broker(env_str("CELERY_BROKER_URL"))
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _cache_url,
+        # An unreachable Redis costs a request at most this long (core.throttling then counts
+        # in the process), never a hang of the TCP connect timeout.
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
     if _cache_url
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }

@@ -22,5 +22,8 @@ CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:
 # and Redis database, e.g. TEST_DATABASE_NAME=test_api TEST_CELERY_BROKER_URL=redis://127.0.0.1:6379/14.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_recommender")}  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = True
+# Throttle counters in this process's memory, whatever the environment names: the test that is
+# about the shared cache starts servers with the production settings.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Templates name static files as they are in the source folders (no collectstatic manifest).
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

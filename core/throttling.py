@@ -4,22 +4,42 @@ DRF binds DEFAULT_THROTTLE_RATES when its module is imported; reading api_settin
 request lets tests and deployments change rates without re-importing anything.
 """
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle, UserRateThrottle
+
+logger = logging.getLogger(__name__)
+
+# Counters are kept in the shared cache (Redis in production, config/settings.py CACHES); while
+# it cannot be reached, each process counts in its own memory: the limits hold per process, as
+# before the cache was shared, and a Redis outage never turns the whole API into 500s.
+CACHE_OUTAGES = (RedisError, OSError)
+_LOCAL_COUNTERS = LocMemCache("throttle-fallback", {})
 
 
 class _LiveRates:
     scope: str
+    cache: Any
 
     def get_rate(self) -> str | None:
         rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
         return rates.get(self.scope)
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)  # type: ignore[misc]  # the DRF throttle mixed in
+        except CACHE_OUTAGES as error:
+            logger.warning("throttle cache unavailable (%s): counting in this process", type(error).__name__)
+            self.cache = _LOCAL_COUNTERS
+            return super().allow_request(request, view)  # type: ignore[misc]
 
 
 class AnonymousThrottle(_LiveRates, AnonRateThrottle):
