@@ -320,7 +320,10 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One new text waits behind nothing: "interactive" is never filled by catalog re-embedding.
 CELERY_TASK_DEFAULT_QUEUE = "interactive"
+# A batch of activities (up to 100 texts, seconds of encoding) is bulk work too: another
+# person's single review must not wait behind it (run one worker per queue, README "Workers").
 CELERY_TASK_ROUTES = {
+    "recommendations.tasks.embed_activity_batch": {"queue": "bulk"},
     "recommendations.tasks.embed_pending": {"queue": "bulk"},
     "recommendations.tasks.rebuild_behaviour_model": {"queue": "bulk"},
     "recommendations.tasks.train_ranker": {"queue": "bulk"},
@@ -423,6 +426,12 @@ RECOMMENDER = {
     "SIMILAR_SEMANTIC": env_float("RECOMMENDER_SIMILAR_SEMANTIC", 0.5),
     # Longest text accepted from outside (characters); longer input is rejected, not truncated.
     "MAX_TEXT_LENGTH": env_int("RECOMMENDER_MAX_TEXT_LENGTH", 10_000, minimum=1),
+    # Per-person write quotas (0 = none), over the API: activities per minute (a batch counts each
+    # of its activities; one full batch of 100 fits) and bytes of text (UTF-8) per day. Each text
+    # costs the workers encoder time: 100 reviews of 10,000 characters kept one worker busy 38 s.
+    # 200,000 bytes is twenty texts of the longest kind, or a few hundred ordinary reviews.
+    "ACTIVITIES_PER_MINUTE": env_int("RECOMMENDER_ACTIVITIES_PER_MINUTE", 120, minimum=0),
+    "TEXT_BYTES_PER_DAY": env_int("RECOMMENDER_TEXT_BYTES_PER_DAY", 200_000, minimum=0),
     # Rows per transaction when importing bundles. 2,000 rows cost about 0.1 s to insert here.
     "IMPORT_BATCH_SIZE": env_int("RECOMMENDER_IMPORT_BATCH_SIZE", 2_000, minimum=1),
     # The re-ranker's training (recommendations.ranking.training): each person's last LABEL_FRACTION of

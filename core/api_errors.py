@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from core.exceptions import ApplicationError
+from core.quotas import QuotaExceededError
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         # The client stopped sending its body: the WSGI server's read timeout (config/gunicorn.conf.py).
         exc = RequestTimeout()
 
+    if isinstance(exc, QuotaExceededError):
+        return error_response(
+            status_code=exc.status_code,
+            code="quota_exceeded",
+            message=exc.message,
+            headers={"Retry-After": str(exc.retry_after)},
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, ApplicationError):
         fields = exc.extra.get("fields")
         code = "not_found" if exc.status_code == 404 else "invalid_request"

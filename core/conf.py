@@ -61,6 +61,8 @@ class RecommenderSettings:
     text_popularity: float
     similar_semantic: float
     max_text_length: int
+    activities_per_minute: int
+    text_bytes_per_day: int
     import_batch_size: int
     ranker_label_fraction: float
     ranker_validation_share: float

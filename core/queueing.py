@@ -27,6 +27,7 @@ UNQUEUED: Counter[str] = Counter()
 
 EMBED_ITEM = "recommendations.tasks.embed_item"
 EMBED_ACTIVITY = "recommendations.tasks.embed_activity"
+EMBED_ACTIVITY_BATCH = "recommendations.tasks.embed_activity_batch"
 EMBED_PENDING = "recommendations.tasks.embed_pending"
 REFRESH_USER_INTEREST = "recommendations.tasks.refresh_user_interest"
 

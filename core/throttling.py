@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 # it cannot be reached, each process counts in its own memory: the limits hold per process, as
 # before the cache was shared, and a Redis outage never turns the whole API into 500s.
 CACHE_OUTAGES = (RedisError, OSError)
-_LOCAL_COUNTERS = LocMemCache("throttle-fallback", {})
+LOCAL_COUNTERS = LocMemCache("throttle-fallback", {})
 
 
 class _LiveRates:
@@ -38,7 +38,7 @@ class _LiveRates:
             return super().allow_request(request, view)  # type: ignore[misc]  # the DRF throttle mixed in
         except CACHE_OUTAGES as error:
             logger.warning("throttle cache unavailable (%s): counting in this process", type(error).__name__)
-            self.cache = _LOCAL_COUNTERS
+            self.cache = LOCAL_COUNTERS
             return super().allow_request(request, view)  # type: ignore[misc]
 
 

@@ -11,8 +11,11 @@ from django.conf import settings
 from django.db import connection
 
 
-def worker_start(*, log: Path, broker_url: str, level: str = "info") -> subprocess.Popen:
-    """One prefork worker process on both queues, pointed at this process's database and broker.
+def worker_start(
+    *, log: Path, broker_url: str, level: str = "info", queues: str = "interactive,bulk", hostname: str | None = None
+) -> subprocess.Popen:
+    """One prefork worker process (by default on both queues), pointed at this process's database
+    and broker. Two workers on one machine need their own hostname (`name@%h`).
 
     The encoder loads in the child after the fork (config.celery), as in production.
     """
@@ -31,7 +34,7 @@ def worker_start(*, log: Path, broker_url: str, level: str = "info") -> subproce
         "config",
         "worker",
         "-Q",
-        "interactive,bulk",
+        queues,
         "--concurrency=1",
         "--without-gossip",
         "--without-mingle",
@@ -39,6 +42,8 @@ def worker_start(*, log: Path, broker_url: str, level: str = "info") -> subproce
         "-l",
         level,
     ]
+    if hostname:
+        command += ["--hostname", hostname]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as output:
         return subprocess.Popen(

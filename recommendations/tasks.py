@@ -1,7 +1,8 @@
 """Celery tasks: ids in, a service call, nothing else. Enqueued on commit by the services.
 
 Interactive tasks (one new text, one edited item) run on the "interactive" queue so they never
-wait behind catalog re-embedding, which runs as one batch on the "bulk" queue.
+wait behind bulk work on the "bulk" queue: catalog re-embedding (one batch) and the texts of an
+API batch of activities.
 """
 
 import logging
@@ -28,15 +29,15 @@ class EmbeddingTask(Task):
     row_model = ""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        row_id = kwargs.get("row_id")
-        if self.row_model and row_id is not None:
-            logger.error("embedding failed for good model=%s id=%s task=%s", self.row_model, row_id, task_id)
+        row_ids = kwargs.get("row_ids") or ([kwargs["row_id"]] if kwargs.get("row_id") is not None else [])
+        if self.row_model and row_ids:
+            logger.error("embedding failed for good model=%s ids=%s task=%s", self.row_model, row_ids[:10], task_id)
             try:
                 embedding.embedding_mark_failed(
-                    model=apps.get_model(self.row_model), ids=[row_id], error=f"{type(exc).__name__}: {exc}"
+                    model=apps.get_model(self.row_model), ids=row_ids, error=f"{type(exc).__name__}: {exc}"
                 )
             except embedding.DATABASE_OUTAGES:
-                logger.exception("could not mark id=%s failed; the sweep will retry it", row_id)
+                logger.exception("could not mark ids=%s failed; the sweep will retry them", row_ids[:10])
 
 
 @shared_task(base=EmbeddingTask, row_model="catalog.Item", **RETRY_POLICY)
@@ -56,6 +57,13 @@ def _interest_and_list_refresh(user_id: int) -> int:
 @shared_task(base=EmbeddingTask, row_model="users.Activity", **RETRY_POLICY)
 def embed_activity(*, row_id: int) -> None:
     for user_id in embedding.activity_embeddings_refresh(activity_ids=[row_id]):
+        _interest_and_list_refresh(user_id)
+
+
+@shared_task(base=EmbeddingTask, row_model="users.Activity", **RETRY_POLICY)
+def embed_activity_batch(*, row_ids: list[int]) -> None:
+    """One API batch's texts (bulk queue): encoded together, then the person's interest once."""
+    for user_id in embedding.activity_embeddings_refresh(activity_ids=row_ids):
         _interest_and_list_refresh(user_id)
 
 

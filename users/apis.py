@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate, logout
-from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -31,8 +30,9 @@ from core.models import MAX_ID, EmbeddingStatus
 from core.throttling import AuthTokenThrottle
 from users.activity_rules import activity_problems
 from users.models import RATING_MAX, RATING_MIN, Activity, ActivityKind, User
+from users.quotas import activity_quotas_consume
 from users.requests import request_user
-from users.services import activity_delete, activity_record, user_data_export, user_delete
+from users.services import activity_batch_record, activity_delete, activity_record, user_data_export, user_delete
 
 MAX_BATCH_ACTIVITIES = 100
 # A client clock a little ahead is tolerated; an event further in the future is a mistake.
@@ -151,7 +151,7 @@ class ActivityCreateOutputSerializer(serializers.Serializer):
 ACTIVITY_EXAMPLE = {"kind": "review", "item": 17, "text": "Kept me dry on a three-day hike in the rain."}
 
 
-def _record_all(user: User, records: list[dict]) -> list[Activity]:
+def _record_all(user: User, records: list[dict], *, batch: bool) -> list[Activity]:
     try:
         items = _resolve_items(records, include_inactive=user.is_staff)
     except UnknownItemsError as missing:
@@ -160,18 +160,20 @@ def _record_all(user: User, records: list[dict]) -> list[Activity]:
         # Error details are keyed by text; the handler writes `activities.<index>.<field>` either way.
         by_index = {str(index): fields for index, fields in missing.errors.items()}
         raise ValidationError({"activities": by_index}) from None
-    with transaction.atomic():
-        return [
-            activity_record(
-                user=user,
-                kind=record["kind"],
-                item=item,
-                text=record.get("text") or None,
-                rating=record.get("rating"),
-                created_at=record.get("created_at"),
-            )
-            for record, item in zip(records, items, strict=True)
-        ]
+    activity_quotas_consume(user=user, texts=[record.get("text") for record in records])
+    arguments = [
+        {
+            "kind": record["kind"],
+            "item": item,
+            "text": record.get("text") or None,
+            "rating": record.get("rating"),
+            "created_at": record.get("created_at"),
+        }
+        for record, item in zip(records, items, strict=True)
+    ]
+    if batch:
+        return activity_batch_record(user=user, records=arguments)
+    return [activity_record(user=user, **arguments[0])]
 
 
 class ActivityCreateApi(APIView):
@@ -192,7 +194,7 @@ class ActivityCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = ActivityInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        activities = _record_all(request_user(request), [serializer.validated_data])
+        activities = _record_all(request_user(request), [serializer.validated_data], batch=False)
         return Response(_activities_response(activities), status=status.HTTP_201_CREATED)
 
 
@@ -228,7 +230,7 @@ class ActivityBatchCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        activities = _record_all(request_user(request), serializer.validated_data["activities"])
+        activities = _record_all(request_user(request), serializer.validated_data["activities"], batch=True)
         return Response(_activities_response(activities), status=status.HTTP_201_CREATED)
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from catalog.models import Item
 from core.models import EmbeddingStatus, IdempotencyRecord
-from core.queueing import EMBED_ACTIVITY, REFRESH_USER_INTEREST, queue_on_commit
+from core.queueing import EMBED_ACTIVITY, EMBED_ACTIVITY_BATCH, REFRESH_USER_INTEREST, queue_on_commit
 from core.records import Rejection
 from core.summaries import UpsertCounts
 from core.text import text_clean, text_hash, text_max_length
@@ -120,11 +120,13 @@ def activity_record(
     text: str | None = None,
     rating: float | None = None,
     created_at: datetime | None = None,
+    queue: bool = True,
 ) -> Activity:
     """Record one thing a person did or wrote; their vectors follow right after commit.
 
     The row is written first, always; the encoding happens in a task queued on commit, so a
-    slow or absent encoder never loses what the person wrote.
+    slow or absent encoder never loses what the person wrote. queue=False: the caller queues
+    the work for many rows at once (activity_batch_record).
     """
     activity_kind_check(kind)
     if text is not None:
@@ -142,11 +144,31 @@ def activity_record(
     )
     # Without a broker the text waits as pending and the person is marked stale: the sweep
     # embeds it and then rebuilds their interest vectors (core.queueing).
+    if not queue:
+        return activity
     if text:
         queue_on_commit(EMBED_ACTIVITY, row_id=activity.id, unqueued=lambda: _interest_mark_stale(user_id=user.id))
     else:
         queue_on_commit(REFRESH_USER_INTEREST, user_id=user.id, unqueued=lambda: _interest_mark_stale(user_id=user.id))
     return activity
+
+
+def activity_batch_record(*, user: User, records: Sequence[Mapping]) -> list[Activity]:
+    """Record several activities of one person at once, all or nothing (the API's batch).
+
+    Their texts are encoded by one task on the bulk queue, then the person's interest once: up
+    to 100 long texts are seconds of encoding, which must not delay another person's single
+    review on the interactive queue. Keys of each record: activity_record's arguments.
+    """
+    with transaction.atomic():
+        activities = [activity_record(user=user, queue=False, **record) for record in records]
+        with_text = [activity.id for activity in activities if activity.text]
+        mark = lambda: _interest_mark_stale(user_id=user.id)  # noqa: E731  # one callback for either task
+        if with_text:
+            queue_on_commit(EMBED_ACTIVITY_BATCH, row_ids=with_text, unqueued=mark)
+        else:
+            queue_on_commit(REFRESH_USER_INTEREST, user_id=user.id, unqueued=mark)
+    return activities
 
 
 def _interest_mark_stale(*, user_id: int) -> int:
