@@ -19,8 +19,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.tx
 install: $(VENV)/.installed
 
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; apt only when missing.
+# Chromium for the browser tests, and a CJK font so pages and screenshots show Chinese, not boxes.
 chromium:
-	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	(test -x /usr/bin/chromium && fc-list :lang=zh | grep -qi "Noto Sans CJK") || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk)
 
 demo: install
 	$(DEV) $(BIN)/python manage.py migrate --no-input

@@ -21,7 +21,7 @@ from core.models import MAX_ID
 from core.throttling import FREE_TEXT_THROTTLES
 from recommendations.models import FeedbackKind
 from recommendations.retrieval.filters import ItemFilters
-from recommendations.serving.answers import Answer
+from recommendations.serving.answers import MATCH_CLOSE, MATCH_NONE, Answer
 from recommendations.serving.feedback import feedback_record
 from recommendations.serving.service import recommend_for_text, recommend_for_user, similar_items
 from users.models import User
@@ -95,9 +95,22 @@ class AnswerSerializer(serializers.Serializer):
     results = ResultSerializer(many=True)
 
 
+class TextAnswerSerializer(AnswerSerializer):
+    match = serializers.ChoiceField(
+        choices=[MATCH_CLOSE, MATCH_NONE],
+        help_text=(
+            'How close the answer is to the text. "close": the best item is at least as close as the '
+            "serving model's calibrated floor, and each reason quotes the item's words nearest to the "
+            'text. "none": nothing in the catalog is close; the results are popular items instead.'
+        ),
+    )
+
+
 def _answer_data(answer: Answer, *, k: int, offset: int) -> dict:
-    return AnswerSerializer(
+    serializer = AnswerSerializer if answer.match is None else TextAnswerSerializer
+    return serializer(
         {
+            "match": answer.match,
             "recommendation_id": answer.recommendation_id,
             "ranker": answer.ranker,
             "fallback": answer.fallback,
@@ -160,6 +173,12 @@ ANSWER_EXAMPLE = {
 }
 
 
+TEXT_RESULTS_EXAMPLE = [
+    {**ANSWER_EXAMPLE["results"][0], "sources": ["semantic"], "reason": 'says "Seam-taped fly sheet for heavy rain."'},
+    {**ANSWER_EXAMPLE["results"][1], "sources": ["semantic"], "reason": 'tagged "camping"'},
+]
+
+
 # Per-person answer: no browser or proxy cache keeps it (Cache-Control: no-store, private).
 @method_decorator(never_cache, name="dispatch")
 class RecommendationForUserApi(APIView):
@@ -219,14 +238,30 @@ class RecommendationForTextApi(APIView):
     @extend_schema(
         tags=["recommendations"],
         request=InputSerializer,
-        responses={200: AnswerSerializer},
+        responses={200: TextAnswerSerializer},
         examples=[
             OpenApiExample(
                 "A customer-service question",
                 value={"text": "my tent leaks when it rains, what can I buy?", "k": 5, "category": ["Outdoor"]},
                 request_only=True,
             ),
-            OpenApiExample("Two results", value=ANSWER_EXAMPLE, response_only=True),
+            OpenApiExample(
+                "Two results",
+                value={**ANSWER_EXAMPLE, "match": MATCH_CLOSE, "results": TEXT_RESULTS_EXAMPLE},
+                response_only=True,
+            ),
+            OpenApiExample(
+                "Nothing close: popular items",
+                value={
+                    **ANSWER_EXAMPLE,
+                    "match": MATCH_NONE,
+                    "notes": ["nothing in the catalog is a close match for this text: these are popular items instead"],
+                    "results": [
+                        {**ANSWER_EXAMPLE["results"][1], "sources": ["popular"], "reason": "popular in Outdoor"}
+                    ],
+                },
+                response_only=True,
+            ),
         ],
     )
     def post(self, request: Request) -> Response:

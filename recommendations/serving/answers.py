@@ -15,6 +15,9 @@ from recommendations.retrieval.candidates import Candidate
 from users.models import User
 
 DEFAULT_PAGE = 20
+# A free-text answer's closeness (Answer.match): something is close to the text, or nothing is.
+MATCH_CLOSE = "close"
+MATCH_NONE = "none"
 
 
 @dataclass
@@ -33,6 +36,9 @@ class Answer:
     recommendation_id: str | None = None
     notes: list[str] = field(default_factory=list)
     ranker_id: int | None = None  # the RankerModel that ordered the results; None: not a trained one
+    # Free-text answers only: MATCH_CLOSE or MATCH_NONE, and the best candidate's cosine similarity.
+    match: str | None = None
+    best_similarity: float | None = None
 
 
 def answer_log(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from catalog.models import Item
@@ -29,6 +33,18 @@ VERBS: dict[str, str] = {
     ActivityKind.COMMENT: "you commented on",
     ActivityKind.TAG: "you tagged",
 }
+
+
+# Free-text answers quote each of the first QUOTED_RESULTS items; their words (title, each
+# sentence of the description, each tag) are encoded once per process and kept (the LRU below:
+# 10,000 snippets of 384 floats are about 15 MB). Measured in BENCHMARKS.md ("Reasons").
+QUOTED_RESULTS = 20
+SNIPPET_CACHE_SIZE = 10_000
+# A sentence ends at . ! ? followed by a space (not "2.5-layer"), or at a CJK full stop.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+
+_snippet_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_snippet_lock = threading.Lock()
 
 
 def snippet(text: str) -> str:
@@ -80,4 +96,84 @@ def reasons_for_user(
             reasons[candidate.item_id] = f"trending in {item.category}" if item.category else "popular right now"
         else:
             reasons[candidate.item_id] = f"new in {item.category}" if item.category else "new"
+    return reasons
+
+
+def item_snippets(item: Item) -> list[tuple[str, str]]:
+    """The item's own words a reason may quote: ("named", title), ("says", a sentence of the
+    description), ("tagged", a tag), each once."""
+    snippets = [("named", item.title.strip())]
+    snippets += [("says", sentence.strip()) for sentence in SENTENCE_END.split(item.description or "")]
+    snippets += [("tagged", tag.strip()) for tag in item.tags or []]
+    seen: set[str] = set()
+    kept = []
+    for kind, words in snippets:
+        if words and words not in seen:
+            seen.add(words)
+            kept.append((kind, words))
+    return kept
+
+
+def _snippet_matrix(texts: list[str], model_name: str) -> np.ndarray:
+    """Passage vectors of the snippets, from the cache or encoded once (one batch for the new ones)."""
+    from recommendations.ml.encoder import get_encoder
+
+    with _snippet_lock:
+        missing = [text for text in dict.fromkeys(texts) if (model_name, text) not in _snippet_vectors]
+    if missing:
+        vectors = get_encoder(model_name).encode(missing, kind="passage").vectors
+        with _snippet_lock:
+            for text, vector in zip(missing, vectors, strict=True):
+                _snippet_vectors[(model_name, text)] = vector
+            while len(_snippet_vectors) > SNIPPET_CACHE_SIZE:
+                _snippet_vectors.popitem(last=False)
+    with _snippet_lock:
+        rows = []
+        for text in texts:
+            key = (model_name, text)
+            vector = _snippet_vectors.get(key)
+            if vector is None:  # evicted by a concurrent request between the two steps: rare
+                vector = get_encoder(model_name).encode([text], kind="passage").vectors[0]
+            else:
+                _snippet_vectors.move_to_end(key)
+            rows.append(vector)
+    return np.stack(rows)
+
+
+def snippet_vectors_reset() -> None:
+    with _snippet_lock:
+        _snippet_vectors.clear()
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).casefold().rstrip(".!?。！？")
+
+
+def reasons_for_text(
+    *, text: str, query: np.ndarray, page: list[Candidate], items: dict[int, Item], model_name: str
+) -> dict[int, str]:
+    """Each result's own words closest to the text (its title, a sentence of its description or a
+    tag), quoted in the item's language; never the text itself. Results after QUOTED_RESULTS
+    are described without a quote (their snippets would cost encoder time nobody reads)."""
+    reasons: dict[int, str] = {}
+    asked = _plain(text)
+    quoted = page[:QUOTED_RESULTS]
+    per_item = {
+        candidate.item_id: [
+            (kind, words) for kind, words in item_snippets(items[candidate.item_id]) if _plain(words) != asked
+        ]
+        for candidate in quoted
+    }
+    texts = [words for snippets in per_item.values() for _kind, words in snippets]
+    similarities = _snippet_matrix(texts, model_name) @ query if texts else np.zeros(0)
+    position = 0
+    for candidate in page:
+        snippets = per_item.get(candidate.item_id)
+        if not snippets:
+            reasons[candidate.item_id] = "close in meaning to your words"
+            continue
+        scores = similarities[position : position + len(snippets)]
+        position += len(snippets)
+        kind, words = snippets[int(np.argmax(scores))]
+        reasons[candidate.item_id] = f'{kind} "{snippet(words)}"'
     return reasons

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from core.conf import recommender_settings
 from core.exceptions import ApplicationError
 from core.text import text_clean
 from core.vector_wire import VectorBytes, vector_from_bytes
+from recommendations.ml.model_cards import model_card
 from recommendations.models import (
     RecommendationContext,
     UserInterest,
@@ -30,13 +32,17 @@ from recommendations.retrieval.behaviour import behaviour_candidates
 from recommendations.retrieval.candidates import SOURCES, Candidate, merge_ranked
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.person import person_state
+from recommendations.retrieval.popular import popular_candidates
 from recommendations.retrieval.semantic import item_vectors_for, semantic_candidates
-from recommendations.serving.answers import DEFAULT_PAGE, Answer, answer_build, answer_log
+from recommendations.serving.answers import DEFAULT_PAGE, MATCH_CLOSE, MATCH_NONE, Answer, answer_build, answer_log
 from recommendations.serving.precomputed import answer_from_list
-from recommendations.serving.reasons import reasons_for_user, snippet
+from recommendations.serving.reasons import reasons_for_text, reasons_for_user
 from recommendations.serving.rules import apply_rules, item_categories, pinned_items
 from recommendations.serving.scoring import ranked_for_user, similarity_and_popularity
 from users.models import User
+
+if TYPE_CHECKING:
+    from recommendations.ml.encoder import EncodedTexts
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +153,6 @@ def _recommend_live(
     )
 
 
-def _text_vector(text: str) -> np.ndarray:
-    from recommendations.ml.encoder import get_encoder
-
-    return get_encoder(recommender_settings().serving_model).encode([text], kind="query").vectors[0]
-
-
 def _main_interest(*, user: User, model_name: str) -> np.ndarray | None:
     """The person's main interest vector (cluster 0), if one is built yet."""
     raw = (
@@ -164,6 +164,9 @@ def _main_interest(*, user: User, model_name: str) -> np.ndarray | None:
     return vector_from_bytes(raw) if raw is not None else None
 
 
+MatchFloor = float | None | Literal["card"]
+
+
 def recommend_for_text(
     *,
     text: str,
@@ -173,12 +176,19 @@ def recommend_for_text(
     filters: ItemFilters | None = None,
     log: bool = True,
     popularity_weight: float | None = None,
+    match_floor: MatchFloor = "card",
 ) -> Answer:
     """Items that answer a free text (a search, a customer-service question), best first.
 
     Score: cosine(text, item) + popularity_weight x log(1 + people who interacted); with a known
     person, + BLEND_SEMANTIC x cosine(their interest, item) as a gentle personal tilt.
     popularity_weight None is the TEXT_POPULARITY setting (the evaluation asks with 0.0 too).
+
+    Honest answers: when the best candidate's cosine is below the serving model's calibrated
+    floor (its ModelCard's match_floor; `match_floor` overrides it, None turns it off), nothing
+    is close: the answer says `match="none"` and holds the popular items instead, explained as
+    popular. Otherwise `match="close"` and each reason quotes the item's own words closest to
+    the text (serving.reasons.reasons_for_text).
     """
     config = recommender_settings()
     text = text_clean(text, field="text", max_length=config.max_text_length)
@@ -186,7 +196,8 @@ def recommend_for_text(
         raise ApplicationError("text is empty")
     filters = filters or ItemFilters()
     model_name = recommender_settings().serving_model
-    query = _text_vector(text)
+    encoded = _text_encoded(text)
+    query = encoded.vectors[0]
     candidates: dict[int, Candidate] = {}
     size = config.candidates_per_source + offset + k
     merge_ranked(
@@ -195,6 +206,55 @@ def recommend_for_text(
         semantic_candidates(vectors=[query], model_name=model_name, filters=filters, k=size),
     )
     similarity_and_popularity(candidates, query_vectors=[query], model_name=model_name)
+    best = max((candidate.semantic for candidate in candidates.values()), default=None)
+    floor = model_card(model_name).match_floor if match_floor == "card" else match_floor
+    notes = []
+    if encoded.truncated[0]:
+        notes.append("the text is longer than the encoder reads: only its beginning was used")
+    if floor is not None and (best is None or best < floor):
+        answer = _popular_instead(filters=filters, offset=offset, k=k, notes=notes)
+        answer.best_similarity = best
+    else:
+        answer = _text_answer(
+            text=text,
+            query=query,
+            candidates=candidates,
+            user=user,
+            offset=offset,
+            k=k,
+            notes=notes,
+            popularity_weight=config.text_popularity if popularity_weight is None else popularity_weight,
+            model_name=model_name,
+        )
+        answer.best_similarity = best
+        if floor is None:
+            answer.notes.append(f"no match floor is calibrated for {model_name}: weak answers are not told apart")
+    if log:
+        answer.recommendation_id = answer_log(
+            context=RecommendationContext.TEXT, user=user, results=answer.results, query_text=text
+        )
+    return answer
+
+
+def _text_encoded(text: str) -> EncodedTexts:
+    from recommendations.ml.encoder import get_encoder
+
+    return get_encoder(recommender_settings().serving_model).encode([text], kind="query")
+
+
+def _text_answer(
+    *,
+    text: str,
+    query: np.ndarray,
+    candidates: dict[int, Candidate],
+    user: User | None,
+    offset: int,
+    k: int,
+    notes: list[str],
+    popularity_weight: float,
+    model_name: str,
+) -> Answer:
+    config = recommender_settings()
     interest = _main_interest(user=user, model_name=model_name) if user is not None else None
     personal: dict[int, float] = {}
     if interest is not None:
@@ -203,21 +263,38 @@ def recommend_for_text(
     for candidate in candidates.values():
         candidate.score = (
             candidate.semantic
-            + (config.text_popularity if popularity_weight is None else popularity_weight) * candidate.popularity
+            + popularity_weight * candidate.popularity
             + config.blend_semantic * personal.get(candidate.item_id, 0.0)
         )
     page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])
-    reason = f'matches "{snippet(text)}"'
-    reasons = {candidate.item_id: reason for candidate in page}
-    notes = ["free-text answers are ranked by meaning and popularity (no trained ranker for text yet)"]
+    reasons = reasons_for_text(text=text, query=query, page=page, items=items, model_name=model_name)
+    notes = [*notes, "free-text answers are ranked by meaning and popularity (no trained ranker for text yet)"]
     if user is not None and interest is None:
         notes.append("no interest vector for this person yet: not personalised")
     answer = answer_build(page, items, reasons, notes)
-    if log:
-        answer.recommendation_id = answer_log(
-            context=RecommendationContext.TEXT, user=user, results=answer.results, query_text=text
+    answer.match = MATCH_CLOSE
+    return answer
+
+
+def _popular_instead(*, filters: ItemFilters, offset: int, k: int, notes: list[str]) -> Answer:
+    """Nothing is close to the text: the popular items, said to be popular, never "matching"."""
+    candidates: dict[int, Candidate] = {}
+    ranked = popular_candidates(filters=filters, k=offset + k, by="popularity")
+    merge_ranked(candidates, "popular", ranked)
+    for item_id, people in ranked:
+        candidates[item_id].score = people
+    page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
+    items = Item.objects.in_bulk([candidate.item_id for candidate in page])
+    reasons = {
+        candidate.item_id: (
+            f"popular in {items[candidate.item_id].category}" if items[candidate.item_id].category else "popular"
         )
+        for candidate in page
+    }
+    notes = [*notes, "nothing in the catalog is a close match for this text: these are popular items instead"]
+    answer = answer_build(page, items, reasons, notes)
+    answer.match = MATCH_NONE
     return answer
 
 

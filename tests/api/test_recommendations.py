@@ -1,8 +1,12 @@
 """Recommendations over the API on a small catalog with known answers (real encoder, real model)."""
 
+import dataclasses
+
 import pytest
 
 from catalog.models import Item
+from core.conf import recommender_settings
+from recommendations.ml.model_cards import MODEL_CARDS, model_card
 from recommendations.models import Feedback, Recommendation, RecommendedItem
 from tests.api.conftest import client_for, error_of
 from users.models import Activity
@@ -137,8 +141,54 @@ def test_anyone_may_ask_in_free_text(world):
     assert response.status_code == 200, body
     assert set(_ids(response)) == {"teapot", "kettle"}
     assert body["results"][0]["sources"] == ["semantic"]
-    assert body["results"][0]["reason"].startswith("matches")
+    assert body["match"] == "close"
+    assert body["results"][0]["reason"].startswith(("named ", "says ", "tagged "))
+    assert "I want to brew loose-leaf tea" not in body["results"][0]["reason"]
     assert Recommendation.objects.get(id=body["recommendation_id"]).user is None
+
+
+def test_free_text_below_the_models_match_floor_answers_match_none_with_popular_items(world, monkeypatch):
+    name = recommender_settings().serving_model
+    monkeypatch.setitem(MODEL_CARDS, name, dataclasses.replace(model_card(name), match_floor=0.99))
+
+    response = client_for(None).post(
+        "/api/v1/recommendations/text/", {"text": "I want to book a high-speed train ticket", "k": 3}, format="json"
+    )
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["match"] == "none"
+    assert body["results"] and all(result["sources"] == ["popular"] for result in body["results"])
+    assert not any("matches" in result["reason"] or '"' in result["reason"] for result in body["results"])
+    assert any("nothing in the catalog is a close match" in note for note in body["notes"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a 保温杯 for green tea at the office",  # mixed script
+        "🍵🫖 tea please ☕️",  # emoji
+        "ᐃᓄᒃᑎᑐᑦ ᐅᖃᐅᓯᖅ ᑕᑯᒃᓴᐅᔪᖅ",  # Inuktitut syllabics: a script neither encoder was trained on
+    ],
+)
+def test_free_text_in_any_script_is_an_answer_that_says_how_close_it_is(world, text):
+    response = client_for(None).post("/api/v1/recommendations/text/", {"text": text, "k": 3}, format="json")
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["match"] in ("close", "none")
+    assert len(body["results"]) == 3
+
+
+def test_a_free_text_longer_than_the_encoder_reads_is_answered_and_says_it_was_cut(world):
+    text = "I want to brew loose-leaf tea. " * 300  # 9,300 characters: under the limit, far over 256 tokens
+
+    response = client_for(None).post("/api/v1/recommendations/text/", {"text": text, "k": 2}, format="json")
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert set(_ids(response)) == {"teapot", "kettle"}
+    assert any("longer than the encoder reads" in note for note in body["notes"])
 
 
 def test_free_text_with_filters_and_a_signed_in_person(world):
@@ -154,7 +204,7 @@ def test_free_text_with_filters_and_a_signed_in_person(world):
     assert Recommendation.objects.get(id=response.json()["recommendation_id"]).user == hiker
 
 
-@pytest.mark.parametrize("text", ["", "   ", None])
+@pytest.mark.parametrize("text", ["", "   ", "\u3000\n\t", None])
 def test_free_text_needs_a_text(db, text):
     response = client_for(None).post("/api/v1/recommendations/text/", {"text": text}, format="json")
 

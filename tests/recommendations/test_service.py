@@ -224,8 +224,45 @@ def test_a_free_text_question_gets_the_items_that_answer_it(world):
     answer = recommend_for_text(text="what do I need to make green tea?", k=2)
 
     assert set(_titles(answer)) == {"kettle", "teapot"}
-    assert answer.results[0].reason == 'matches "what do I need to make green tea?"'
+    assert answer.match == "close"
+    # Each reason quotes the item's own words nearest to the question, never the question.
+    for result in answer.results:
+        kind, quoted = result.reason.split(" ", 1)
+        assert kind in ("named", "says", "tagged")
+        assert quoted.strip('"') in (result.item.title, result.item.description, *result.item.tags)
+        assert "green tea?" not in result.reason
     assert Recommendation.objects.get(id=answer.recommendation_id).query_text == "what do I need to make green tea?"
+
+
+def test_a_reason_quotes_the_closest_sentence_and_never_the_question_itself(world):
+    items = world["items"]
+    items["teapot"].description = "Keeps loose-leaf tea hot for an hour. Dishwasher safe lid. Ships in a gift box."
+    items["teapot"].save()
+
+    answer = recommend_for_text(text="Cast iron teapot", k=5, log=False)
+    asked_about_washing = recommend_for_text(text="can the lid go in the dishwasher?", k=5, log=False)
+
+    teapot = next(result for result in answer.results if result.item.pk == items["teapot"].pk)
+    # The title is the text asked: the reason quotes the item's next-closest words instead.
+    assert teapot.reason != 'named "Cast iron teapot"'
+    assert teapot.reason.startswith(("says ", "tagged "))
+    washing = next(result for result in asked_about_washing.results if result.item.pk == items["teapot"].pk)
+    assert washing.reason == 'says "Dishwasher safe lid."'
+
+
+def test_below_the_match_floor_the_answer_says_nothing_is_close_and_shows_popular_items(world):
+    close = recommend_for_text(text="what do I need to make green tea?", k=3, log=False, match_floor=0.0)
+    nothing = recommend_for_text(text="what do I need to make green tea?", k=3, match_floor=0.99)
+
+    assert close.match == "close" and close.best_similarity is not None and close.best_similarity < 0.99
+    assert nothing.match == "none"
+    assert nothing.best_similarity == close.best_similarity
+    assert nothing.results, "popular items are shown instead"
+    assert all(result.sources == ["popular"] for result in nothing.results)
+    assert all(result.reason.startswith("popular") for result in nothing.results)
+    assert any("nothing in the catalog is a close match" in note for note in nothing.notes)
+    logged = RecommendedItem.objects.filter(recommendation_id=nothing.recommendation_id)
+    assert all(not reason.startswith(("named", "says", "tagged")) for reason in logged.values_list("reason", flat=True))
 
 
 def test_free_text_respects_filters_and_refuses_bad_text(world):
