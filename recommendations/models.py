@@ -256,7 +256,7 @@ class EvaluationRun(models.Model):
     `charts` maps a chart name to a PNG (base64) so the page needs no file storage.
     """
 
-    protocol = models.CharField(max_length=8)
+    protocol = models.CharField(max_length=16)  # p1, p2, p3, bilingual
     dataset = models.CharField(max_length=500)
     git_commit = models.CharField(max_length=64, blank=True)
     figures = models.JSONField(default=dict)

@@ -30,7 +30,7 @@ from core.conf import recommender_settings
 from core.records import Rejection
 from recommendations.evaluation.baselines import baseline_rankings
 from recommendations.evaluation.databases import isolated_database
-from recommendations.evaluation.metrics import MethodResult, score_rankings
+from recommendations.evaluation.metrics import MethodResult, reciprocal_rank, score_rankings
 from recommendations.evaluation.split import EvaluationError, Split, split_per_user
 from users.events import EventRow
 from users.models import ActivityKind
@@ -57,6 +57,8 @@ class Options:
     test_last: int | None = None
     include_seen: bool = False
     with_blend: bool = False
+    # The bilingual protocol's questions (bilingual_queries.jsonl beside the bundle's items).
+    queries_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class Setup:
     split: Split  # the test keys, what is relevant to each, the report's counts and fingerprint
     # External ids of the only items that may be ranked (P2's cold items); None: all of them.
     only_items: frozenset[str] | None = None
+    # Keys asked but not scored by the ranking metrics (questions nothing answers: no relevant set).
+    also_asked: frozenset[str] = frozenset()
+    # Key -> its labels for the protocol's breakdown (the bilingual protocol: pair, kind, split).
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -81,6 +87,8 @@ class Variant:
 
     name: str
     ask: Ask
+    # Free-text variants: key -> the answer's match ("close" or "none"), filled as it is asked.
+    matches: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ class Protocol:
     baselines_step: str | None = None
     # NDCG per group of people by how active they were in the train part (P1).
     activity_buckets: bool = False
+    # Rows of figures per group of keys, from each variant's rankings (the bilingual protocol).
+    breakdown: Callable[[Setup, Variant, Rankings], list[dict]] | None = None
 
 
 @dataclass
@@ -119,6 +129,8 @@ class Report:
     buckets: list[dict] = field(default_factory=list)
     # Per method, every answer's latency in ms (for the latency chart).
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    # Protocol-specific figures per group of keys (the bilingual protocol: by split, pair and kind).
+    breakdown: list[dict] = field(default_factory=list)
 
 
 def protocol_run(
@@ -142,10 +154,13 @@ def protocol_run(
         )
         if protocol.personal:
             models = _models()
-        methods = [
-            _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
-            for variant in protocol.variants(setup, options)
-        ]
+        methods = []
+        breakdown: list[dict] = []
+        for variant in protocol.variants(setup, options):
+            method, rankings = _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
+            methods.append(method)
+            if protocol.breakdown is not None:
+                breakdown += protocol.breakdown(setup, variant, rankings)
     step = time.monotonic()
     for name, rankings in protocol.baselines(setup, options).items():
         methods.append(score_rankings(name, rankings, setup.split, k=options.k, n_items=setup.n_items))
@@ -164,6 +179,7 @@ def protocol_run(
         models=models,
         buckets=activity_buckets(methods, _train_activity(setup.split)) if protocol.activity_buckets else [],
         latencies={method.name: method.latency_ms for method in methods if method.latency_ms},
+        breakdown=breakdown,
     )
 
 
@@ -241,16 +257,17 @@ def _models() -> dict:
 
 def _run_variant(
     variant: Variant, setup: Setup, *, k: int, timings: dict[str, float], progress: Progress
-) -> MethodResult:
+) -> tuple[MethodResult, Rankings]:
     """Ask the service once per test key (a person, a query), timing each answer, and score."""
     step = time.monotonic()
     rankings, latencies = {}, []
-    for key in progress(sorted(setup.split.test), variant.name):
+    for key in progress(sorted(setup.split.test) + sorted(setup.also_asked), variant.name):
         asked = time.perf_counter()
         rankings[key] = variant.ask(key)
         latencies.append((time.perf_counter() - asked) * 1000)
     timings[variant.name] = time.monotonic() - step
-    return score_rankings(variant.name, rankings, setup.split, k=k, n_items=setup.n_items, latency_ms=latencies)
+    scored = score_rankings(variant.name, rankings, setup.split, k=k, n_items=setup.n_items, latency_ms=latencies)
+    return scored, rankings
 
 
 # A variant of recommend_for_user: its name in the report, the sources it gathers, its scoring.
@@ -516,7 +533,244 @@ P3 = Protocol(
     split_step=False,
 )
 
-PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3)}
+# --- bilingual: Chinese and English questions over the demo catalog, and questions nothing answers --
+
+BILINGUAL_PAIRS = ("zh-zh", "zh-en", "en-zh", "en-en")
+BILINGUAL_KINDS = ("product", "service", "none")
+BILINGUAL_SPLITS = ("calibration", "test")
+
+
+@dataclass(frozen=True)
+class BilingualQuery:
+    query: str
+    pair: str
+    kind: str
+    relevant: frozenset[str]
+    split: str
+
+
+def bilingual_queries(path: str) -> list[BilingualQuery]:
+    """The questions of bilingual_queries.jsonl: one JSON object a line (README "Evaluation")."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise EvaluationError(f"{file} is missing: the bilingual protocol asks the questions it holds")
+    queries = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            query = BilingualQuery(
+                query=str(row["query"]),
+                pair=row["pair"],
+                kind=row["kind"],
+                relevant=frozenset(row["relevant"]),
+                split=row["split"],
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise EvaluationError(f"{file.name} line {number}: not a query object ({error})") from error
+        if (
+            query.pair not in BILINGUAL_PAIRS
+            or query.kind not in BILINGUAL_KINDS
+            or query.split not in BILINGUAL_SPLITS
+        ):
+            raise EvaluationError(f"{file.name} line {number}: unknown pair, kind or split")
+        if (query.kind == "none") != (not query.relevant):
+            raise EvaluationError(f"{file.name} line {number}: only a 'none' question has no relevant items")
+        queries.append(query)
+    if len({query.query for query in queries}) != len(queries):
+        raise EvaluationError(f"{file.name} asks a question twice")
+    return queries
+
+
+def _bilingual_prepare(source: BundleSource, options: Options) -> Setup:
+    """Every question is asked; the answerable ones are scored against their relevant items,
+    the others only for whether the answer says nothing is close. The interactions are imported
+    so the popularity term (and the popular items of a "none" answer) are as served."""
+    if not options.queries_file:
+        raise EvaluationError("the bilingual protocol needs its questions file (bilingual_queries.jsonl)")
+    items = _catalog(source)
+    queries = bilingual_queries(options.queries_file)
+    known = {row.external_id for row in items}
+    for query in queries:
+        if unknown := sorted(query.relevant - known):
+            raise EvaluationError(f"{query.query!r} names items the bundle does not hold: {', '.join(unknown)}")
+    events = [row for row in source.events() if not isinstance(row, Rejection)]
+    interactions = [row for row in events if row.is_interaction]
+    digest = hashlib.sha256(
+        "\n".join(f"{query.query}:{sorted(query.relevant)}:{query.split}" for query in queries).encode()
+    )
+    split = Split(
+        train=[],
+        test={query.query: set(query.relevant) for query in queries if query.relevant},
+        n_interactions=len(interactions),
+        fingerprint=digest.hexdigest()[:16],
+    )
+    return Setup(
+        items=items,
+        imported=interactions,
+        split=split,
+        also_asked=frozenset(query.query for query in queries if not query.relevant),
+        labels={query.query: {"pair": query.pair, "kind": query.kind, "split": query.split} for query in queries},
+    )
+
+
+def _bilingual_variants(setup: Setup, options: Options) -> list[Variant]:
+    from catalog.models import Item
+    from recommendations.ml.model_cards import model_card
+    from recommendations.serving.service import MatchFloor, recommend_for_text
+
+    external_ids = dict(Item.objects.values_list("id", "external_id"))
+
+    def variant(name: str, match_floor: MatchFloor) -> Variant:
+        matches: dict[str, str] = {}
+
+        def ask(text: str) -> list[str]:
+            answer = recommend_for_text(text=text, k=options.k, log=False, match_floor=match_floor)
+            matches[text] = answer.match or ""
+            return [external_ids[result.item.id] for result in answer.results]
+
+        return Variant(name, ask, matches)
+
+    model_name = recommender_settings().serving_model
+    floor = model_card(model_name).match_floor
+    return [
+        # "card": the floor the API answers with.
+        variant(f"served ({model_name}, match floor {floor})", "card"),
+        variant(f"served ({model_name}) without a match floor", None),
+    ]
+
+
+def _bilingual_breakdown(setup: Setup, variant: Variant, rankings: Rankings) -> list[dict]:
+    """hit@1, hit@5, MRR@10 and the no-match rate per split, overall, per language pair and per
+    kind. For answerable questions the no-match rate is the share wrongly told "nothing is
+    close"; for the questions nothing answers, the share rightly told so."""
+    matches = variant.matches or {}
+    rows = []
+    for split in (*BILINGUAL_SPLITS, "all"):
+        keys = [key for key, label in setup.labels.items() if split in ("all", label["split"])]
+        groups: list[tuple[str, list[str]]] = [("answerable", [key for key in keys if key in setup.split.test])]
+        groups += [
+            (f"pair {pair}", [key for key in keys if key in setup.split.test and setup.labels[key]["pair"] == pair])
+            for pair in BILINGUAL_PAIRS
+        ]
+        groups += [
+            (f"kind {kind}", [key for key in keys if setup.labels[key]["kind"] == kind]) for kind in BILINGUAL_KINDS
+        ]
+        for group, members in groups:
+            if not members:
+                continue
+            answerable = [key for key in members if key in setup.split.test]
+            row: dict = {"method": variant.name, "split": split, "group": group, "queries": len(members)}
+            if answerable:
+                row["hit@1"] = _mean(_hit(rankings[key], setup.split.test[key], 1) for key in answerable)
+                row["hit@5"] = _mean(_hit(rankings[key], setup.split.test[key], 5) for key in answerable)
+                row["mrr@10"] = _mean(reciprocal_rank(rankings[key], setup.split.test[key], 10) for key in answerable)
+            row["no_match"] = _mean(float(matches.get(key) == "none") for key in members)
+            rows.append(row)
+    return rows
+
+
+def _hit(ranked: list[str], relevant: set[str], k: int) -> float:
+    return float(any(item in relevant for item in ranked[:k]))
+
+
+def _mean(values: Iterable[float]) -> float:
+    return round(float(np.mean(list(values))), 4)
+
+
+BILINGUAL = Protocol(
+    name="bilingual",
+    prepare=_bilingual_prepare,
+    variants=_bilingual_variants,
+    baselines=lambda setup, options: {},
+    personal=False,
+    split_step=False,
+    breakdown=_bilingual_breakdown,
+)
+
+PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3, BILINGUAL)}
+
+# The floor's targets (#17): at least this share of the questions nothing answers are told so,
+# at most this share of the answerable ones are.
+NO_MATCH_TARGET = 0.80
+WRONG_NO_MATCH_LIMIT = 0.05
+
+
+@dataclass(frozen=True)
+class FloorCalibration:
+    model: str
+    pairs: tuple[str, ...]
+    floor: float
+    none_told: float  # share of the calibration questions nothing answers that get "none"
+    answerable_told: float  # share of the answerable calibration questions wrongly told "none"
+    n_none: int
+    n_answerable: int
+    meets_targets: bool
+
+
+def match_floor_choose(similarities: list[tuple[float, bool]]) -> tuple[float, float, float]:
+    """(floor, share of unanswerable questions below it, share of answerable ones below it)
+    from (best similarity, answerable) per question: the floor that tells the most unanswerable
+    questions "none" while wrongly telling at most WRONG_NO_MATCH_LIMIT of the answerable ones
+    so; among equals, the lowest (fewest real answers hidden). Floors sit halfway between two
+    observed similarities."""
+    values = sorted({value for value, _answerable in similarities})
+    answerable = [value for value, is_answerable in similarities if is_answerable]
+    unanswerable = [value for value, is_answerable in similarities if not is_answerable]
+    if not answerable or not unanswerable:
+        raise EvaluationError("calibration needs answerable questions and questions nothing answers")
+    best: tuple[float, float, float] | None = None
+    for low, high in zip([values[0] - 1e-4, *values], [*values, values[-1] + 1e-4], strict=True):
+        floor = round((low + high) / 2, 4)
+        told = sum(value < floor for value in unanswerable) / len(unanswerable)
+        wrong = sum(value < floor for value in answerable) / len(answerable)
+        if wrong <= WRONG_NO_MATCH_LIMIT and (best is None or told > best[1]):
+            best = (floor, told, wrong)
+    assert best is not None  # the lowest floor hides nothing
+    return best
+
+
+def match_floor_calibrate(
+    *,
+    source: BundleSource,
+    database: str,
+    queries_file: str,
+    pairs: tuple[str, ...] = BILINGUAL_PAIRS,
+    progress: Progress = _no_progress,
+) -> FloorCalibration:
+    """The serving model's match floor from the CALIBRATION questions of the bilingual set (the
+    test questions are never read): the demo catalog is built in its own database as the
+    evaluation builds it, and each question asked through recommend_for_text with no floor.
+    `pairs` keeps the questions of those language pairs only (an English-only model is
+    calibrated on en-en: its Chinese answers are not what it is deployed for)."""
+    from recommendations.serving.service import recommend_for_text
+
+    setup = _bilingual_prepare(source, Options(queries_file=queries_file))
+    calibration = [
+        key for key, label in setup.labels.items() if label["split"] == "calibration" and label["pair"] in pairs
+    ]
+    similarities: list[tuple[float, bool]] = []
+    with isolated_database(database):
+        _build(_in_memory_source(source, setup.items, setup.imported), {}, progress=progress)
+        for text in progress(calibration, "calibration questions"):
+            answer = recommend_for_text(text=text, k=1, log=False, match_floor=None)
+            best = answer.best_similarity if answer.best_similarity is not None else -1.0
+            similarities.append((best, text in setup.split.test))
+    floor, told, wrong = match_floor_choose(similarities)
+    return FloorCalibration(
+        model=recommender_settings().serving_model,
+        pairs=pairs,
+        floor=floor,
+        none_told=round(told, 4),
+        answerable_told=round(wrong, 4),
+        n_none=sum(not answerable for _value, answerable in similarities),
+        n_answerable=sum(answerable for _value, answerable in similarities),
+        meets_targets=told >= NO_MATCH_TARGET and wrong <= WRONG_NO_MATCH_LIMIT,
+    )
 
 
 def evaluate_p1(

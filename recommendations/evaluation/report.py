@@ -16,7 +16,7 @@ CHART_NAMES = ("metrics", "activity_buckets", "latency")
 
 def report_markdown(payload: dict, *, title: str) -> str:
     k = payload["k"]
-    unit = "queries" if payload["protocol"] == "p3" else "people"
+    unit = "queries" if payload["protocol"] in ("p3", "bilingual") else "people"
     lines = [
         f"# {title}",
         "",
@@ -47,6 +47,8 @@ def report_markdown(payload: dict, *, title: str) -> str:
         for bucket in payload["buckets"]:
             values = " | ".join("—" if bucket.get(name) is None else f"{bucket[name]:.4f}" for name in names)
             lines.append(f"| {bucket['bucket']} | {bucket['people']} | {values} |")
+    if payload.get("breakdown"):
+        lines += _breakdown_markdown(payload)
     rankers = (payload.get("models") or {}).get("rankers") or []
     if rankers:
         lines += ["", "Re-ranker versions trained from the train part (validation: its latest people):", ""]
@@ -60,6 +62,31 @@ def report_markdown(payload: dict, *, title: str) -> str:
             )
     lines += ["", "Seconds: " + ", ".join(f"{name} {value}" for name, value in payload["seconds"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_markdown(payload: dict) -> list[str]:
+    """The bilingual protocol's figures: one table per split and method."""
+    lines = []
+    rows = payload["breakdown"]
+    if "match_floor" in payload:
+        lines += ["", f"Match floor of the serving model's card: {payload.get('match_floor')}."]
+    for split in dict.fromkeys(row["split"] for row in rows):
+        for method in dict.fromkeys(row["method"] for row in rows):
+            chosen = [row for row in rows if row["split"] == split and row["method"] == method]
+            lines += [
+                "",
+                f"{method}, {split} questions (no-match: for answerable groups the share wrongly told nothing "
+                "is close; for kind none the share rightly told so):",
+                "",
+                "| group | questions | hit@1 | hit@5 | MRR@10 | no-match |",
+                "|---|---|---|---|---|---|",
+            ]
+            for row in chosen:
+                figures = " | ".join(
+                    "—" if row.get(name) is None else f"{row[name]:.3f}" for name in ("hit@1", "hit@5", "mrr@10")
+                )
+                lines.append(f"| {row['group']} | {row['queries']} | {figures} | {row['no_match']:.3f} |")
+    return lines
 
 
 def _png(figure) -> bytes:

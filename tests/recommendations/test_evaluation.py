@@ -265,3 +265,115 @@ def test_the_product_keeps_the_largest_of_the_ease_weights_the_baseline_ranks_wi
     for row in range(12):
         positive = np.sort(weights[row][weights[row] > 0])[::-1][:3].astype(np.float32)
         assert np.array_equal(np.sort(kept[row][kept[row] > 0])[::-1], positive)
+
+
+def test_the_match_floor_hides_the_most_unanswerable_questions_within_the_limit_on_answerable_ones():
+    from recommendations.evaluation.protocols import match_floor_choose
+
+    answerable = [(0.60 + index / 100, True) for index in range(20)]  # 0.60 .. 0.79
+    unanswerable = [(value, False) for value in (0.40, 0.45, 0.50, 0.55, 0.605, 0.70)]
+
+    floor, told, wrong = match_floor_choose(answerable + unanswerable)
+
+    # One answerable question of 20 (5%) may be hidden: the floor goes just above 0.60 and 0.605,
+    # catching five of six unanswerable ones, but not up to 0.70 (that would hide 11 answerable).
+    assert 0.605 < floor <= 0.61
+    assert (told, wrong) == (5 / 6, 1 / 20)
+    with pytest.raises(EvaluationError):
+        match_floor_choose(answerable)
+
+
+def _bilingual_bundle(folder):
+    import json
+
+    _tiny_bundle(folder)
+    questions = [
+        ("a teapot to brew tea", "en-en", "product", ["tea-teapot"], "calibration"),
+        ("cups to drink tea from", "en-en", "product", ["tea-cups"], "test"),
+        ("boots for hiking in the hills", "en-en", "product", ["hiking-boots"], "calibration"),
+        ("a tent for hiking trips", "en-en", "product", ["hiking-tent"], "test"),
+        ("what is the weather in Paris tomorrow", "en-en", "none", [], "calibration"),
+        ("book me a high-speed train ticket", "en-en", "none", [], "test"),
+    ]
+    with open(folder / "bilingual_queries.jsonl", "w") as handle:
+        for query, pair, kind, relevant, split in questions:
+            row = {"query": query, "pair": pair, "kind": kind, "relevant": relevant, "split": split}
+            handle.write(json.dumps(row) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_bilingual_reports_hits_per_pair_and_kind_and_the_no_match_rates(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    from django.db import connection
+
+    from core.conf import recommender_settings
+    from recommendations.ml.model_cards import MODEL_CARDS, model_card
+
+    folder = _bilingual_bundle(tmp_path / "bundle")
+    name = recommender_settings().serving_model
+    monkeypatch.setitem(MODEL_CARDS, name, dataclasses.replace(model_card(name), match_floor=0.99))
+    database = f"{connection.settings_dict['NAME']}_eval_bilingual"
+
+    call_command(
+        "evaluate",
+        str(folder),
+        "--protocol",
+        "bilingual",
+        "--k",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
+        "--database",
+        database,
+    )
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["protocol"] == "bilingual" and report["n_users"] == 4  # answerable questions scored
+    assert report["match_floor"] == 0.99
+    rows = {
+        (
+            row["method"].split(" (")[0] + (" no floor" if "without" in row["method"] else ""),
+            row["split"],
+            row["group"],
+        ): row
+        for row in report["breakdown"]
+    }
+    # With the card's (here impossible) floor every answer says nothing is close: popular items.
+    assert rows[("served", "all", "kind none")]["no_match"] == 1.0
+    assert rows[("served", "all", "answerable")]["no_match"] == 1.0
+    # Without a floor the same questions are answered by meaning: the tiny catalog is easy.
+    unfloored = rows[("served no floor", "all", "answerable")]
+    assert unfloored["no_match"] == 0.0 and unfloored["hit@5"] == 1.0 and unfloored["hit@1"] >= 0.75
+    assert rows[("served no floor", "calibration", "pair en-en")]["queries"] == 2
+    assert {split for _method, split, _group in rows} == {"calibration", "test", "all"}
+    assert "| kind none | 2 |" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_calibrate_match_floor_reads_only_the_calibration_questions_and_prints_the_floor(tmp_path):
+    import io
+
+    from django.db import connection
+
+    folder = _bilingual_bundle(tmp_path / "bundle")
+    output = io.StringIO()
+
+    call_command(
+        "calibrate_match_floor",
+        "--bundle",
+        str(folder),
+        "--database",
+        f"{connection.settings_dict['NAME']}_calibration_test",
+        stdout=output,
+    )
+
+    printed = output.getvalue()
+    assert "match floor" in printed
+    assert "told 'none': 1.000 of 1" in printed  # the one calibration question nothing answers
+    assert "wrongly told 'none': 0.000 of 2" in printed
+    assert "targets met" in printed

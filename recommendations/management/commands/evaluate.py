@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
 from bundles.movielens import movielens_open
 from bundles.reading import BundleError, bundle_open
@@ -13,6 +14,7 @@ from core.conf import recommender_settings
 from recommendations.evaluation.protocols import PROTOCOLS, Options, protocol_run
 from recommendations.evaluation.report import evaluation_run_save, report_charts, report_markdown
 from recommendations.evaluation.split import EvaluationError
+from recommendations.ml.model_cards import model_card
 
 
 class Command(BaseCommand):
@@ -31,11 +33,40 @@ class Command(BaseCommand):
         parser.add_argument(
             "--with-blend", action="store_true", help="P1: also the full system ordered by the fallback blend"
         )
+        parser.add_argument(
+            "--model",
+            default=None,
+            help="encoder model to evaluate (writes and serves the vectors; default: the settings' serving model)",
+        )
+        parser.add_argument(
+            "--queries",
+            default=None,
+            help="bilingual: the questions file (default: bilingual_queries.jsonl in the bundle folder)",
+        )
         parser.add_argument("--database", default=None, help="name of the isolated database (default: <live>_eval)")
         parser.add_argument("--out", default=None, help="folder for report.json and report.md")
 
-    def handle(
-        self, *args, bundle, protocol, k, test_fraction, test_last, include_seen, with_blend, database, out, **options
+    def handle(self, *args, model, **options):
+        if model is None:
+            return self._evaluate(**options)
+        # One model writes the vectors and answers (no model change in progress in an evaluation).
+        with override_settings(RECOMMENDER={**settings.RECOMMENDER, "ENCODER_MODEL": model, "SERVING_MODEL": None}):
+            return self._evaluate(**options)
+
+    def _evaluate(
+        self,
+        *,
+        bundle,
+        protocol,
+        k,
+        test_fraction,
+        test_last,
+        include_seen,
+        with_blend,
+        queries,
+        database,
+        out,
+        **options,
     ):
         folder = Path(bundle)
         try:
@@ -46,7 +77,12 @@ class Command(BaseCommand):
         commit = git_commit()  # the code that runs, read before the run (minutes long)
         # P2 and P3 read only k from the options (their split is fixed by the protocol).
         run_options = Options(
-            k=k, test_fraction=test_fraction, test_last=test_last, include_seen=include_seen, with_blend=with_blend
+            k=k,
+            test_fraction=test_fraction,
+            test_last=test_last,
+            include_seen=include_seen,
+            with_blend=with_blend,
+            queries_file=queries or str(folder / "bilingual_queries.jsonl"),
         )
         try:
             report = protocol_run(
@@ -59,6 +95,7 @@ class Command(BaseCommand):
             "bundle": str(folder.resolve()),
             "git_commit": commit,
             "encoder": recommender_settings().encoder_model,
+            "match_floor": model_card(recommender_settings().serving_model).match_floor,
             "settings": {
                 key: value for key, value in recommender_settings().as_dict().items() if not key.endswith("_DIR")
             },
