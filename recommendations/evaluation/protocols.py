@@ -660,6 +660,18 @@ def _bilingual_breakdown(setup: Setup, variant: Variant, rankings: Rankings) -> 
         groups += [
             (f"kind {kind}", [key for key in keys if setup.labels[key]["kind"] == kind]) for kind in BILINGUAL_KINDS
         ]
+        # The questions nothing answers, by the language they are asked in.
+        groups += [
+            (
+                f"kind none, asked in {language}",
+                [
+                    key
+                    for key in keys
+                    if setup.labels[key]["kind"] == "none" and setup.labels[key]["pair"][:2] == language
+                ],
+            )
+            for language in ("zh", "en")
+        ]
         for group, members in groups:
             if not members:
                 continue

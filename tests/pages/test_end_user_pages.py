@@ -1,12 +1,15 @@
 """End-user pages through Django's test client: what each page shows, and what it refuses."""
 
+import dataclasses
 import json
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
+from core.conf import recommender_settings
 from core.models import EmbeddingStatus
+from recommendations.ml.model_cards import MODEL_CARDS, model_card
 from tests.factories import ActivityFactory, ItemFactory, UserFactory
 from users.models import Activity, User
 
@@ -47,8 +50,52 @@ def test_question_in_english_or_chinese_is_answered_with_items_and_reasons(clien
 
     assert english.status_code == 200
     assert english.context["answer"].results[0].item.external_id == "parcel"
-    assert "matches &quot;my parcel has not arrived&quot;" in english.content.decode()
+    html = english.content.decode()
+    # The reason quotes the item's own words, never the question back.
+    assert "matches" not in html and "&quot;my parcel has not arrived&quot;" not in html
+    assert english.context["answer"].results[0].reason.startswith(("named ", "says ", "tagged "))
     assert chinese.status_code == 200 and chinese.context["answer"].results
+
+
+def test_a_question_nothing_is_close_to_says_so_and_shows_popular_items(client, shop, monkeypatch):
+    name = recommender_settings().serving_model
+    monkeypatch.setitem(MODEL_CARDS, name, dataclasses.replace(model_card(name), match_floor=0.99))
+
+    page = client.post(reverse("recommendations:ask"), {"q": "I want to book a high-speed train ticket"})
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "We found nothing close to “I want to book a high-speed train ticket” — here is what is popular" in html
+    results = page.context["answer"].results
+    assert results and all(result.sources == ["popular"] for result in results)
+    assert "Suggestions for" not in html and "matches" not in html
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["a 保温杯 for green tea", "🍵🫖☕️ tea?", "ᐃᓄᒃᑎᑐᑦ ᐅᖃᐅᓯᖅ", "Ĉu vi havas teujon por verda teo?"],
+)
+def test_questions_in_mixed_scripts_emoji_or_other_languages_are_answered_honestly(client, shop, question):
+    page = client.post(reverse("recommendations:ask"), {"q": question})
+
+    assert page.status_code == 200
+    answer = page.context["answer"]
+    assert answer.match in ("close", "none") and answer.results
+    heading = "We found nothing close to" if answer.match == "none" else "Suggestions for"
+    assert heading in page.content.decode()
+
+
+def test_the_longest_question_the_page_takes_is_answered_and_says_when_it_was_cut(client, shop):
+    from recommendations.ml.encoder import get_encoder
+
+    question = ("我的包裹还没有到，物流信息三天没有更新了。" * 30)[:500]  # the form's limit
+    cut = get_encoder(recommender_settings().serving_model).encode([question], kind="query").truncated[0]
+
+    page = client.post(reverse("recommendations:ask"), {"q": question})
+
+    assert page.status_code == 200 and page.context["answer"].results
+    # MiniLM reads 256 tokens (one per Han character), e5 512: the note appears where it applies.
+    assert ("longer than the encoder reads" in page.content.decode()) == cut
 
 
 def test_question_box_fragment_is_the_answer_only(client, shop):
@@ -59,11 +106,14 @@ def test_question_box_fragment_is_the_answer_only(client, shop):
     assert "X-Fragment" in fragment["Vary"]
 
 
-def test_an_empty_question_is_refused_with_a_message(client, shop):
-    page = client.get(reverse("recommendations:ask"), {"q": "   "})
+@pytest.mark.parametrize("question", ["   ", "\u3000\t\n"])
+def test_an_empty_question_is_refused_with_a_message(client, shop, question):
+    page = client.get(reverse("recommendations:ask"), {"q": question})
+    posted = client.post(reverse("recommendations:ask"), {"q": question})
 
-    assert page.status_code == 400
-    assert "This field is required." in page.content.decode()
+    for answer in (page, posted):
+        assert answer.status_code == 400
+        assert "This field is required." in answer.content.decode()
 
 
 def test_signed_in_question_posted_by_the_form_is_recorded_as_a_search(
