@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.shortcuts import get_object_or_404
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -173,9 +175,11 @@ ANSWER_EXAMPLE = {
 }
 
 
+# The example's results, typed (ANSWER_EXAMPLE's values are of mixed types).
+EXAMPLE_RESULTS: list[dict] = cast(list[dict], ANSWER_EXAMPLE["results"])
 TEXT_RESULTS_EXAMPLE = [
-    {**ANSWER_EXAMPLE["results"][0], "sources": ["semantic"], "reason": 'says "Seam-taped fly sheet for heavy rain."'},
-    {**ANSWER_EXAMPLE["results"][1], "sources": ["semantic"], "reason": 'tagged "camping"'},
+    {**EXAMPLE_RESULTS[0], "sources": ["semantic"], "reason": 'says "Seam-taped fly sheet for heavy rain."'},
+    {**EXAMPLE_RESULTS[1], "sources": ["semantic"], "reason": 'tagged "camping"'},
 ]
 
 
@@ -256,9 +260,7 @@ class RecommendationForTextApi(APIView):
                     **ANSWER_EXAMPLE,
                     "match": MATCH_NONE,
                     "notes": ["nothing in the catalog is a close match for this text: these are popular items instead"],
-                    "results": [
-                        {**ANSWER_EXAMPLE["results"][1], "sources": ["popular"], "reason": "popular in Outdoor"}
-                    ],
+                    "results": [{**EXAMPLE_RESULTS[1], "sources": ["popular"], "reason": "popular in Outdoor"}],
                 },
                 response_only=True,
             ),
