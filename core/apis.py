@@ -85,7 +85,8 @@ class HealthReadyApi(APIView):
     Anyone may call it; no auth, no throttling.
 
     200 "ok" when every check passes; 200 "degraded" when only the broker fails (the service
-    still answers and keeps every write); 503 "unavailable" with the failing check named when the
+    still answers and keeps every write); 503 "warming" while a process that just started is
+    still loading (the encoder: seconds); 503 "unavailable" with the failing check named when the
     database or the encoder fails (no secrets, no connection strings in the answer).
     """
 
@@ -95,9 +96,10 @@ class HealthReadyApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(
-            choices=["ok", "degraded", "unavailable"],
+            choices=["ok", "degraded", "warming", "unavailable"],
             help_text="degraded: a check failed that leaves the service answering (the broker: writes are "
-            "kept and queued by the sweep once it is back)",
+            "kept and queued by the sweep once it is back); warming: the process is still loading what it "
+            "needs (the encoder), ask again in a few seconds",
         )
         checks = serializers.DictField(
             child=inline_serializer(
@@ -109,6 +111,7 @@ class HealthReadyApi(APIView):
                     "unqueued": serializers.IntegerField(
                         required=False, help_text="Tasks this process could not queue since it started."
                     ),
+                    "warming": serializers.BooleanField(required=False),
                     "model": serializers.CharField(required=False),
                     "runtime": serializers.CharField(required=False),
                 },
@@ -133,7 +136,11 @@ class HealthReadyApi(APIView):
             checks[name] = result
         failed = {name for name, check in checks.items() if not check["ok"]}
         if failed - DEGRADING_CHECKS:
-            return Response({"status": "unavailable", "checks": checks}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            warming = all(checks[name].get("warming") for name in failed - DEGRADING_CHECKS)
+            return Response(
+                {"status": "warming" if warming else "unavailable", "checks": checks},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
         return Response({"status": "degraded" if failed else "ok", "checks": checks}, status=status.HTTP_200_OK)
 
 

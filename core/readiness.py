@@ -2,7 +2,9 @@
 
 Each app's AppConfig.ready() registers its checks; the readiness API runs them in registration
 order (INSTALLED_APPS order: core's database and broker, then the recommender's encoder). A check
-returns a dict with "ok" and optional details, or raises; registering loads nothing.
+returns a dict with "ok" and optional details, or raises; registering loads nothing. A check
+that is not ok yet only because its process is still starting adds "warming": True (readiness
+then says "warming" rather than "unavailable").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The recommender's readiness check, registered by RecommendationsConfig.ready()."""
+"""The recommender's readiness check, registered by RecommendationsConfig.ready(), and the
+serving encoder's warm-up when a web process starts (config/wsgi.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,22 @@ from core.conf import recommender_settings
 
 
 def check_encoder() -> dict[str, Any]:
-    # Loading the encoder is what readiness waits for: the first probe of a new process loads
-    # it (a few seconds) so the first real free-text request does not. Imported here, not at the
-    # top: registering the check in ready() must not import torch.
-    from recommendations.ml.encoder import get_encoder
+    # Loading the encoder is what readiness waits for: while the web process's warm-up loads it,
+    # readiness says "warming" at once; without a warm-up (a Celery worker, a shell) the first
+    # probe loads it (seconds) so the first real free-text request does not. Imported here, not
+    # at the top: registering the check in ready() must not import torch.
+    from recommendations.ml.encoder import encoder_warming, get_encoder
 
-    encoder = get_encoder(recommender_settings().serving_model)
+    model = recommender_settings().serving_model
+    if encoder_warming(model):
+        return {"ok": False, "warming": True, "model": model, "detail": "warming: the encoder is loading"}
+    encoder = get_encoder(model)
     return {"ok": True, "model": encoder.name, "runtime": encoder.runtime}
+
+
+def encoder_warm_up_start() -> None:
+    """Load the serving encoder in the background: the first free-text question after a start
+    then answers in milliseconds instead of waiting seconds for the model."""
+    from recommendations.ml.encoder import encoder_warm_up
+
+    encoder_warm_up(recommender_settings().serving_model)

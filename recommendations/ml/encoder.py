@@ -338,4 +338,53 @@ def encoder_is_loaded() -> bool:
     return bool(_encoders)
 
 
+# Models being loaded by encoder_warm_up, until their thread ends (loaded or failed).
+_warming: dict[str, threading.Thread] = {}
+
+
+def encoder_warm_up(model: str) -> threading.Thread:
+    """Load model's encoder in a background thread, and run it once, so that the process's first
+    free-text question does not wait seconds for it (a web process starting: config/wsgi.py).
+
+    A request arriving meanwhile waits for this load (get_encoder's lock) instead of starting a
+    second one. A failure is logged; the next get_encoder tries again and reports it.
+    """
+
+    def load() -> None:
+        started = time.monotonic()
+        try:
+            # One text through it: ONNX Runtime and torch do lazy set-up on their first run.
+            get_encoder(model).encode(["warm up"], kind="query")
+            logger.info("encoder warmed up model=%s ms=%d", model, (time.monotonic() - started) * 1000)
+        except Exception:
+            logger.exception("encoder warm-up failed model=%s", model)
+        finally:
+            _warming.pop(model, None)
+
+    thread = threading.Thread(target=load, name=f"encoder-warm-up-{model}", daemon=True)
+    _warming[model] = thread
+    thread.start()
+    return thread
+
+
+def encoder_warming(model: str) -> bool:
+    """True while encoder_warm_up is still loading model (readiness says "warming")."""
+    thread = _warming.get(model)
+    return thread is not None and thread.is_alive() and model not in _encoders
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has no threads but the caller's: a warm-up running in the parent (gunicorn
+    # with --preload) would hold the lock forever, and the thread pools of ONNX Runtime and torch
+    # do not survive a fork. So each child loads its own, as Celery workers do.
+    global _lock
+    _lock = threading.Lock()
+    models = list(dict.fromkeys([*_warming, *_encoders]))
+    _warming.clear()
+    _encoders.clear()
+    for model in models:
+        encoder_warm_up(model)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
