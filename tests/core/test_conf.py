@@ -78,3 +78,21 @@ def test_every_setting_changes_the_precomputed_lists_digest(settings):
         digests.add(settings_digest())
 
     assert len(digests) == len(original) + 1
+
+
+def test_the_default_encoder_is_multilingual_and_commercially_usable():
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    from recommendations.ml.model_cards import model_card
+
+    code = "import config.settings as base; print(base.RECOMMENDER['ENCODER_MODEL'])"
+    environment = {"DJANGO_DEBUG": "true", "PATH": ""}
+    default = subprocess.run(
+        [sys.executable, "-c", code], cwd=django_settings.BASE_DIR, env=environment, capture_output=True, text=True
+    ).stdout.strip()
+
+    assert default == "multilingual-e5-small"
+    assert model_card(default).commercial_use and model_card(default).query_prefix == "query: "

@@ -9,6 +9,7 @@ from recommendations.ml import encoder as encoder_module
 from recommendations.ml.encoder import get_encoder
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.semantic import semantic_candidates
+from recommendations.serving.service import recommend_for_text
 from recommendations.vectors import embedding
 from tests.factories import UserFactory
 from users.services import activity_record
@@ -83,3 +84,51 @@ def test_switching_to_a_512_dimension_model_reembeds_everything_and_ranks_chines
     )
     with pytest.raises(ValueError, match="384 numbers, but m3e-small vectors have 512"):
         semantic_candidates(vectors=[english], model_name="m3e-small", filters=ItemFilters(), k=4, exact=False)
+
+
+UPGRADE_ITEMS = {
+    "down-jacket": ("北岭 轻量连帽羽绒服", "90%白鸭绒，连帽设计，轻便保暖，适合冬季通勤。"),
+    "thermos": ("316不锈钢保温杯", "真空保温杯，热水可保温12小时，适合上班族泡茶。"),
+    "parcel-late": (
+        "My parcel hasn't arrived",
+        "What to do when a delivery is late or shows as delivered but is missing.",
+    ),
+    "yoga-mat": ("Non-slip yoga mat", "A 6 mm mat with a grippy surface for home workouts."),
+}
+
+
+def test_upgrading_a_minilm_install_to_e5_keeps_answering_with_minilm_until_the_e5_vectors_are_built(settings):
+    # README "Changing the encoder": an existing install on the old default moves to the new one.
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "ENCODER_MODEL": "all-MiniLM-L6-v2", "SERVING_MODEL": None}
+    items = {
+        external_id: Item.objects.create(external_id=external_id, title=title, description=description)
+        for external_id, (title, description) in UPGRADE_ITEMS.items()
+    }
+    embedding.embeddings_process_pending()
+    before = [result.item.external_id for result in recommend_for_text(text="我的包裹还没到", k=4, log=False).results]
+
+    # Step 1: the new model writes, the old one keeps answering; half the vectors are built.
+    settings.RECOMMENDER = {
+        **settings.RECOMMENDER,
+        "ENCODER_MODEL": "multilingual-e5-small",
+        "SERVING_MODEL": "all-MiniLM-L6-v2",
+    }
+    embedding.item_embeddings_refresh(item_ids=[items["down-jacket"].id, items["yoga-mat"].id])
+    assert embedding.embeddings_waiting_count()["items"] == 2
+    during = recommend_for_text(text="我的包裹还没到", k=4, log=False)
+    assert [result.item.external_id for result in during.results] == before  # MiniLM, all four items
+    assert ItemVector.objects.filter(model_name="multilingual-e5-small").count() == 2
+
+    embedding.embeddings_process_pending()
+    assert embedding.embeddings_waiting_count()["items"] == 0
+    assert ItemVector.objects.filter(model_name="all-MiniLM-L6-v2").count() == 4  # kept until deleted
+
+    # Step 2: unset the serving model: e5 answers, across languages too.
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "SERVING_MODEL": None}
+    for question, expected in [
+        ("我的包裹还没到", "parcel-late"),
+        ("a warm down jacket for winter", "down-jacket"),
+        ("a flask that keeps my tea hot all day", "thermos"),
+    ]:
+        answer = recommend_for_text(text=question, k=4, log=False)
+        assert answer.results[0].item.external_id == expected, (question, answer.results)
