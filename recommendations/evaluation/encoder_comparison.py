@@ -75,7 +75,7 @@ def retrieval_quality(encoder, queries: list[dict]) -> dict:
     asked = encoder.encode([query["query"] for query in queries], kind="query").vectors
     similarities = asked @ passages.T
     by_pair: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    top = {"answerable": [], "unanswerable": []}
+    top: dict[str, list[float]] = {"answerable": [], "unanswerable": []}
     for query, row in zip(queries, similarities, strict=True):
         top["answerable" if query["relevant"] else "unanswerable"].append(float(row.max()))
         if not query["relevant"]:
