@@ -118,7 +118,11 @@ else:
         }
     }
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+# A connection kept from before a database restart is checked before a request reuses it.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A server that cannot be reached (a network partition: packets dropped, nothing refused) fails
+# the request in this many seconds (a 503, core.database_outage) instead of holding a web worker.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"

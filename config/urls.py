@@ -9,7 +9,8 @@ urlpatterns = [
     path("", include("recommendations.urls")),
 ]
 
-# The API's JSON error shape under /api/, Django's HTML error pages elsewhere (core/error_views.py).
+# The API's JSON error shape under /api/, Django's HTML error pages elsewhere (core/error_views.py);
+# a database outage is a 503 with Retry-After either way.
 handler400 = "core.error_views.bad_request"
 handler403 = "core.error_views.permission_denied"
 handler404 = "core.error_views.page_not_found"

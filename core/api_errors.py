@@ -3,7 +3,8 @@
     {"error": {"code": "validation_error", "message": "...", "fields": {"k": ["..."]}}}
 
 `fields` is there for validation errors only and names each bad field with a dotted path
-(`activities.2.kind`); `retry_after` (seconds) comes with throttling. Domain errors
+(`activities.2.kind`); `retry_after` (seconds) comes with throttling and with a database outage
+(503 "database_unavailable", core.database_outage). Domain errors
 (core.exceptions.ApplicationError) become their 4xx with their message; anything unexpected is
 logged with its traceback and answered as a 500 in the same shape, never an HTML page.
 """
@@ -20,10 +21,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from core import database_outage
 from core.exceptions import ApplicationError
 from core.quotas import QuotaExceededError
 
 logger = logging.getLogger(__name__)
+
+SERVER_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
 
 
 class RequestTimeout(exceptions.APIException):
@@ -122,6 +126,16 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else str(exc.default_code)
         return error_response(status_code=exc.status_code, code=code, message=message, headers=headers, **extra)
+    if database_outage.is_database_outage(exc):
+        database_outage.database_outage_log(exc, type(context.get("view")).__name__)
+        seconds = database_outage.RETRY_AFTER_SECONDS
+        return error_response(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            code=database_outage.CODE,
+            message=database_outage.MESSAGE,
+            headers=database_outage.database_outage_headers(),
+            retry_after=seconds,
+        )
     if isinstance(exc, SuspiciousOperation):
         return error_response(status_code=400, code="bad_request", message="The request was refused as malformed.")
 
@@ -130,5 +144,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     return error_response(
         status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
         code="server_error",
-        message="Something went wrong on our side; it has been logged.",
+        message=SERVER_ERROR_MESSAGE,
     )

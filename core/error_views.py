@@ -10,14 +10,17 @@ schema view's YAML errors).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
+from django.template import loader
 from django.views import defaults
 
+from core import database_outage
 from core.error_shape import error_json_response, is_api_request
 
 
@@ -49,12 +52,34 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    # Django has logged the exception (django.request) before calling this handler.
+    # Django has logged the exception (django.request) before calling this handler, and calls it
+    # while handling that exception, so sys.exc_info() holds it.
+    error = sys.exc_info()[1]
+    if error is not None and database_outage.is_database_outage(error):
+        return _database_unavailable(request, error)
     if not is_api_request(request):
         return defaults.server_error(request)
     return error_json_response(
         status_code=500, code="server_error", message="Something went wrong on our side; it has been logged."
     )
+
+
+def _database_unavailable(request: HttpRequest, error: BaseException) -> HttpResponse:
+    """A database outage outside a DRF view (a page, a middleware saving the session): a 503
+    with Retry-After, JSON under /api/, else a page that reads nothing from the database
+    (templates/503.html extends nothing: base.html asks for the signed-in person)."""
+    api = is_api_request(request)
+    database_outage.database_outage_log(error, "the API" if api else "a page")
+    seconds = database_outage.RETRY_AFTER_SECONDS
+    if api:
+        response: HttpResponse = error_json_response(
+            status_code=503, code=database_outage.CODE, message=database_outage.MESSAGE, retry_after=seconds
+        )
+    else:
+        response = HttpResponse(loader.get_template("503.html").render({"retry_after": seconds}), status=503)
+    for header, value in database_outage.database_outage_headers().items():
+        response[header] = value
+    return response
 
 
 ERROR_CODES = {

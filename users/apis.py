@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from catalog.apis import ItemSummarySerializer
 from catalog.item_fields import MAX_ID_LENGTH
 from catalog.models import Item
+from core import database_outage
 from core.api_fields import CleanTextField, StrictFloatField, StrictIntegerField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.idempotency import idempotent
@@ -135,7 +136,13 @@ def _interest_state(activities: list[Activity]) -> dict:
 
 
 def _activities_response(activities: list[Activity]) -> dict:
-    fresh = Activity.objects.select_related("item").in_bulk([activity.id for activity in activities])
+    try:
+        fresh = Activity.objects.select_related("item").in_bulk([activity.id for activity in activities])
+    except database_outage.DATABASE_OUTAGES as error:
+        # The rows are committed; the database went away after the commit. They are the answer as
+        # written (vectors still to come): a 503 now would have a client retry into a second copy.
+        database_outage.database_outage_log(error, "the answer to a committed write", answered=201)
+        fresh = {}
     activities = [fresh.get(activity.id, activity) for activity in activities]
     return {
         "activities": ActivityOutputSerializer(activities, many=True).data,
