@@ -102,3 +102,23 @@ def test_behind_a_configured_proxy_the_address_it_appends_is_the_client(rates, s
     other = client.get("/api/v1/items/", HTTP_X_FORWARDED_FOR="10.0.0.9, 198.51.100.2")
 
     assert (first.status_code, again.status_code, other.status_code) == (200, 429, 200)
+
+
+def test_a_throttle_cache_that_cannot_be_reached_lets_requests_through(settings, django_capture_on_commit_callbacks):
+    # A Redis cache (DJANGO_CACHE_URL) on a port where no server listens: the broker's Redis down.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}
+    }
+    client = client_for(UserFactory())
+
+    with django_capture_on_commit_callbacks(execute=False):
+        written = client.post("/api/v1/activities/create/", {"kind": "search", "text": "a warm tent"}, format="json")
+    read = client_for(None).get("/api/v1/items/")
+
+    assert written.status_code == 201, written.content
+    assert read.status_code == 200, read.content
