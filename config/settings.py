@@ -334,7 +334,10 @@ CELERY_TASK_ROUTES = {
     "core.tasks.idempotency_records_expire": {"queue": "bulk"},
 }
 CELERY_BEAT_SCHEDULE = {
-    "sweep-pending-embeddings": {"task": "recommendations.tasks.sweep_pending_embeddings", "schedule": 60.0},
+    "sweep-pending-embeddings": {
+        "task": "recommendations.tasks.sweep_pending_embeddings",
+        "schedule": env_int("RECOMMENDER_SWEEP_SECONDS", 60, minimum=1),
+    },
     "rebuild-behaviour-model": {
         "task": "recommendations.tasks.rebuild_behaviour_model",
         "schedule": env_int("RECOMMENDER_BEHAVIOUR_REBUILD_SECONDS", 3600, minimum=60),

@@ -30,6 +30,15 @@ class EmbeddingTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         row_ids = kwargs.get("row_ids") or ([kwargs["row_id"]] if kwargs.get("row_id") is not None else [])
+        if isinstance(exc, embedding.DATABASE_OUTAGES):
+            # Retries ran out during a long database outage: nothing is wrong with the rows. They
+            # stay pending, and the sweep embeds them once the database is back; marked failed they
+            # would wait for `embed --pending --include-failed` (as when the database came back
+            # just in time for this update).
+            logger.warning(
+                "embedding gave up during a database outage ids=%s task=%s: left pending", row_ids[:10], task_id
+            )
+            return
         if self.row_model and row_ids:
             logger.error("embedding failed for good model=%s ids=%s task=%s", self.row_model, row_ids[:10], task_id)
             try:
@@ -75,15 +84,25 @@ def refresh_user_interest(*, user_id: int) -> int:
 
 @shared_task(**RETRY_POLICY)
 def embed_pending(*, include_failed: bool = False) -> dict:
-    return embedding.embeddings_process_pending(include_failed=include_failed)
+    """The sweep's batch: waiting rows, stale interests, then the kept lists left behind."""
+    from recommendations.serving.precomputed import precomputed_lists_refresh_behind
+
+    done = embedding.embeddings_process_pending(include_failed=include_failed)
+    if done.get("skipped_locked"):
+        return done
+    done["lists"] = precomputed_lists_refresh_behind()
+    return done
 
 
 @shared_task
 def sweep_pending_embeddings() -> bool:
     """Periodic: queue the batch when rows wait (lost messages, broker restarts, imports)."""
+    from recommendations.serving.precomputed import precomputed_lists_behind
+
     waiting = embedding.embeddings_waiting_count()
+    waiting["lists"] = len(precomputed_lists_behind())
     if any(waiting.values()):
-        logger.info("sweep found rows waiting items=%d activities=%d users=%d", *waiting.values())
+        logger.info("sweep found rows waiting items=%d activities=%d users=%d lists=%d", *waiting.values())
         embed_pending.delay()
         return True
     return False

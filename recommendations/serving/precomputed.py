@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from catalog.models import Item
@@ -20,7 +21,7 @@ from recommendations.serving.answers import DEFAULT_PAGE, Answer, answer_build
 from recommendations.serving.reasons import reasons_for_user
 from recommendations.serving.rules import apply_rules, pinned_items
 from recommendations.serving.scoring import ranked_for_user
-from users.models import User
+from users.models import Activity, User
 
 
 def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignature | None = None) -> PrecomputedList:
@@ -73,6 +74,34 @@ def precomputed_list_refresh_if_kept(*, user_id: int) -> bool:
         return False
     precomputed_list_refresh(user_id=user_id)
     return True
+
+
+def precomputed_lists_behind() -> list[int]:
+    """The people whose kept list is older than their newest activity (ids, in order)."""
+    if not recommender_settings().precomputed_size:
+        return []
+    newest = Activity.objects.filter(user_id=OuterRef("user_id")).order_by("-id").values("id")[:1]
+    behind = (
+        PrecomputedList.objects.annotate(newest_activity_id=Subquery(newest))
+        .filter(newest_activity_id__gt=F("last_activity_id"))
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    return sorted(behind)
+
+
+def precomputed_lists_refresh_behind() -> int:
+    """Recompute every kept list older than its person's newest activity; returns how many.
+
+    The worker refreshes a list right after each activity, but that task can be lost: the broker
+    was down when it was queued, or the worker died holding it. The sweep's batch embeds those
+    rows and rebuilds the interests; this brings their lists up to date too (a request would
+    recompute a stale list itself, paying for it in its answer time).
+    """
+    user_ids = precomputed_lists_behind()
+    for user_id in user_ids:
+        precomputed_list_refresh(user_id=user_id)
+    return len(user_ids)
 
 
 def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -> Answer | None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from catalog.models import Item, ItemVector
@@ -240,12 +240,42 @@ def _waiting(model_name: str) -> Q:
     )
 
 
+# How far back the sweep looks for texts embedded after their person's interest was last built.
+# A task that died between the two (worker killed, retries given up in a database outage) is
+# redelivered by Redis only after its visibility timeout, an hour: two hours cover it.
+INTEREST_BEHIND_WINDOW = timedelta(hours=2)
+
+
+def users_with_interest_behind(model_name: str) -> set[int]:
+    """People with a recent embedded text newer than their interest vectors (or with none).
+
+    The task after an activity embeds its text, then rebuilds the interest: a task that stopped
+    in between leaves the text embedded, nobody marked, and the interest without it.
+    """
+    since = timezone.now() - INTEREST_BEHIND_WINDOW
+    built_at = (
+        UserInterest.objects.filter(user_id=OuterRef("user_id"), embedding_model=model_name)
+        .order_by("-updated_at")
+        .values("updated_at")[:1]
+    )
+    behind = (
+        Activity.objects.filter(
+            created_at__gte=since, embedding_status=EmbeddingStatus.OK, embedding_model=model_name, text__isnull=False
+        )
+        .annotate(interest_built_at=Subquery(built_at))
+        .filter(Q(interest_built_at__isnull=True) | Q(created_at__gt=F("interest_built_at")))
+        .values_list("user_id", flat=True)
+    )
+    return set(behind)
+
+
 def embeddings_waiting_count() -> dict[str, int]:
     model_name = recommender_settings().encoder_model
+    stale = set(User.objects.filter(interest_stale=True).values_list("id", flat=True))
     return {
         "items": Item.objects.filter(_waiting(model_name)).count(),
         "activities": Activity.objects.filter(_waiting(model_name)).count(),
-        "users": User.objects.filter(interest_stale=True).count(),
+        "users": len(stale | users_with_interest_behind(model_name)),
     }
 
 
@@ -296,6 +326,9 @@ def _process_pending(*, include_failed: bool, progress) -> dict[str, int]:
     Activity.objects.filter(embedding_status=EmbeddingStatus.PENDING, text__isnull=True).update(
         embedding_status=EmbeddingStatus.NO_TEXT
     )
+    behind = users_with_interest_behind(encoder.name)
+    if behind:
+        User.objects.filter(id__in=behind, interest_stale=False).update(interest_stale=True)
     stale_users = list(User.objects.filter(interest_stale=True).order_by("id").values_list("id", flat=True))
     for user_id in stale_users:
         user_interest_refresh(user_id=user_id)

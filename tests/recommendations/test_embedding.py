@@ -4,6 +4,7 @@ import numpy as np
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from catalog.models import Item
 from catalog.services import item_queue_reembedding, item_save
@@ -196,3 +197,52 @@ def test_only_one_pending_batch_runs_at_a_time():
 
         assert embedding.embeddings_process_pending()["skipped_locked"] == 1
         assert Item.objects.get().embedding_status == "pending"
+
+
+def test_sweep_brings_kept_lists_up_to_date_when_the_task_after_an_activity_was_lost(user):
+    from recommendations.models import PrecomputedList
+    from recommendations.serving.service import recommend_for_user
+
+    items = ItemFactory.create_batch(4)
+    embedding.item_embeddings_refresh(item_ids=[item.id for item in items])
+    recommend_for_user(user=user, k=3, log=False)  # their first request keeps their list
+    # Written as during a broker outage: no task ran, the person is marked for the sweep.
+    bought = Activity.objects.create(user=user, kind="purchase", item=items[0], created_at=timezone.now())
+    type(user).objects.filter(id=user.id).update(interest_stale=True)
+    assert PrecomputedList.objects.get(user=user).last_activity_id < bought.id
+
+    assert sweep_pending_embeddings.apply().get() is True
+
+    assert PrecomputedList.objects.get(user=user).last_activity_id == bought.id
+    assert items[0].id not in PrecomputedList.objects.get(user=user).item_ids
+    assert sweep_pending_embeddings.apply().get() is False  # nothing behind any more
+
+
+def test_an_embedding_task_that_gives_up_during_a_database_outage_leaves_the_row_pending():
+    from django.db import OperationalError
+
+    item = ItemFactory()
+    outage = OperationalError("connection failed: server closed the connection unexpectedly")
+
+    embed_item.on_failure(outage, "task-id", (), {"row_id": item.id}, None)
+
+    item.refresh_from_db()
+    assert item.embedding_status == "pending"  # the sweep embeds it once the database is back
+    assert embedding.embeddings_waiting_count()["items"] == 1
+
+
+def test_sweep_rebuilds_an_interest_left_behind_by_a_task_that_stopped_after_embedding(user):
+    activity_record(user=user, kind="search", text="trail shoes")  # eager: embedded, interest built
+    built = UserInterest.objects.get(user=user).updated_at
+    # The next one's task embedded its text and stopped there (worker killed, or retries given
+    # up in a database outage): nothing is pending and nobody is marked.
+    later = Activity.objects.create(user=user, kind="search", text="a rain jacket", created_at=timezone.now())
+    embedding.activity_embeddings_refresh(activity_ids=[later.id])
+    assert not type(user).objects.get(id=user.id).interest_stale
+    assert embedding.embeddings_waiting_count()["users"] == 1
+
+    assert sweep_pending_embeddings.apply().get() is True
+
+    assert UserInterest.objects.get(user=user).updated_at > later.created_at > built
+    assert embedding.embeddings_waiting_count() == {"items": 0, "activities": 0, "users": 0}
+    assert sweep_pending_embeddings.apply().get() is False
