@@ -47,7 +47,7 @@ class Traffic:
     """Every request's outcome, as the clients saw it, kept under a lock (several threads)."""
 
     statuses: Counter[int] = field(default_factory=Counter)
-    read_seconds: list[tuple[float, float]] = field(default_factory=list)  # (started at, seconds)
+    read_seconds: list[tuple[float, float, str]] = field(default_factory=list)  # (started at, seconds, path)
     acknowledged: dict[str, int] = field(default_factory=dict)  # text -> user id
     given_up: list[str] = field(default_factory=list)
     retries: int = 0
@@ -69,7 +69,7 @@ class GoodClient:
         response = http("GET", self.base_url + path, token=self.token)
         self.traffic.seen(response)
         with self.traffic.lock:
-            self.traffic.read_seconds.append((started, response.seconds))
+            self.traffic.read_seconds.append((started, response.seconds, path.partition("?")[0]))
         return response
 
     def free_text(self, text: str) -> Response:
@@ -201,12 +201,14 @@ class SoakReport:
     findings: object  # recommendations.reconciliation.Findings
     settle_seconds: float
 
-    def read_p99_ms(self, *, outside_faults: bool) -> float:
-        def in_window(started: float) -> bool:
-            return any(w.started <= started <= w.ended + RECOVERY_SECONDS for w in self.windows)
+    def _in_window(self, started: float) -> bool:
+        return any(w.started <= started <= w.ended + RECOVERY_SECONDS for w in self.windows)
 
+    def read_p99_ms(self, *, outside_faults: bool, path: str | None = None) -> float:
         seconds = sorted(
-            duration for started, duration in self.traffic.read_seconds if in_window(started) != outside_faults
+            duration
+            for started, duration, read_path in self.traffic.read_seconds
+            if self._in_window(started) != outside_faults and path in (None, read_path)
         )
         if not seconds:
             return 0.0
@@ -228,11 +230,9 @@ class SoakReport:
         statuses = ", ".join(
             f"{status or 'no answer'}: {count}" for status, count in sorted(self.traffic.statuses.items())
         )
-        outside = sum(
-            1
-            for started, _ in self.traffic.read_seconds
-            if not any(w.started <= started <= w.ended + RECOVERY_SECONDS for w in self.windows)
-        )
+        outside = sum(1 for started, _, _ in self.traffic.read_seconds if not self._in_window(started))
+        paths = sorted({path for _, _, path in self.traffic.read_seconds})
+        per_path = ", ".join(f"{path} {self.read_p99_ms(outside_faults=True, path=path):.0f} ms" for path in paths)
         return [
             f"soak: {self.minutes:g} min, {self.clients} clients, {sum(self.traffic.statuses.values())} requests",
             f"requests by status: {statuses}",
@@ -246,6 +246,7 @@ class SoakReport:
             f"stale interests {len(findings.stale_people)}, lists behind {len(findings.lists_behind)}",  # type: ignore[attr-defined]
             f"reads: p99 {self.read_p99_ms(outside_faults=True):.0f} ms outside fault windows ({outside} reads), "
             f"p99 {self.read_p99_ms(outside_faults=False):.0f} ms inside",
+            f"reads outside fault windows, p99 by path: {per_path}",
             "PASSED" if self.passed else "FAILED",
         ]
 
