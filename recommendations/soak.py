@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.fault_stack import FaultStack, Response, http
+from recommendations.reconciliation import Findings, reconcile
 
 # A retry waits the server's Retry-After (capped) or this, doubling, with jitter.
 FIRST_RETRY_SECONDS = 0.2
@@ -198,7 +199,7 @@ class SoakReport:
     traffic: Traffic
     windows: list[FaultWindow]
     bad_statuses: Counter[int]
-    findings: object  # recommendations.reconciliation.Findings
+    findings: Findings
     settle_seconds: float
 
     def _in_window(self, started: float) -> bool:
@@ -218,8 +219,8 @@ class SoakReport:
     def passed(self) -> bool:
         findings = self.findings
         return (
-            findings.intact  # type: ignore[attr-defined]
-            and findings.settled  # type: ignore[attr-defined]
+            findings.intact
+            and findings.settled
             and self.traffic.statuses[500] == 0
             and not self.traffic.given_up
             and all(400 <= status < 500 for status in self.bad_statuses)
@@ -240,10 +241,10 @@ class SoakReport:
             f"bad inputs: {sum(self.bad_statuses.values())} sent, by status: "
             + ", ".join(f"{status}: {count}" for status, count in sorted(self.bad_statuses.items())),
             "faults: " + "; ".join(f"{w.name} {w.ended - w.started:.1f} s" for w in self.windows),
-            f"acknowledged writes: {findings.acknowledged}, rows found: {findings.found}, "  # type: ignore[attr-defined]
-            f"duplicated: {len(findings.duplicated)}, lost: {len(findings.lost)}",  # type: ignore[attr-defined]
-            f"settled in {self.settle_seconds:.0f} s: not embedded {findings.not_embedded}, "  # type: ignore[attr-defined]
-            f"stale interests {len(findings.stale_people)}, lists behind {len(findings.lists_behind)}",  # type: ignore[attr-defined]
+            f"acknowledged writes: {findings.acknowledged}, rows found: {findings.found}, "
+            f"duplicated: {len(findings.duplicated)}, lost: {len(findings.lost)}",
+            f"settled in {self.settle_seconds:.0f} s: not embedded {findings.not_embedded}, "
+            f"stale interests {len(findings.stale_people)}, lists behind {len(findings.lists_behind)}",
             f"reads: p99 {self.read_p99_ms(outside_faults=True):.0f} ms outside fault windows ({outside} reads), "
             f"p99 {self.read_p99_ms(outside_faults=False):.0f} ms inside",
             f"reads outside fault windows, p99 by path: {per_path}",
@@ -262,8 +263,6 @@ def soak_run(
     log: Callable[[str], None] = print,
 ) -> SoakReport:
     """Traffic for `minutes` on a started stack, a fault every `fault_every` seconds, then the reckoning."""
-    from recommendations.reconciliation import reconcile
-
     people = stack.people(clients, prefix=f"soak-{uuid.uuid4().hex[:6]}")
     traffic = Traffic()
     good_clients = [GoodClient(stack.base_url, user_id, token, traffic) for user_id, token in people]
