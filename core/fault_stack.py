@@ -5,7 +5,7 @@ PostgreSQL cluster in its own data folder and socket (core.embedded_postgres), a
 a free port, and in front of each a TCP proxy that can cut the network between them and the
 processes (a partition: open connections reset, new ones refused) and heal it again. The
 processes are the production ones, started as the README says: gunicorn
-(`gunicorn config.wsgi -w <n> --threads 1`), a Celery worker and Celery beat, all pointed at the
+(`gunicorn -c config/gunicorn.conf.py`, 2 workers), a Celery worker and Celery beat, all pointed at the
 proxies through DATABASE_URL and CELERY_BROKER_URL, as a deployment points them at its servers.
 """
 
@@ -280,6 +280,8 @@ class FaultStack:
             # A web process loads torch and the encoder on its first readiness probe: on a busy
             # shared machine that took over gunicorn's default 30 s, and gunicorn killed it.
             "GUNICORN_CMD_ARGS": "--timeout 120",
+            "GUNICORN_BIND": f"127.0.0.1:{self.web_port}",
+            "WEB_CONCURRENCY": str(self.web_workers),
             **self.environment,
         }
 
@@ -349,13 +351,9 @@ class FaultStack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start_web(self) -> None:
-        # The README's production command.
+        # The README's production command (what `make serve` runs), on the run's own port.
         bin_dir = Path(sys.executable).parent
-        self._spawn(
-            "web",
-            [str(bin_dir / "gunicorn"), "config.wsgi", "-w", str(self.web_workers), "--threads", "1"]
-            + ["-b", f"127.0.0.1:{self.web_port}", "--access-logfile", "-"],
-        )
+        self._spawn("web", [str(bin_dir / "gunicorn"), "-c", "config/gunicorn.conf.py", "--access-logfile", "-"])
         wait_until(
             lambda: http("GET", f"{self.base_url}/api/v1/health/live/", timeout=2).status == 200,
             what="gunicorn",

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate, logout
+from django.db import connection
 from django.http import Http404
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -139,7 +140,7 @@ def _activities_response(activities: list[Activity]) -> dict:
     try:
         fresh = Activity.objects.select_related("item").in_bulk([activity.id for activity in activities])
     except database_outage.DATABASE_OUTAGES as error:
-        if transaction.get_connection().in_atomic_block:
+        if connection.in_atomic_block:
             raise  # the write is not committed yet (an Idempotency-Key's transaction): a 503 undoes it
         # The rows are committed; the database went away after the commit. They are the answer as
         # written (vectors still to come): a 503 now would have a client retry into a second copy.

@@ -2,7 +2,7 @@
 
 One system of the module's own (core.fault_stack): a PostgreSQL cluster in its own folder and
 socket, a redis-server on a free port, a TCP proxy in front of each (to cut the network), and
-the production processes: gunicorn with 2 sync workers, a Celery worker, Celery beat sweeping
+the production processes: gunicorn (`config/gunicorn.conf.py`, 2 workers), a Celery worker, Celery beat sweeping
 every 5 s. Each test sends traffic as a good client does (recommendations.soak.GoodClient:
 every write has a unique text and an Idempotency-Key and is retried on a timeout, 5xx or 503),
 breaks one part, mends it, and then checks what the clients saw (status codes: never a 500)
@@ -81,7 +81,7 @@ class Writers:
         while not self.stop.is_set():
             client.write(f"fault test {label} search {count}: a tent for the hills", give_up_after=60)
             count += 1
-            time.sleep(0.1)
+            time.sleep(0.6)  # under the per-person quota (RECOMMENDER_ACTIVITIES_PER_MINUTE, 120)
 
     def __enter__(self) -> Writers:
         for thread in self.threads:
