@@ -44,9 +44,15 @@ def stack():
         stack.start_web()
         stack.start_worker()
         stack.start_beat()
-        # The first readiness probe of each web process loads the encoder: pay it before any fault.
+        # Each web process loads the encoder in the background when it starts and answers
+        # readiness 503 "warming" until it is loaded: wait for every process before any fault.
         for _ in range(4):
-            assert http("GET", f"{stack.base_url}/api/v1/health/ready/", timeout=120).status == 200
+            wait_until(
+                lambda: http("GET", f"{stack.base_url}/api/v1/health/ready/", timeout=120).status == 200,
+                what="every web process ready (encoder loaded)",
+                seconds=300,
+                every=1.0,
+            )
         stack.pool = stack.people(PEOPLE_PER_TEST * 10)
         yield stack
     finally:
