@@ -9,6 +9,7 @@ names), and tests/core/test_queueing.py checks every constant names a registered
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 # What publishing raises when the broker cannot be reached: kombu wraps the transport's own
 # connection errors (redis, amqp) in its OperationalError; a bare socket error may come through.
 BROKER_ERRORS = (BrokerOperationalError, ConnectionError, TimeoutError)
+_IMPORT_LOCK = threading.Lock()
 # Tasks not queued because the broker was down, by name, in this process.
 UNQUEUED: Counter[str] = Counter()
 
@@ -40,7 +42,12 @@ def registered_task(task_name: str) -> Task:
     """
     app = current_app._get_current_object()
     if task_name not in app.tasks:
-        app.loader.import_default_modules()
+        # One thread imports; the others wait for it. Under gunicorn's threads, a second thread
+        # that came in while the first was importing found the modules half-imported and their
+        # tasks not yet registered: NotRegistered after the commit, a 500 (seen in the soak).
+        with _IMPORT_LOCK:
+            if task_name not in app.tasks:
+                app.loader.import_default_modules()
     return app.tasks[task_name]
 
 
