@@ -16,16 +16,18 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from core.error_shape import error_json_response, is_api_request
 
 logger = logging.getLogger(__name__)
 
 
 def body_refused(request: HttpRequest, *, status: int, code: str, message: str) -> HttpResponse:
     """The refusal in the API's error shape under /api/, the site's error page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    if is_api_request(request):
+        return error_json_response(status_code=status, code=code, message=message)
     return render(request, "400.html", {"message": message}, status=status)
 
 
