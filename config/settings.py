@@ -423,6 +423,11 @@ RECOMMENDER = {
     # MAX_AGE seconds is recomputed: it would miss items added and popularity moved since.
     "PRECOMPUTED_SIZE": env_int("RECOMMENDER_PRECOMPUTED_SIZE", 200, minimum=0),
     "PRECOMPUTED_MAX_AGE": env_int("RECOMMENDER_PRECOMPUTED_MAX_AGE", 900, minimum=1),
+    # For this many seconds after a person's first activity since their list was kept, a request
+    # answers from that list, less the items they have just acted on, while the worker computes
+    # its successor (queued by the activity, healed by the sweep); later, or 0, the request
+    # computes it itself. Reads after writes then cost what any other read costs.
+    "PRECOMPUTED_CATCH_UP": env_int("RECOMMENDER_PRECOMPUTED_CATCH_UP", 10, minimum=0),
     # At most this many results per category in one answer (0 = no cap): a diversity control.
     "MAX_PER_CATEGORY": env_int("RECOMMENDER_MAX_PER_CATEGORY", 0, minimum=0),
     # The blend used while no trained ranker is active: behaviour score (scaled to 0..1 by the

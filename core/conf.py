@@ -55,6 +55,7 @@ class RecommenderSettings:
     exclude_seen_kinds: tuple[str, ...]
     precomputed_size: int
     precomputed_max_age: int
+    precomputed_catch_up: int
     max_per_category: int
     blend_semantic: float
     blend_popularity: float

@@ -17,7 +17,9 @@ A kept list is used only while it is what a live computation would give:
   computation in the same minute; through the age, lists renew over the next MAX_AGE.
 Otherwise the request computes it again (and keeps it). The worker recomputes the lists it
 keeps after each of the person's activities, once their interest vector is rebuilt, so the
-next request finds it ready.
+next request finds it ready. A request that comes first, right after the activity, does not
+compute what the worker is computing: for PRECOMPUTED_CATCH_UP seconds it answers from the kept
+list less the items the new activities touched (list_catching_up), and says so in its notes.
 """
 
 from __future__ import annotations
@@ -75,11 +77,14 @@ def list_signature(*, user_id: int) -> ListSignature:
     )
 
 
-def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> PrecomputedList | None:
-    """The person's kept list, if it is still what a live computation would give."""
-    row = PrecomputedList.objects.filter(user_id=user_id, model_name=model_name).first()
+def list_row(*, user_id: int, model_name: str) -> PrecomputedList | None:
+    return PrecomputedList.objects.filter(user_id=user_id, model_name=model_name).first()
+
+
+def list_current(row: PrecomputedList | None, signature: ListSignature) -> bool:
+    """Whether the kept list is still what a live computation would give."""
     if row is None:
-        return None
+        return False
     kept = ListSignature(
         activity_count=row.activity_count,
         last_activity_id=row.last_activity_id,
@@ -87,9 +92,48 @@ def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> Pre
         settings_digest=row.settings_digest,
     )
     max_age = timedelta(seconds=recommender_settings().precomputed_max_age)
-    if kept != signature or row.computed_at < timezone.now() - max_age:
+    return kept == signature and row.computed_at >= timezone.now() - max_age
+
+
+def list_read(*, user_id: int, model_name: str, signature: ListSignature) -> PrecomputedList | None:
+    """The person's kept list, if it is still what a live computation would give."""
+    row = list_row(user_id=user_id, model_name=model_name)
+    return row if list_current(row, signature) else None
+
+
+def list_catching_up(row: PrecomputedList | None, signature: ListSignature) -> frozenset[int] | None:
+    """While the worker computes the successor of a list the person's newest activities made
+    stale: the items those activities touched (to leave out of it), or None when the list must
+    be computed now.
+
+    Only new activities may stand between the list and now (nothing deleted, the same ranker
+    and settings, younger than MAX_AGE), and the first of them at most PRECOMPUTED_CATCH_UP
+    seconds ago: the activity queued the worker's recomputation (or marked the person for the
+    sweep), which normally lands within a second; past that, the request does not wait for it.
+    """
+    config = recommender_settings()
+    if row is None or not config.precomputed_catch_up:
         return None
-    return row
+    max_age = timedelta(seconds=config.precomputed_max_age)
+    if (
+        signature.last_activity_id <= row.last_activity_id
+        or (signature.ranker_id, signature.settings_digest) != (row.ranker_id, row.settings_digest)
+        or row.computed_at < timezone.now() - max_age
+    ):
+        return None
+    kinds = list(config.exclude_seen_kinds) if config.exclude_seen else []
+    statement = (
+        f"SELECT count(*), min(created_at), "  # noqa: S608 - the table name from the model
+        f"coalesce(array_agg(DISTINCT item_id) FILTER (WHERE item_id IS NOT NULL AND kind = ANY(%s)), '{{}}') "
+        f"FROM {Activity._meta.db_table} WHERE user_id = %s AND id > %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [kinds, row.user_id, row.last_activity_id])
+        new, first_at, touched = cursor.fetchone()
+    caught_up_by = timezone.now() - timedelta(seconds=config.precomputed_catch_up)
+    if row.activity_count + new != signature.activity_count or first_at is None or first_at < caught_up_by:
+        return None
+    return frozenset(touched)
 
 
 def list_store(

@@ -104,13 +104,24 @@ def precomputed_lists_refresh_behind() -> int:
     return len(user_ids)
 
 
+CATCHING_UP = "computed before your latest activity (without the items it touched): the next answer includes it"
+
+
 def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -> Answer | None:
-    """The page from the person's kept list (computed now if missing or stale); None when the
-    filters leave too few of its items and the list was cut (a live computation must search)."""
+    """The page from the person's kept list (computed now if missing or stale, or, while the
+    worker catches up with their newest activities, the kept list less what those touched:
+    list_store.list_catching_up); None when the filters leave too few of its items and the list
+    was cut (a live computation must search)."""
     signature = list_store.list_signature(user_id=user.pk)
-    row = list_store.list_read(user_id=user.pk, model_name=recommender_settings().serving_model, signature=signature)
-    if row is None:
-        row = precomputed_list_refresh(user_id=user.pk, signature=signature)
+    row = list_store.list_row(user_id=user.pk, model_name=recommender_settings().serving_model)
+    notes = []
+    if not list_store.list_current(row, signature):
+        touched = list_store.list_catching_up(row, signature)
+        if row is None or touched is None:
+            row = precomputed_list_refresh(user_id=user.pk, signature=signature)
+        else:
+            filters = filters.excluding(touched)
+            notes.append(CATCHING_UP)
     candidates, categories = list_store.list_candidates(row, filters)
     # The list left out what the person had seen when it was computed (nothing since: the
     # signature matched); pinned items are read now, so they are checked now.
@@ -128,7 +139,7 @@ def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -
         page,
         items,
         reasons,
-        list(row.notes),
+        [*row.notes, *notes],
         ranker=row.ranker,
         ranker_id=row.answered_by_id,
         fallback=row.fallback,

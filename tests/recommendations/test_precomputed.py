@@ -15,7 +15,7 @@ from recommendations.ranking.active import ranker_activate, reset_active_ranker
 from recommendations.ranking.training import ranker_train
 from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
 from recommendations.retrieval.filters import ItemFilters
-from recommendations.serving import list_store
+from recommendations.serving import list_store, precomputed
 from recommendations.serving.service import recommend_for_user
 from users.models import Activity
 from users.services import activity_delete, activity_record
@@ -70,8 +70,9 @@ def test_an_activity_recorded_anywhere_makes_the_list_stale(themes_world):
     person = themes_world["people"][2]
     top = recommend_for_user(user=person, k=3, log=False).results[0].item
 
-    # Written straight to the table (an import, a script): no task runs, the signature changes.
-    Activity.objects.create(user=person, item=top, kind="purchase", created_at=timezone.now())
+    # Written straight to the table (an import of past events): no task runs, the signature
+    # changes, and the activity is older than the catch-up window, so the request computes.
+    Activity.objects.create(user=person, item=top, kind="purchase", created_at=timezone.now() - timedelta(minutes=5))
 
     shown = [result.item.id for result in recommend_for_user(user=person, k=20, log=False).results]
     assert top.id not in shown
@@ -79,6 +80,72 @@ def test_an_activity_recorded_anywhere_makes_the_list_stale(themes_world):
         PrecomputedList.objects.get(user=person).last_activity_id
         == Activity.objects.filter(user=person).latest("id").id
     )
+
+
+def test_right_after_an_activity_the_kept_list_answers_without_what_it_touched_until_the_worker_recomputes_it(
+    themes_world,
+):
+    person = themes_world["people"][6]
+    before = recommend_for_user(user=person, k=10, log=False)
+    kept = PrecomputedList.objects.get(user=person)
+    top = before.results[0].item
+
+    activity_record(user=person, kind="purchase", item=top, queue=False)  # the worker's task not run yet
+    with CaptureQueriesContext(connection) as queries:
+        during = recommend_for_user(user=person, k=10, log=False)
+
+    # The signature, the kept list, the new activities, the list's items that pass the filters,
+    # pins, the page's items: no candidate source, no feature, no ranker runs.
+    assert len(queries) == 6, [query["sql"][:80] for query in queries]
+    assert [result.item.id for result in during.results] == [result.item.id for result in before.results[1:]] + [
+        kept.item_ids[10]
+    ]
+    assert precomputed.CATCHING_UP in during.notes
+    assert PrecomputedList.objects.get(user=person).computed_at == kept.computed_at
+
+    precomputed.precomputed_list_refresh(user_id=person.id)  # what the worker does next
+    after = recommend_for_user(user=person, k=10, log=False)
+    assert precomputed.CATCHING_UP not in after.notes
+    assert _page(after) == _page(_live(person, k=10))
+
+
+def test_the_request_computes_the_list_itself_when_the_worker_is_later_than_the_catch_up(themes_world, settings):
+    person = themes_world["people"][8]
+    top = recommend_for_user(user=person, k=3, log=False).results[0].item
+    activity_record(user=person, kind="purchase", item=top, queue=False)
+    Activity.objects.filter(user=person, item=top, kind="purchase").update(
+        created_at=timezone.now() - timedelta(seconds=11)
+    )
+
+    late = recommend_for_user(user=person, k=10, log=False)
+
+    assert precomputed.CATCHING_UP not in late.notes and top.id not in [result.item.id for result in late.results]
+    kept = PrecomputedList.objects.get(user=person)
+    assert kept.last_activity_id == Activity.objects.filter(user=person).latest("id").id
+
+    # Off: every stale list is computed by the request, as before the catch-up existed.
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "PRECOMPUTED_CATCH_UP": 0}
+    second = late.results[0].item
+    activity_record(user=person, kind="purchase", item=second, queue=False)
+    answer = recommend_for_user(user=person, k=10, log=False)
+    assert precomputed.CATCHING_UP not in answer.notes
+    assert (
+        PrecomputedList.objects.get(user=person).last_activity_id
+        == Activity.objects.filter(user=person).latest("id").id
+    )
+
+
+def test_a_deletion_beside_a_new_activity_is_never_caught_up_with(themes_world):
+    person = themes_world["people"][9]
+    recommend_for_user(user=person, k=3, log=False)
+    oldest = Activity.objects.filter(user=person).earliest("id")
+    Activity.objects.filter(id=oldest.id).delete()
+    activity_record(user=person, kind="search", text="something new", queue=False)
+
+    answer = recommend_for_user(user=person, k=30, log=False)
+
+    assert precomputed.CATCHING_UP not in answer.notes
+    assert oldest.item_id is None or oldest.item_id in [result.item.id for result in answer.results]
 
 
 def test_the_worker_recomputes_a_kept_list_after_an_activity(themes_world, django_capture_on_commit_callbacks):
