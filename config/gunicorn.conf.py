@@ -45,3 +45,11 @@ def post_request(worker, req, environ, resp) -> None:
     body = getattr(req, "body", None)
     if getattr(body, "failed", False):
         req.unreader.sock.close()
+
+
+def post_worker_init(worker) -> None:
+    # Each web process says at start-up whether its read replicas answer (core.replicas); one
+    # that does not is logged and skipped, and the process starts and reads from the primary.
+    from core.replicas import replicas_probe_at_start
+
+    replicas_probe_at_start()

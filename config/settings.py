@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.brokers import broker_settings
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -123,6 +124,32 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # A server that cannot be reached (a network partition: packets dropped, nothing refused) fails
 # the request in this many seconds (a 503, core.database_outage) instead of holding a web worker.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+# Read replicas (core.replicas): streaming replicas of the primary for the recommender's reads,
+# comma-separated URLs, empty by default. Each becomes the alias replica_1, replica_2, ...; the
+# router sends reads inside the recommendation endpoints to them and everything else here.
+DATABASE_REPLICAS: list[str] = []
+for _number, _replica_url in enumerate(env_list("DATABASE_REPLICA_URLS", []), start=1):
+    try:
+        _replica = environ.Env.db_url_config(_replica_url)
+    except Exception as error:
+        raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: replica {_number} is not a database URL") from error
+    if _replica.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: replica {_number} must be a postgres:// URL")
+    _replica["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    _replica["CONN_HEALTH_CHECKS"] = True
+    # A replica that does not answer costs a request at most this long, once per retry period.
+    _replica.setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
+    # Tests never create a database on a replica: it reads the primary's through replication.
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica_{_number}"] = _replica
+    DATABASE_REPLICAS.append(f"replica_{_number}")
+DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
+# A person who wrote is read from the primary, or from a replica that has replayed their write,
+# for this long; then from any replica. Longer than the replicas' normal lag.
+DATABASE_REPLICA_READ_YOUR_WRITES_SECONDS = env_int("DATABASE_REPLICA_READ_YOUR_WRITES_SECONDS", 30, minimum=1)
+# A replica that did not answer is skipped this long before it is tried again; one that answered
+# is trusted this long without a new probe (a failure in between is noticed by the request).
+DATABASE_REPLICA_RETRY_SECONDS = env_int("DATABASE_REPLICA_RETRY_SECONDS", 5, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"
@@ -209,6 +236,12 @@ def _cache_beside_broker(broker_url: str | None) -> str | None:
 # counts on its own and the limits multiply by the number of processes: DJANGO_CACHE_URL, else
 # the broker's Redis (any production set-up has one), else this process's memory (development).
 _cache_url = env_str("DJANGO_CACHE_URL") or _cache_beside_broker(env_str("CELERY_BROKER_URL"))
+if DATABASE_REPLICAS and not _cache_url:
+    # Read-your-writes keeps each person's last write position where every web process sees it.
+    raise ImproperlyConfigured(
+        "DATABASE_REPLICA_URLS needs a cache every web process shares: set DJANGO_CACHE_URL "
+        "(a Redis URL) or use a Redis broker (CELERY_BROKER_URL)"
+    )
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -310,6 +343,14 @@ SPECTACULAR_SETTINGS = {
 # Without a broker, tasks run in-process right after commit: a development convenience only.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+# Redis (development, small sites) or RabbitMQ (the recommended production broker: queues on
+# disk, replicated as quorum queues, publisher confirms); any other scheme is refused here.
+# CELERY_RABBITMQ_QUEUE_TYPE: quorum (RabbitMQ 3.8 and later) or classic (an older server).
+CELERY_RABBITMQ_QUEUE_TYPE = env_choice("CELERY_RABBITMQ_QUEUE_TYPE", "quorum", ("quorum", "classic"))
+_broker = broker_settings(CELERY_BROKER_URL, queue_type=CELERY_RABBITMQ_QUEUE_TYPE)
+CELERY_TASK_QUEUES = _broker["task_queues"]
+CELERY_BROKER_TRANSPORT_OPTIONS = _broker["broker_transport_options"]
+CELERY_TASK_DEFAULT_QUEUE_TYPE = _broker["task_default_queue_type"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

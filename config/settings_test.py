@@ -9,6 +9,7 @@ os.environ.setdefault(
     "EMBEDDED_POSTGRES_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-postgres")
 )
 
+from config.brokers import broker_settings
 from config.settings import *  # noqa: F403
 
 # Password hashing dominates user-creating tests otherwise.
@@ -17,6 +18,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tasks run in-process unless a test starts a real worker (tests/recommendations/test_worker.py
 # turns eager mode off); the broker is set from the start so every producer points at it.
 CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+# Its queues as that broker gets them (RabbitMQ: durable quorum queues), not those of CELERY_BROKER_URL.
+_test_broker = broker_settings(CELERY_BROKER_URL, queue_type=CELERY_RABBITMQ_QUEUE_TYPE)  # noqa: F405
+CELERY_TASK_QUEUES = _test_broker["task_queues"]
+CELERY_BROKER_TRANSPORT_OPTIONS = _test_broker["broker_transport_options"]
+CELERY_TASK_DEFAULT_QUEUE_TYPE = _test_broker["task_default_queue_type"]
 
 # Two test runs at once (several checkouts or people on one machine) each name their own database
 # and Redis database, e.g. TEST_DATABASE_NAME=test_api TEST_CELERY_BROKER_URL=redis://127.0.0.1:6379/14.

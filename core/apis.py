@@ -114,6 +114,11 @@ class HealthReadyApi(APIView):
                     "warming": serializers.BooleanField(required=False),
                     "model": serializers.CharField(required=False),
                     "runtime": serializers.CharField(required=False),
+                    "replicas": serializers.DictField(
+                        required=False,
+                        child=serializers.DictField(),
+                        help_text="Each read replica (DATABASE_REPLICA_URLS): ok, standby, replayed (WAL position).",
+                    ),
                 },
             )
         )

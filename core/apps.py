@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class CoreConfig(AppConfig):
@@ -12,3 +13,8 @@ class CoreConfig(AppConfig):
         # Without the broker the web still serves and records writes (queueing is best effort and
         # the sweep heals what was not queued): degraded, not down.
         readiness_check_register("broker", check_broker, critical=False)
+        if settings.DATABASE_REPLICAS:
+            from core.replicas import replicas_readiness
+
+            # The primary serves every read while the replicas do not answer: degraded, not down.
+            readiness_check_register("replicas", replicas_readiness, critical=False)

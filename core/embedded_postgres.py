@@ -95,7 +95,8 @@ class EmbeddedPostgres:
 
     def status(self) -> ServerStatus:
         pid, state = self._read_postmaster_pid()
-        running = pid is not None and state == "ready" and self._is_our_postmaster(pid)
+        # A hot standby (a streaming replica) says "standby" once it accepts read-only connections.
+        running = pid is not None and state in ("ready", "standby") and self._is_our_postmaster(pid)
         return ServerStatus(running=running, pid=pid if running else None, socket_dir=self.socket_dir)
 
     def _read_postmaster_pid(self) -> tuple[int | None, str | None]:
@@ -161,6 +162,37 @@ class EmbeddedPostgres:
             )
             logger.info("embedded PostgreSQL stopped data_dir=%s", self.data_dir)
             return True
+
+    def replica_create(self, primary: EmbeddedPostgres) -> None:
+        """Make this data folder a streaming replica of `primary` (running): a base backup with
+        the replication settings written (-R: standby.signal and primary_conninfo over the
+        primary's socket). Start it with ensure_running(); it then replays the primary's WAL and
+        answers read-only queries (a hot standby)."""
+        if (self.data_dir / "PG_VERSION").exists():
+            raise EmbeddedPostgresError(f"{self.data_dir} holds a cluster already")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if _is_root():
+            self._grant_server_user_access()
+        self._run_as_server_user(
+            [
+                str(_binaries_dir() / "pg_basebackup"),
+                "-h",
+                str(primary.socket_dir),
+                "-U",
+                SUPERUSER,
+                "-D",
+                str(self.data_dir),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ]
+        )
+        # The copy holds the primary's socket lock (its socket lives in its data folder) and log:
+        # neither is this server's.
+        for leftover in (f"{SOCKET_NAME}.lock", "server.log"):
+            (self.data_dir / leftover).unlink(missing_ok=True)
 
     def _initialise(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -166,10 +166,29 @@ class PostgresCluster:
     def socket_path(self) -> Path:
         return self.server.socket_dir / ".s.PGSQL.5432"
 
+    def execute(self, sql: str) -> None:
+        """One statement that returns no rows (ALTER SYSTEM), over the cluster's own socket."""
+        with psycopg.connect(**self.server.connection_params(DATABASE_NAME), autocommit=True) as connection:
+            connection.execute(sql)
+
     def query(self, sql: str, parameters: tuple | list = ()) -> list[tuple]:
         """Rows of one query over the cluster's own socket (never through a proxy)."""
         with psycopg.connect(**self.server.connection_params(DATABASE_NAME), autocommit=True) as connection:
             return list(connection.execute(sql, parameters).fetchall())
+
+
+class ReplicaCluster(PostgresCluster):
+    """A streaming replica of a PostgresCluster (a hot standby): made by a base backup on its
+    first start, then replaying the primary's WAL; stop() and start() as for the primary."""
+
+    def __init__(self, data_dir: Path, primary: PostgresCluster) -> None:
+        super().__init__(data_dir)
+        self.primary = primary
+
+    def start(self) -> None:
+        if not (self.server.data_dir / "PG_VERSION").exists():
+            self.server.replica_create(self.primary.server)
+        self.server.ensure_running()
 
 
 class RedisServer:
@@ -249,12 +268,20 @@ class FaultStack:
     folder: Path
     web_workers: int = 2
     environment: dict[str, str] = field(default_factory=dict)
+    # Streaming replicas of the cluster, each behind a proxy of its own (DATABASE_REPLICA_URLS).
+    replicas: int = 0
+    # PostgreSQL settings (ALTER SYSTEM) of the primary, copied to its replicas by their base backup.
+    postgres_settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.postgres = PostgresCluster(self.folder / "postgres")
         self.redis = RedisServer()
         self.database_proxy = TcpProxy(self.postgres.socket_path)
+        self.replica_servers = [
+            ReplicaCluster(self.folder / f"replica-{number}", self.postgres) for number in range(1, self.replicas + 1)
+        ]
+        self.replica_proxies = [TcpProxy(replica.socket_path) for replica in self.replica_servers]
         self.broker_proxy = TcpProxy(("127.0.0.1", self.redis.port))
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
@@ -272,6 +299,9 @@ class FaultStack:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:{self.database_proxy.port}/{DATABASE_NAME}",
             "DATABASE_CONNECT_TIMEOUT": "3",
+            "DATABASE_REPLICA_URLS": ",".join(
+                f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE_NAME}" for proxy in self.replica_proxies
+            ),
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.broker_proxy.port}/0",
             "DJANGO_CACHE_URL": f"redis://127.0.0.1:{self.broker_proxy.port}/1",
             "RECOMMENDER_SWEEP_SECONDS": "5",
@@ -305,9 +335,18 @@ class FaultStack:
 
     def start_servers(self) -> None:
         self.postgres.start()
+        for name, value in self.postgres_settings.items():
+            self.postgres.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        if self.postgres_settings:
+            self.postgres.query("SELECT pg_reload_conf()")
         self.redis.start()
         self.database_proxy.start()
         self.broker_proxy.start()
+        # Replicas before the schema: the tables and their vector indexes reach them through
+        # replication, as in production (a replica never migrates or builds an index).
+        for replica, proxy in zip(self.replica_servers, self.replica_proxies, strict=True):
+            replica.start()
+            proxy.start()
         self.manage("migrate", "--no-input")
         self.manage("collectstatic", "--no-input")  # production serves the hashed copies
         # Once, before web and worker processes start: the first load on a machine exports the
@@ -403,6 +442,10 @@ class FaultStack:
         self.database_proxy.close()
         self.broker_proxy.close()
         self.redis.stop()
+        for replica, proxy in zip(self.replica_servers, self.replica_proxies, strict=True):
+            proxy.close()
+            with contextlib.suppress(Exception):
+                replica.stop()
         with contextlib.suppress(Exception):
             self.postgres.stop()
 

@@ -20,6 +20,7 @@ from catalog.item_fields import MAX_CATEGORY_LENGTH, MAX_TAG_LENGTH
 from core.api_fields import CleanTextField, PlainDecimalField, StrictIntegerField
 from core.idempotency import idempotent
 from core.models import MAX_ID
+from core.replicas import replica_read
 from core.throttling import FREE_TEXT_THROTTLES
 from recommendations.models import FeedbackKind
 from recommendations.retrieval.filters import ItemFilters
@@ -216,12 +217,17 @@ class RecommendationForUserApi(APIView):
             if not request.user.is_staff:
                 raise PermissionDenied("Only staff may ask for another person's recommendations.")
             person = get_object_or_404(User, id=data["user"])
-        answer = recommend_for_user(
-            user=person,
-            k=data["k"],
-            offset=data["offset"],
-            filters=FiltersSerializer.filters_of(data),
-            requested_by=request_user(request),
+        # Reads on a replica (core.replicas); the person's own recent writes are read where
+        # they have arrived.
+        answer = replica_read(
+            lambda: recommend_for_user(
+                user=person,
+                k=data["k"],
+                offset=data["offset"],
+                filters=FiltersSerializer.filters_of(data),
+                requested_by=request_user(request),
+            ),
+            user_id=person.id,
         )
         return Response(_answer_data(answer, k=data["k"], offset=data["offset"]))
 
@@ -270,12 +276,16 @@ class RecommendationForTextApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        answer = recommend_for_text(
-            text=data["text"],
-            user=request.user if request.user.is_authenticated else None,
-            k=data["k"],
-            offset=data["offset"],
-            filters=FiltersSerializer.filters_of(data),
+        person = request.user if request.user.is_authenticated else None
+        answer = replica_read(
+            lambda: recommend_for_text(
+                text=data["text"],
+                user=person,
+                k=data["k"],
+                offset=data["offset"],
+                filters=FiltersSerializer.filters_of(data),
+            ),
+            user_id=person.id if person is not None else None,
         )
         return Response(_answer_data(answer, k=data["k"], offset=data["offset"]))
 
@@ -287,14 +297,18 @@ class ItemSimilarApi(APIView):
 
     @extend_schema(tags=["recommendations"], parameters=[FiltersSerializer], responses={200: AnswerSerializer})
     def get(self, request: Request, item_id: int) -> Response:
-        item = item_get_or_404(item_id=item_id, include_inactive=request.user.is_staff)
-        params = FiltersSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        answer = similar_items(
-            item=item, k=data["k"], offset=data["offset"], filters=FiltersSerializer.filters_of(data)
-        )
-        return Response(_answer_data(answer, k=data["k"], offset=data["offset"]))
+        def answer() -> Response:
+            # The item too is read where the answer is (core.replicas).
+            item = item_get_or_404(item_id=item_id, include_inactive=request.user.is_staff)
+            params = FiltersSerializer(data=request.query_params)
+            params.is_valid(raise_exception=True)
+            data = params.validated_data
+            similar = similar_items(
+                item=item, k=data["k"], offset=data["offset"], filters=FiltersSerializer.filters_of(data)
+            )
+            return Response(_answer_data(similar, k=data["k"], offset=data["offset"]))
+
+        return replica_read(answer, user_id=None)
 
 
 class FeedbackCreateApi(APIView):

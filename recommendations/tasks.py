@@ -10,6 +10,7 @@ import logging
 from celery import Task, shared_task
 from django.apps import apps
 
+from core.replicas import replica_mark_written
 from recommendations.vectors import embedding
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ def _interest_and_list_refresh(user_id: int) -> int:
 
     written = embedding.user_interest_refresh(user_id=user_id)
     precomputed_list_refresh_if_kept(user_id=user_id)
+    # Their next request reads the new vectors and list, not a replica that has not replayed them.
+    replica_mark_written(user_id=user_id)
     return written
 
 

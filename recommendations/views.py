@@ -26,6 +26,7 @@ from catalog.services import item_set_placement
 from core.exceptions import ApplicationError
 from core.models import MAX_ID, EmbeddingStatus
 from core.page_parameters import is_ascii_int, param_int, param_text
+from core.replicas import replica_read
 from core.throttling import FREE_TEXT_THROTTLES, page_throttle_wait, throttled_page
 from recommendations.forms import AskForm
 from recommendations.models import RankerModel
@@ -93,7 +94,10 @@ def ask(request: HttpRequest) -> HttpResponse:
             return throttled_page(request, wait, message=message, fragment=_wants_fragment(request))
         user = request.user if request.user.is_authenticated else None
         try:
-            answer = recommender.recommend_for_text(text=form.cleaned_data["q"], user=user, k=ASK_SIZE)
+            answer = replica_read(
+                lambda: recommender.recommend_for_text(text=form.cleaned_data["q"], user=user, k=ASK_SIZE),
+                user_id=user.id if user is not None else None,
+            )
         except ApplicationError as error:
             form.add_error("q", error.message)
         else:
@@ -121,7 +125,8 @@ def for_you(request: HttpRequest) -> HttpResponse:
         )
         if status == EmbeddingStatus.PENDING:
             return render(request, "recommendations/for_you_pending.html", status=202)
-    answer = recommender.recommend_for_user(user=request_user(request), k=k)
+    person = request_user(request)
+    answer = replica_read(lambda: recommender.recommend_for_user(user=person, k=k), user_id=person.id)
     return render(request, "recommendations/for_you_results.html", {"answer": answer})
 
 
@@ -143,7 +148,10 @@ def home(request: HttpRequest) -> HttpResponse:
     """Signed in: "for you" with reasons. A visitor: trending items and a free-text question box."""
     context: dict = {"ask_form": AskForm()}
     if request.user.is_authenticated:
-        context["answer"] = recommender.recommend_for_user(user=request.user, k=FOR_YOU_SIZE)
+        person = request_user(request)
+        context["answer"] = replica_read(
+            lambda: recommender.recommend_for_user(user=person, k=FOR_YOU_SIZE), user_id=person.id
+        )
     else:
         context["trending"] = _trending_items(TRENDING_SIZE)
     return render(request, "recommendations/home.html", context)

@@ -14,6 +14,7 @@ from catalog.models import Item
 from core.models import EmbeddingStatus, IdempotencyRecord
 from core.queueing import EMBED_ACTIVITY, EMBED_ACTIVITY_BATCH, REFRESH_USER_INTEREST, queue_on_commit
 from core.records import Rejection
+from core.replicas import replica_mark_written
 from core.summaries import UpsertCounts
 from core.text import text_clean, text_hash, text_max_length
 from users.activity_rules import activity_check, activity_kind_check
@@ -146,6 +147,8 @@ def activity_record(
     # embeds it and then rebuilds their interest vectors (core.queueing).
     if not queue:
         return activity
+    # Their next recommendations read this write wherever it has arrived (core.replicas).
+    replica_mark_written(user_id=user.id)
     if text:
         queue_on_commit(EMBED_ACTIVITY, row_id=activity.id, unqueued=lambda: _interest_mark_stale(user_id=user.id))
     else:
@@ -164,6 +167,7 @@ def activity_batch_record(*, user: User, records: Sequence[Mapping]) -> list[Act
         activities = [activity_record(user=user, queue=False, **record) for record in records]
         with_text = [activity.id for activity in activities if activity.text]
         mark = lambda: _interest_mark_stale(user_id=user.id)  # noqa: E731  # one callback for either task
+        replica_mark_written(user_id=user.id)
         if with_text:
             queue_on_commit(EMBED_ACTIVITY_BATCH, row_ids=with_text, unqueued=mark)
         else:
@@ -448,4 +452,5 @@ def activity_delete(*, activity: Activity) -> None:
     """Delete one of a person's activities (and its vectors); their interest is rebuilt after commit."""
     user_id = activity.user_id
     activity.delete()
+    replica_mark_written(user_id=user_id)
     queue_on_commit(REFRESH_USER_INTEREST, user_id=user_id, unqueued=lambda: _interest_mark_stale(user_id=user_id))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import connection
-
 from catalog.models import Item
+from core.replicas import read_connection
 from recommendations.models import BehaviourModel
 from recommendations.retrieval.filters import ItemFilters
 
@@ -52,7 +51,7 @@ def behaviour_scores(
     allowed = Item.objects.filter(filters.q()).order_by().values("id")
     allowed_sql, allowed_params = allowed.query.sql_with_params()
     item_ids = list(history)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"""
             WITH scores AS (

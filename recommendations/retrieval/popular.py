@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
 from catalog.models import Item
 from core.conf import recommender_settings
+from core.replicas import read_connection
 from recommendations.models import ItemStats
 from recommendations.retrieval.filters import ItemFilters, id_array
 
@@ -61,7 +61,7 @@ def item_popularity(*, item_ids: list[int], as_of: datetime | None = None) -> di
     decay = "power(0.5, extract(epoch FROM (%s - created_at)) / %s)"
     # kind <> 'dismiss' on rows with an item is users.models.BEHAVIOUR_KINDS (what ItemStats counts),
     # written as one comparison in this measured statement.
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT COALESCE(SUM({decay}), 0) FROM {table} "  # noqa: S608 - table and expression are ours
             "WHERE item_id IS NOT NULL AND kind <> 'dismiss' AND created_at >= %s AND created_at < %s",

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Cast, Least
 from pgvector.django import CosineDistance, VectorField
 
 from catalog.models import Item, ItemVector
 from core.conf import recommender_settings
+from core.replicas import read_alias, read_connection
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import model_dimensions
 from recommendations.retrieval.filters import ItemFilters, id_array
@@ -47,7 +48,7 @@ def use_exact_search() -> bool:
     10,000 films was not found at ef_search 100 until the index was rebuilt); below
     EXACT_SEARCH_MAX_VECTORS rows an exact scan costs about 35 ms per 10,000 vectors here.
     """
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [ItemVector._meta.db_table])
         row = cursor.fetchone()
     estimate = row[0] if row else 0
@@ -127,7 +128,9 @@ def semantic_candidates(
     best: dict[int, float] = {}
     if exact is None:
         exact = use_exact_search() or filter_is_narrow(filters)
-    with transaction.atomic(), connection.cursor() as cursor:
+    # On the database this request reads from (a replica inside core.replicas.replica_read).
+    alias = read_alias()
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         # Breadth of the HNSW search for this query only (is_local: ends with the transaction).
         # pgvector accepts 1..1000; a deeper page than that reads the first 1000 candidates.
         breadth = min(max(ef_search or _ef_search(), k), HNSW_EF_SEARCH_MAX)

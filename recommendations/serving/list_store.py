@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 
 from catalog.models import Item
 from core.conf import recommender_settings
+from core.replicas import read_connection
 from recommendations.models import PrecomputedList, RankerModel
 from recommendations.retrieval.candidates import Candidate
 from recommendations.retrieval.filters import ItemFilters, id_array
@@ -66,7 +67,7 @@ def list_signature(*, user_id: int) -> ListSignature:
         f"(SELECT id FROM {RankerModel._meta.db_table} WHERE is_active) "
         f"FROM {Activity._meta.db_table} WHERE user_id = %s"
     )
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(statement, [user_id])
         activity_count, last_activity_id, ranker_id = cursor.fetchone()
     return ListSignature(

@@ -66,3 +66,66 @@ def test_a_setting_with_fixed_choices_refuses_others():
 
     assert result.returncode != 0
     assert "RECOMMENDER_ENCODER_RUNTIME must be one of auto, fp32, bf16, onnx" in result.stderr
+
+
+def _settings_value(expression: str, **environment: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "CELERY_", "DATABASE_"))}
+    env.update({"DJANGO_DEBUG": "true", **environment})
+    return subprocess.run(
+        [sys.executable, "-c", f"import config.settings as s; print({expression})"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_broker_url_with_an_unknown_scheme_is_refused_naming_the_variable():
+    result = _import_settings(DJANGO_DEBUG="true", CELERY_BROKER_URL="kafka://127.0.0.1:9092")
+
+    assert result.returncode != 0
+    assert (
+        "CELERY_BROKER_URL must start with redis://, rediss://, amqp:// or amqps://, got kafka scheme" in result.stderr
+    )
+
+
+def test_a_rabbitmq_broker_gets_durable_quorum_queues_and_publisher_confirms():
+    result = _settings_value(
+        "[(q.name, q.durable, q.queue_arguments, q.exchange.type) for q in s.CELERY_TASK_QUEUES],"
+        " s.CELERY_BROKER_TRANSPORT_OPTIONS",
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "[('interactive', True, {'x-queue-type': 'quorum'}, 'topic'), "
+        "('bulk', True, {'x-queue-type': 'quorum'}, 'topic')] {'confirm_publish': True}"
+    )
+
+
+def test_replica_urls_become_mirrored_replica_aliases():
+    result = _settings_value(
+        "s.DATABASE_REPLICAS, s.DATABASES['replica_2']['HOST'], s.DATABASES['replica_2']['TEST']",
+        DATABASE_REPLICA_URLS="postgres://reader@10.0.0.5:5432/shop, postgres://reader@10.0.0.6:5432/shop",
+        DJANGO_CACHE_URL="redis://127.0.0.1:6379/3",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['replica_1', 'replica_2'] 10.0.0.6 {'MIRROR': 'default'}"
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"DATABASE_REPLICA_URLS": "mysql://reader@10.0.0.5/shop"}, "replica 1 must be a postgres:// URL"),
+        (
+            {"DATABASE_REPLICA_URLS": "postgres://reader@10.0.0.5/shop"},
+            "DATABASE_REPLICA_URLS needs a cache every web process shares",
+        ),
+    ],
+)
+def test_bad_replica_settings_are_refused_naming_the_variable(environment, message):
+    result = _settings_value("s.DATABASE_REPLICAS", **environment)
+
+    assert result.returncode != 0
+    assert message in result.stderr
