@@ -23,6 +23,8 @@ def worker_start(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
         "CELERY_BROKER_URL": broker_url,
+        # config.settings_test reads the test run's broker from here.
+        "TEST_CELERY_BROKER_URL": broker_url,
         # The database this process uses (a test run's own, for instance), not the configured name.
         "EMBEDDED_POSTGRES_DATABASE": connection.settings_dict["NAME"],
     }

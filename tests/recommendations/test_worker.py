@@ -1,13 +1,15 @@
-"""A real Celery worker, the real Redis broker, the real PostgreSQL and the real encoder."""
+"""A real Celery worker, a real broker (Redis, and RabbitMQ with quorum queues), the real PostgreSQL
+and the real encoder: every test runs once per broker."""
 
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
-import redis
-from django.conf import settings
 from django.db import connection
 from kombu.exceptions import ChannelError
 
@@ -17,13 +19,13 @@ from config.celery import app
 from core.worker import worker_start
 from recommendations.models import UserInterest
 from recommendations.tasks import sweep_pending_embeddings
+from tests.brokers import BROKER_KINDS, broker_default, broker_for
 from tests.factories import ItemFactory, vector_of
 from users.models import Activity
 from users.services import activity_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-BROKER_URL = settings.CELERY_BROKER_URL
 WAIT_SECONDS = 90
 QUEUES = ("interactive", "bulk")
 
@@ -73,16 +75,16 @@ def _wait_until_idle(log: WorkerLog) -> None:
     _wait_for(idle, "the worker to finish the test's tasks", log)
 
 
-@pytest.fixture(scope="module")
-def worker_process(django_db_setup, tmp_path_factory):
-    """One worker for the module: starting one loads torch and the encoder (6 s each time)."""
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.ping()  # Redis must answer: .ci/run starts it
-    broker.flushdb()
+@pytest.fixture(scope="module", params=BROKER_KINDS)
+def worker_process(request, django_db_setup, tmp_path_factory):
+    """One worker for the module and broker: starting one loads torch and the encoder (6 s each time)."""
     if connection.settings_dict["ENGINE"] != "core.embedded_db":
         pytest.skip("the worker test points the worker at the test database of the embedded server")
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    process = worker_start(log=log, broker_url=BROKER_URL)
+    broker = broker_for(request.param)
+    broker.use()
+    broker.clear()
+    log = tmp_path_factory.mktemp(f"worker-{broker.kind}") / "worker.log"
+    process = worker_start(log=log, broker_url=broker.url)
     app.conf.task_always_eager = False
     try:
         whole = WorkerLog(path=log, start=0)
@@ -93,7 +95,8 @@ def worker_process(django_db_setup, tmp_path_factory):
         app.conf.task_always_eager = True
         process.terminate()
         process.wait(timeout=30)
-        broker.flushdb()
+        broker.clear()
+        broker_default().use()
 
 
 @pytest.fixture
@@ -157,3 +160,24 @@ def test_worker_recomputes_the_precomputed_list_of_a_person_who_asked_before(wor
     recomputed = PrecomputedList.objects.get(user=user)
     assert chosen not in recomputed.item_ids  # bought: seen, never recommended again
     assert recomputed.last_activity_id == Activity.objects.get(user=user).id
+
+
+def test_rabbitmq_holds_the_tasks_in_durable_quorum_queues(worker):
+    if not app.conf.broker_url.startswith("amqp"):
+        pytest.skip("Redis has no queue types: this is about RabbitMQ")
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        pytest.skip("rabbitmqctl is not installed here")
+    vhost = unquote(urlsplit(app.conf.broker_url).path[1:])
+
+    listed = subprocess.run(
+        [rabbitmqctl, "list_queues", "-p", vhost, "-q", "--no-table-headers", "name", "durable", "type"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    queues = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines() if line.strip()}
+    assert queues["interactive"] == ["true", "quorum"]
+    assert queues["bulk"] == ["true", "quorum"]
