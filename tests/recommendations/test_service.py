@@ -14,12 +14,19 @@ from django.utils import timezone
 from catalog.models import Item, ItemVector
 from core.exceptions import ApplicationError
 from recommendations.ml.encoder import get_encoder
-from recommendations.models import BehaviourModel, ItemNeighbour, Recommendation, RecommendedItem
+from recommendations.models import (
+    BehaviourModel,
+    ItemNeighbour,
+    Recommendation,
+    RecommendationContext,
+    RecommendedItem,
+)
 from recommendations.retrieval.behaviour import behaviour_candidates
 from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.popular import fresh_candidates, popular_candidates
 from recommendations.retrieval.semantic import semantic_candidates
+from recommendations.serving.answers import Result, answer_log
 from recommendations.serving.service import recommend_for_text, recommend_for_user, similar_items
 from recommendations.vectors import embedding
 from tests.factories import UserFactory
@@ -339,3 +346,37 @@ def test_a_narrow_filter_is_searched_exactly_on_a_large_catalog(world, settings)
     assert sorted(kitchen) == ["kettle", "teapot"] and not kitchen_through_index
     assert len(both) == 2 and both_through_index
     assert everything_through_index
+
+
+@pytest.mark.django_db
+def test_an_answer_is_logged_with_its_items_in_one_statement(django_assert_num_queries):
+    person = UserFactory()
+    items = [Item.objects.create(external_id=f"logged-{number}", title=f"Logged {number}") for number in range(3)]
+    results = [
+        Result(item=item, score=1.0 - position / 10, sources=["popular", "fresh"], reason=f"reason {position}")
+        for position, item in enumerate(items)
+    ]
+
+    # One round trip to the primary on every request's path (BENCHMARKS.md), not BEGIN,
+    # two INSERTs and COMMIT.
+    with django_assert_num_queries(1):
+        recommendation_id = answer_log(context=RecommendationContext.USER, user=person, results=results, ranker_id=None)
+
+    logged = Recommendation.objects.get(id=recommendation_id)
+    assert (logged.user_id, logged.context, logged.query_text) == (person.id, "user", "")
+    assert list(
+        RecommendedItem.objects.filter(recommendation=logged).values_list(
+            "item_id", "position", "score", "sources", "reason"
+        )
+    ) == [
+        (item.id, position, 1.0 - position / 10, ["popular", "fresh"], f"reason {position}")
+        for position, item in enumerate(items)
+    ]
+
+
+@pytest.mark.django_db
+def test_an_empty_answer_is_logged_too():
+    recommendation_id = answer_log(context=RecommendationContext.TEXT, user=None, results=[], query_text="nothing")
+
+    logged = Recommendation.objects.get(id=recommendation_id)
+    assert (logged.user_id, logged.query_text, logged.items.count()) == (None, "nothing", 0)
