@@ -234,7 +234,7 @@ def replica_read(call: Callable[[], T], *, user_id: int | None) -> T:
     alias = replica_choose(user_id=user_id)
     if alias == DEFAULT_DB_ALIAS:
         return call()
-    token: contextvars.Token[str | None] | None = _reading.set(alias)
+    token = _reading.set(alias)
     try:
         return call()
     except DATABASE_OUTAGES as error:
@@ -244,9 +244,6 @@ def replica_read(call: Callable[[], T], *, user_id: int | None) -> T:
         logger.warning(
             "replica %s failed during a request (%s): answered from the primary", alias, type(error).__name__
         )
-        _reading.reset(token)
-        token = None
-        return call()
     finally:
-        if token is not None:
-            _reading.reset(token)
+        _reading.reset(token)
+    return call()

@@ -84,7 +84,7 @@ class BrokerUnderTest:
 def broker_for(kind: str) -> BrokerUnderTest:
     """The broker of this kind, answering, or the test is skipped saying why."""
     if kind == "redis":
-        broker = BrokerUnderTest("redis", settings.CELERY_BROKER_URL)
+        broker = BrokerUnderTest("redis", str(settings.CELERY_BROKER_URL))
         redis.Redis.from_url(broker.url).ping()  # Redis must answer: .ci/run starts it
         return broker
     url = rabbitmq_url()
@@ -99,4 +99,4 @@ def broker_for(kind: str) -> BrokerUnderTest:
 
 def broker_default() -> BrokerUnderTest:
     """The test run's own broker (config.settings_test), which later tests expect back."""
-    return BrokerUnderTest("redis", settings.CELERY_BROKER_URL)
+    return BrokerUnderTest("redis", str(settings.CELERY_BROKER_URL))
