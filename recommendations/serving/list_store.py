@@ -128,7 +128,7 @@ def list_catching_up(row: PrecomputedList | None, signature: ListSignature) -> f
         f"coalesce(array_agg(DISTINCT item_id) FILTER (WHERE item_id IS NOT NULL AND kind = ANY(%s)), '{{}}') "
         f"FROM {Activity._meta.db_table} WHERE user_id = %s AND id > %s"
     )
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(statement, [kinds, row.user_id, row.last_activity_id])
         new, first_at, touched = cursor.fetchone()
     caught_up_by = timezone.now() - timedelta(seconds=config.precomputed_catch_up)
