@@ -115,7 +115,7 @@ def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -
     signature = list_store.list_signature(user_id=user.pk)
     row = list_store.list_row(user_id=user.pk, model_name=recommender_settings().serving_model)
     notes = []
-    if not list_store.list_current(row, signature):
+    if row is None or not list_store.list_current(row, signature):
         touched = list_store.list_catching_up(row, signature)
         if row is None or touched is None:
             row = precomputed_list_refresh(user_id=user.pk, signature=signature)
