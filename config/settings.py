@@ -373,6 +373,9 @@ CELERY_TASK_ROUTES = {
     "recommendations.tasks.rebuild_behaviour_model": {"queue": "bulk"},
     "recommendations.tasks.train_ranker": {"queue": "bulk"},
     "core.tasks.idempotency_records_expire": {"queue": "bulk"},
+    "recommendations.tasks.refresh_experiment_metrics": {"queue": "bulk"},
+    "recommendations.tasks.refresh_experiments_metrics": {"queue": "bulk"},
+    "recommendations.tasks.run_replay_check": {"queue": "bulk"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-embeddings": {
@@ -386,6 +389,12 @@ CELERY_BEAT_SCHEDULE = {
     "train-ranker": {
         "task": "recommendations.tasks.train_ranker",
         "schedule": env_int("RECOMMENDER_RANKER_TRAIN_SECONDS", 86_400, minimum=600),
+    },
+    # Experiments' online metrics (recommendations.experiments.metrics): one grouped query per
+    # running experiment over its logged answers.
+    "refresh-experiments-metrics": {
+        "task": "recommendations.tasks.refresh_experiments_metrics",
+        "schedule": env_int("RECOMMENDER_EXPERIMENT_METRICS_SECONDS", 900, minimum=60),
     },
     # Keys past IDEMPOTENCY_KEY_RETENTION: one indexed DELETE an hour.
     "expire-idempotency-keys": {"task": "core.tasks.idempotency_records_expire", "schedule": 3600.0},

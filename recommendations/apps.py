@@ -1,5 +1,6 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.conf import settings
+from django.db.models.signals import post_migrate, pre_delete
 
 from core.conf import recommender_settings
 
@@ -18,6 +19,13 @@ def _ensure_vector_indexes(sender, using: str = "default", **kwargs) -> None:
         vector_indexes_ensure(model_name=model_name, dimensions=dimensions)
 
 
+def _person_deleted(sender, instance, **kwargs) -> None:
+    """Before a person's rows go: the experiments with their answers say their figures change."""
+    from recommendations.experiments.services import experiments_mark_changed_for_person
+
+    experiments_mark_changed_for_person(user_id=instance.pk)
+
+
 class RecommendationsConfig(AppConfig):
     name = "recommendations"
     verbose_name = "Recommendations"
@@ -27,4 +35,5 @@ class RecommendationsConfig(AppConfig):
         from recommendations.readiness import check_encoder
 
         post_migrate.connect(_ensure_vector_indexes, sender=self)
+        pre_delete.connect(_person_deleted, sender=settings.AUTH_USER_MODEL, dispatch_uid="experiments_person_deleted")
         readiness_check_register("encoder", check_encoder)

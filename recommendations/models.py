@@ -96,6 +96,11 @@ class Recommendation(models.Model):
     query_text = models.TextField(blank=True)
     anchor_item = models.ForeignKey("catalog.Item", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     ranker = models.ForeignKey(RankerModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # The experiment and arm the person was in when this answer was given (empty: none ran).
+    experiment = models.ForeignKey(
+        "Experiment", on_delete=models.SET_NULL, null=True, blank=True, related_name="recommendations"
+    )
+    arm = models.ForeignKey("ExperimentArm", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -304,3 +309,124 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.item_id} in {self.recommendation_id}"
+
+
+class ExperimentSurface(models.TextChoices):
+    """Where an experiment runs: at most one runs on each at a time."""
+
+    USER = "user", "Personal recommendations"
+    TEXT = "text", "Free text"
+    SIMILAR = "similar", "Similar items"
+
+
+class ExperimentDecision(models.TextChoices):
+    NONE = "", "Not decided"
+    PROMOTED = "promoted", "Promoted an arm"
+    STOPPED = "stopped", "Stopped"
+
+
+class Experiment(models.Model):
+    """An A/B test between versions on one surface (recommendations.experiments).
+
+    People are assigned to an arm by a stable hash of (experiment, person)
+    (recommendations.serving.arms); anonymous visitors take no part. It runs from `start_at`
+    to `end_at` unless staff decide earlier: a promotion or a stop ends it at that moment
+    (`end_at` becomes the decision time), so "running" is always start_at <= now < end_at.
+    """
+
+    name = models.CharField(max_length=200)
+    surface = models.CharField(max_length=16, choices=ExperimentSurface.choices, default=ExperimentSurface.USER)
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    # The fixed horizon's plan (recommendations.experiments.statistics): the verdict is read
+    # once each arm has the planned impressions, not before (no peeking).
+    minimum_effect = models.FloatField(
+        default=0.10, help_text="The relative change in click-through rate worth detecting (0.10 = 10%)."
+    )
+    alpha = models.FloatField(default=0.05, help_text="False-positive rate of the test (two-sided).")
+    power = models.FloatField(default=0.80, help_text="Chance to detect the minimum effect if it is real.")
+    attribution_hours = models.PositiveIntegerField(
+        default=24, help_text="An add-to-cart or purchase of a shown item within this many hours counts for the arm."
+    )
+    simulated = models.BooleanField(
+        default=False, help_text="Seeded with simulated traffic (an example): not real people's behaviour."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(max_length=16, choices=ExperimentDecision.choices, default="", blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    promoted_arm = models.ForeignKey(
+        "ExperimentArm", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The last computation of the online metrics (recommendations.experiments.metrics).
+    metrics = models.JSONField(default=dict, blank=True)
+    metrics_computed_at = models.DateTimeField(null=True, blank=True)
+    # Set when a person with answers in this experiment deleted their account after the last
+    # computation: the figures shown will change, and the page says so.
+    metrics_stale_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-start_at", "-id"]
+        indexes = [models.Index(fields=["surface", "end_at"], name="experiment_surface_end_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(end_at__gt=models.F("start_at")), name="experiment_ends_after_start"),
+            models.CheckConstraint(condition=Q(surface__in=ExperimentSurface.values), name="experiment_surface_valid"),
+            models.CheckConstraint(condition=Q(alpha__gt=0) & Q(alpha__lt=0.5), name="experiment_alpha_range"),
+            models.CheckConstraint(condition=Q(power__gt=0) & Q(power__lt=1), name="experiment_power_range"),
+            models.CheckConstraint(condition=Q(minimum_effect__gt=0), name="experiment_minimum_effect_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"experiment {self.name}" + (" (simulated)" if self.simulated else "")
+
+
+class ExperimentArm(models.Model):
+    """One arm: what answers the people assigned to it, and its share of the traffic.
+
+    `ranker` empty is the documented blend (the control "no trained ranker"). A text model
+    version will be a second, nullable reference here once TextModel exists (the textmodel
+    branch); arms of the free-text surface need it.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms")
+    position = models.PositiveSmallIntegerField(help_text="0 is the control the others are compared with.")
+    name = models.CharField(max_length=100)
+    ranker = models.ForeignKey(RankerModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    share = models.PositiveSmallIntegerField(help_text="Percent of the experiment's people.")
+
+    class Meta:
+        ordering = ["experiment", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "position"], name="experiment_arm_position_unique"),
+            models.CheckConstraint(condition=Q(share__gte=1) & Q(share__lte=99), name="experiment_arm_share_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"arm {self.name} of experiment {self.experiment_id}"
+
+    @property
+    def version_label(self) -> str:
+        return "the blend" if self.ranker_id is None else str(self.ranker)
+
+
+class ReplayCheck(models.Model):
+    """A replay estimate of a version on past logged traffic (recommendations.experiments.replay),
+    shown beside its offline validation metric before staff start an experiment with it."""
+
+    ranker = models.ForeignKey(RankerModel, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    figures = models.JSONField(default=dict)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"replay check of {'the blend' if self.ranker_id is None else self.ranker_id}"

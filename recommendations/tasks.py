@@ -128,3 +128,29 @@ def train_ranker() -> list[int]:
     from recommendations.ranking.training import ranker_train
 
     return [version.version for version in ranker_train()]
+
+
+@shared_task(**RETRY_POLICY)
+def refresh_experiment_metrics(*, experiment_id: int) -> bool:
+    """One experiment's online metrics from the logs (after a decision, a deletion, on demand)."""
+    from recommendations.experiments.services import experiment_metrics_refresh
+
+    return experiment_metrics_refresh(experiment_id=experiment_id) is not None
+
+
+@shared_task(**RETRY_POLICY)
+def refresh_experiments_metrics() -> int:
+    """Periodic: the online metrics of running experiments and of those ended or changed since."""
+    from recommendations.experiments.services import experiments_metrics_refresh_due
+
+    return experiments_metrics_refresh_due()
+
+
+@shared_task(**RETRY_POLICY)
+def run_replay_check(*, ranker_id: int | None, requested_by_id: int | None = None) -> int:
+    """A replay check of one version (None: the blend) on past logged answers; returns its id."""
+    from recommendations.experiments.replay import replay_check_run
+    from users.models import User
+
+    requested_by = User.objects.filter(pk=requested_by_id).first() if requested_by_id else None
+    return replay_check_run(ranker_id=ranker_id, requested_by=requested_by).pk

@@ -14,4 +14,10 @@ urlpatterns = [
     path("staff/items/<int:pk>/placement/", views.staff_item_placement, name="staff_item_placement"),
     path("staff/rankers/", views.staff_rankers, name="staff_rankers"),
     path("staff/rankers/<int:pk>/activate/", views.staff_ranker_activate, name="staff_ranker_activate"),
+    path("staff/rankers/replay/", views.staff_replay_check, name="staff_replay_check"),
+    path("staff/experiments/", views.staff_experiments, name="staff_experiments"),
+    path("staff/experiments/<int:pk>/", views.staff_experiment, name="staff_experiment"),
+    path("staff/experiments/<int:pk>/refresh/", views.staff_experiment_refresh, name="staff_experiment_refresh"),
+    path("staff/experiments/<int:pk>/stop/", views.staff_experiment_stop, name="staff_experiment_stop"),
+    path("staff/experiments/<int:pk>/promote/", views.staff_experiment_promote, name="staff_experiment_promote"),
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -17,6 +18,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -26,10 +28,20 @@ from catalog.services import item_set_placement
 from core.exceptions import ApplicationError
 from core.models import MAX_ID, EmbeddingStatus
 from core.page_parameters import is_ascii_int, param_int, param_text
+from core.queueing import queue_on_commit
 from core.replicas import replica_read
 from core.throttling import FREE_TEXT_THROTTLES, page_throttle_wait, throttled_page
-from recommendations.forms import AskForm
-from recommendations.models import RankerModel
+from recommendations.experiments.replay import latest_replay_checks
+from recommendations.experiments.services import (
+    ArmSpec,
+    ExperimentInvalid,
+    experiment_create,
+    experiment_metrics_refresh,
+    experiment_promote,
+    experiment_stop,
+)
+from recommendations.forms import BLEND_CHOICE, AskForm, ExperimentForm
+from recommendations.models import Experiment, ExperimentArm, ExperimentSurface, RankerModel, ReplayCheck
 from recommendations.ranking.active import ranker_activate
 from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.popular import popular_candidates
@@ -235,7 +247,12 @@ def staff_dashboard(request: HttpRequest) -> HttpResponse:
     rankers = dashboard.ranker_versions()
     oldest_first = list(reversed(rankers))
     evaluation = dashboard.latest_evaluation()
+    experiment = dashboard.dashboard_experiment()
+    experiment_figures = experiment.metrics if experiment is not None else {}
     context = {
+        "experiment": experiment,
+        "experiment_figures": experiment_figures,
+        **_experiment_charts(experiment_figures or {}),
         "coverage": coverage,
         "coverage_chart": charts.stacked_bars(
             title="Embedding coverage: embedded, pending and failed rows",
@@ -316,7 +333,13 @@ def staff_item_placement(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def staff_rankers(request: HttpRequest) -> HttpResponse:
     metric_names, rows = dashboard.ranker_table(dashboard.ranker_versions())
-    return render(request, "recommendations/staff_rankers.html", {"metric_names": metric_names, "rows": rows})
+    replays = latest_replay_checks()
+    context = {
+        "metric_names": metric_names,
+        "rows": [(ranker, values, replays.get(ranker.pk)) for ranker, values in rows],
+        "blend_replay": replays.get(None),
+    }
+    return render(request, "recommendations/staff_rankers.html", context)
 
 
 @staff_required
@@ -331,4 +354,196 @@ def staff_ranker_activate(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         logger.info("activated ranker=%s by user=%s", ranker.pk, request.user.pk)
         messages.success(request, f"Ranker v{ranker.version} is now active.")
+    return redirect("recommendations:staff_rankers")
+
+
+# --- staff: experiments ------------------------------------------------------------------------
+
+
+def _version_choices() -> list[tuple[str, str]]:
+    """The blend and every stored version, each with its offline validation figure and its
+    latest replay check, so staff see both before starting an experiment."""
+    replays = latest_replay_checks()
+    choices = [(BLEND_CHOICE, "the blend (no ranker)" + _replay_note(replays.get(None)))]
+    for ranker in dashboard.ranker_versions():
+        ndcg = next((value for name, value in ranker.validation_metrics.items() if name.startswith("ndcg@")), None)
+        label = f"ranker v{ranker.version} ({ranker.get_algorithm_display()})"
+        if ndcg is not None:
+            label += f", validation NDCG {ndcg:.4f}"
+        if ranker.is_active:
+            label += ", active"
+        choices.append((str(ranker.pk), label + _replay_note(replays.get(ranker.pk))))
+    return choices
+
+
+def _replay_note(check: ReplayCheck | None) -> str:
+    if check is None or check.figures.get("candidate_hit") is None:
+        return ""
+    return f", replay hit@{check.figures['k']} {check.figures['candidate_hit']:.3f}"
+
+
+def _experiment_form(data: Any = None) -> ExperimentForm:
+    now = timezone.now().replace(second=0, microsecond=0)
+    return ExperimentForm(
+        data,
+        surfaces=ExperimentSurface.choices,
+        versions=_version_choices(),
+        initial={
+            "surface": ExperimentSurface.USER,
+            "start_at": now,
+            "end_at": now + timedelta(days=14),
+            "arm0_name": "control",
+            "arm0_version": BLEND_CHOICE,
+            "arm0_share": 50,
+            "arm1_name": "treatment",
+            "arm1_share": 50,
+        },
+    )
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def staff_experiments(request: HttpRequest) -> HttpResponse:
+    """Experiments, newest first, and the form that creates one (errors shown, nothing saved)."""
+    form = _experiment_form(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                experiment = experiment_create(
+                    name=form.cleaned_data["name"],
+                    surface=form.cleaned_data["surface"],
+                    start_at=form.cleaned_data["start_at"],
+                    end_at=form.cleaned_data["end_at"],
+                    arms=[
+                        ArmSpec(name=name, ranker_id=None if version == BLEND_CHOICE else int(version), share=share)
+                        for name, version, share in form.arms()
+                    ],
+                    created_by=request_user(request),
+                    minimum_effect=form.cleaned_data["minimum_effect"],
+                    alpha=form.cleaned_data["alpha"],
+                    power=form.cleaned_data["power"],
+                    attribution_hours=form.cleaned_data["attribution_hours"],
+                )
+            except ExperimentInvalid as error:
+                for field, problems in error.fields.items():
+                    for problem in problems:
+                        form.add_error(field if field in form.fields else None, problem)
+            else:
+                messages.success(request, f"Experiment {experiment.name} created.")
+                return redirect("recommendations:staff_experiment", pk=experiment.pk)
+        status = 400
+    context = {
+        "form": form,
+        "experiments": list(Experiment.objects.defer("metrics").prefetch_related("arms").order_by("-start_at", "-id")),
+        "now": timezone.now(),
+    }
+    return render(request, "recommendations/staff_experiments.html", context, status=status)
+
+
+def _experiment_charts(figures: dict) -> dict[str, Any]:
+    days, series = figures.get("days", []), figures.get("series", {})
+    return {
+        "ctr_chart": charts.line_chart(
+            title="Click-through rate so far, by arm and day",
+            x_labels=[day[5:] for day in days],
+            series={name: values["ctr"] for name, values in series.items()},
+        ),
+        "impressions_chart": charts.line_chart(
+            title="Impressions per day, by arm",
+            x_labels=[day[5:] for day in days],
+            series={name: [float(value) for value in values["impressions"]] for name, values in series.items()},
+        ),
+    }
+
+
+def _arm_rows(arms: list[ExperimentArm]) -> list[dict[str, Any]]:
+    """Each arm with its version's offline validation figure and latest replay check."""
+    replays = latest_replay_checks()
+    rows = []
+    for arm in arms:
+        metrics = arm.ranker.validation_metrics if arm.ranker is not None else {}
+        validation = next(((name, value) for name, value in metrics.items() if name.startswith("ndcg@")), None)
+        rows.append({"arm": arm, "validation": validation, "replay": replays.get(arm.ranker_id)})
+    return rows
+
+
+@staff_required
+@require_GET
+def staff_experiment(request: HttpRequest, pk: int) -> HttpResponse:
+    """One experiment: arms, online metrics with intervals, the verdict and its assumptions,
+    charts over time, promote or stop."""
+    experiment = get_object_or_404(Experiment.objects.select_related("created_by", "decided_by", "promoted_arm"), pk=pk)
+    arms = list(experiment.arms.select_related("ranker").defer("ranker__artifact").order_by("position"))
+    figures = experiment.metrics or {}
+    now = timezone.now()
+    context = {
+        "experiment": experiment,
+        "arms": arms,
+        "figures": figures,
+        "arm_figures": figures.get("arms", []),
+        "running": experiment.start_at <= now < experiment.end_at and not experiment.simulated,
+        "not_started": now < experiment.start_at,
+        "arm_rows": _arm_rows(arms),
+        **_experiment_charts(figures),
+    }
+    return render(request, "recommendations/staff_experiment.html", context)
+
+
+@staff_required
+@require_POST
+def staff_experiment_refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    """Compute the figures from the logs now (the periodic task does it every 15 minutes)."""
+    experiment = get_object_or_404(Experiment, pk=pk)
+    experiment_metrics_refresh(experiment_id=experiment.pk)
+    messages.success(request, "Figures computed from the logs now.")
+    return redirect("recommendations:staff_experiment", pk=experiment.pk)
+
+
+@staff_required
+@require_POST
+def staff_experiment_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    experiment = get_object_or_404(Experiment, pk=pk)
+    try:
+        experiment_stop(experiment=experiment, by=request_user(request))
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Experiment {experiment.name} stopped.")
+    return redirect("recommendations:staff_experiment", pk=experiment.pk)
+
+
+@staff_required
+@require_POST
+def staff_experiment_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    """The chosen arm's version becomes the active one; the experiment ends."""
+    experiment = get_object_or_404(Experiment, pk=pk)
+    arm_id = request.POST.get("arm", "")
+    arm = experiment.arms.filter(pk=int(arm_id)).first() if is_ascii_int(arm_id) and int(arm_id) <= MAX_ID else None
+    if arm is None:
+        messages.error(request, "Choose an arm of this experiment.")
+        return redirect("recommendations:staff_experiment", pk=experiment.pk)
+    try:
+        experiment_promote(experiment=experiment, arm=arm, by=request_user(request))
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Arm {arm.name} promoted: {arm.version_label} now serves everyone.")
+    return redirect("recommendations:staff_experiment", pk=experiment.pk)
+
+
+@staff_required
+@require_POST
+def staff_replay_check(request: HttpRequest) -> HttpResponse:
+    """Queue a replay check of one version (or the blend) on the bulk queue."""
+    wanted = request.POST.get("ranker", "")
+    if wanted == BLEND_CHOICE:
+        ranker_id = None
+    elif is_ascii_int(wanted) and int(wanted) <= MAX_ID and RankerModel.objects.filter(pk=int(wanted)).exists():
+        ranker_id = int(wanted)
+    else:
+        messages.error(request, "Choose a stored ranker version or the blend.")
+        return redirect("recommendations:staff_rankers")
+    queue_on_commit("recommendations.tasks.run_replay_check", ranker_id=ranker_id, requested_by_id=request.user.pk)
+    messages.success(request, "Replay check queued: its figures appear here once the worker has run it.")
     return redirect("recommendations:staff_rankers")

@@ -5,7 +5,7 @@ top-level ones and those inside functions, which is where upward imports used to
 
 Apps:   core <- catalog <- users <- bundles <- recommendations <- config
 Inside recommendations:
-        ml <- vectors <- retrieval <- ranking <- serving <- {evaluation, staff} <- the shell
+        ml <- vectors <- retrieval <- ranking <- serving <- {evaluation, staff, experiments} <- the shell
         (apis, views, tasks, admin, urls, readiness, management commands ...); models and forms
         are the data every layer reads.
 """
@@ -38,12 +38,21 @@ LAYER_RANK = {
     "serving": 4,
     "evaluation": 5,
     "staff": 5,
+    "experiments": 5,
     "shell": 6,
 }
 # Read by every layer: the tables and the page forms, which import nothing of the layers.
 SHARED = {"models", "forms", "migrations", "__init__"}
-# Packages of the same rank that stay apart (the evaluation is no part of staff pages, and back).
-APART = {("evaluation", "staff"), ("staff", "evaluation")}
+# Packages of the same rank that stay apart (the evaluation is no part of staff pages, and back;
+# experiments measure the served system online, the evaluation offline, each on its own).
+APART = {
+    ("evaluation", "staff"),
+    ("staff", "evaluation"),
+    ("evaluation", "experiments"),
+    ("experiments", "evaluation"),
+    ("staff", "experiments"),
+    ("experiments", "staff"),
+}
 # Where a module below the shell imports a module above it, each reported to its owner instead
 # of worked around: (importer module, imported module). Keep this empty.
 ALLOWED_INNER: set[tuple[str, str]] = set()

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.db import router, transaction
-from django.db.models import CharField, Count, Q
+from django.db.models import CharField, Count, F, Q
 from django.db.models.deletion import Collector
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -320,6 +320,8 @@ def _export_recommendations(user: User) -> list[dict]:
         .exclude(context=RecommendationContext.STAFF)
         .select_related("anchor_item")
         .prefetch_related("items__item")
+        # The experiment arm the person was in (their answers' versions were chosen by it).
+        .annotate(experiment_name=F("experiment__name"), arm_name=F("arm__name"))
         .order_by("created_at", "id")
     )
     return [
@@ -328,6 +330,8 @@ def _export_recommendations(user: User) -> list[dict]:
             "context": recommendation.context,
             "query_text": recommendation.query_text,
             "anchor_item": _item_ref(recommendation.anchor_item),
+            "experiment": recommendation.experiment_name,
+            "arm": recommendation.arm_name,
             "created_at": _when(recommendation.created_at),
             "items": [
                 {

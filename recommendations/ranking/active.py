@@ -47,8 +47,25 @@ def active_ranker() -> tuple[RankerModel | None, Ranker | None]:
     return RankerModel(id=ranker_id, version=version), _active.ranker
 
 
+# Versions an experiment's arms serve, by id. A version's artifact never changes once stored,
+# so a loaded one stays right; a handful of arms at most, hence no eviction.
+_versions: dict[int, tuple[RankerModel, Ranker]] = {}
+
+
+def ranker_version(ranker_id: int) -> tuple[RankerModel | None, Ranker | None]:
+    """A stored version and its model (an experiment arm's), read once per process."""
+    if ranker_id not in _versions:
+        row = RankerModel.objects.filter(id=ranker_id).values_list("version", "artifact").first()
+        if row is None:
+            return None, None
+        version, artifact = row
+        _versions[ranker_id] = (RankerModel(id=ranker_id, version=version), Ranker.from_bytes(artifact))
+    return _versions[ranker_id]
+
+
 def reset_active_ranker() -> None:
     _active.id, _active.version, _active.ranker = None, None, None
+    _versions.clear()
 
 
 def feature_matrix(rows: list[np.ndarray], names: list[str]) -> np.ndarray:
@@ -79,6 +96,13 @@ def ranker_activate(*, ranker: RankerModel) -> RankerModel:
     ranker.is_active = True
     logger.info("ranker v%d active", ranker.version)
     return ranker
+
+
+def rankers_deactivate() -> int:
+    """No version serves: the documented blend answers (a promoted blend arm, a roll-back)."""
+    deactivated = RankerModel.objects.filter(is_active=True).update(is_active=False)
+    logger.info("no ranker active: the blend serves")
+    return deactivated
 
 
 logger = logging.getLogger(__name__)

@@ -42,6 +42,9 @@ class Answer:
     # Free-text answers only: MATCH_CLOSE or MATCH_NONE, and the best candidate's cosine similarity.
     match: str | None = None
     best_similarity: float | None = None
+    # The experiment and arm that answered (recommendations.serving.arms); None outside experiments.
+    experiment_id: int | None = None
+    arm_id: int | None = None
 
 
 def answer_log(
@@ -53,6 +56,8 @@ def answer_log(
     anchor: Item | None = None,
     ranker_id: int | None = None,
     requested_by: User | None = None,
+    experiment_id: int | None = None,
+    arm_id: int | None = None,
 ) -> str:
     """Log the answer (a Recommendation and one RecommendedItem per result) in ONE statement.
 
@@ -67,8 +72,8 @@ def answer_log(
     statement = (
         f"WITH recommendation AS ("  # noqa: S608 - table names from the models, values bound
         f" INSERT INTO {recommendations}"
-        " (id, user_id, context, query_text, anchor_item_id, ranker_id, requested_by_id, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
+        " (id, user_id, context, query_text, anchor_item_id, ranker_id, requested_by_id, experiment_id, arm_id,"
+        " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
         f" INSERT INTO {shown} (recommendation_id, item_id, position, score, sources, reason)"
         " SELECT recommendation.id, shown.item_id, shown.position, shown.score, shown.sources, shown.reason"
         " FROM recommendation, unnest(%s::bigint[], %s::smallint[], %s::float8[], %s::jsonb[], %s::text[])"
@@ -82,6 +87,8 @@ def answer_log(
         anchor.pk if anchor is not None else None,
         ranker_id,
         requested_by.pk if requested_by is not None else None,
+        experiment_id,
+        arm_id,
         timezone.now(),
         [result.item.pk for result in results],
         list(range(len(results))),

@@ -11,6 +11,7 @@ from django.utils import timezone
 from catalog.models import Item
 from core.conf import recommender_settings
 from recommendations.models import (
+    ExperimentSurface,
     PrecomputedList,
 )
 from recommendations.retrieval.candidates import SOURCES
@@ -18,19 +19,34 @@ from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.person import person_state
 from recommendations.serving import list_store
 from recommendations.serving.answers import DEFAULT_PAGE, Answer, answer_build
+from recommendations.serving.arms import Arm, arm_for_person
 from recommendations.serving.reasons import reasons_for_user
 from recommendations.serving.rules import apply_rules, pinned_items
 from recommendations.serving.scoring import ranked_for_user
 from users.models import Activity, User
 
 
-def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignature | None = None) -> PrecomputedList:
+def list_signature_for(*, user_id: int, arm: Arm | None) -> list_store.ListSignature:
+    """The signature a list must have to answer this person now: in an experiment, the ranker
+    of their arm replaces the active one (None: the blend arm)."""
+    signature = list_store.list_signature(user_id=user_id)
+    return signature if arm is None else replace(signature, ranker_id=arm.ranker_id)
+
+
+def precomputed_list_refresh(
+    *, user_id: int, signature: list_store.ListSignature | None = None, arm: Arm | None = None
+) -> PrecomputedList:
     """Compute the person's ranked list as a request with no filters would, and keep it
     (recommendations.serving.list_store). The worker calls it after each of their activities; callers
-    check first that lists are on (RECOMMENDER_PRECOMPUTED_SIZE)."""
+    check first that lists are on (RECOMMENDER_PRECOMPUTED_SIZE).
+
+    Without a signature, the person's experiment arm is looked up here (the worker's call); a
+    request passes the arm it found with the signature it made from it."""
     config = recommender_settings()
     started = timezone.now()
-    signature = signature or list_store.list_signature(user_id=user_id)
+    if signature is None:
+        arm = arm_for_person(surface=ExperimentSurface.USER, person_id=user_id)
+        signature = list_signature_for(user_id=user_id, arm=arm)
     model_name = recommender_settings().serving_model
     state = person_state(user_id=user_id, model_name=model_name)
     filters = ItemFilters().excluding(state.seen) if config.exclude_seen else ItemFilters()
@@ -40,7 +56,8 @@ def precomputed_list_refresh(*, user_id: int, signature: list_store.ListSignatur
         size=config.candidates_per_source + DEFAULT_PAGE,
         model_name=model_name,
         sources=SOURCES,
-        scoring="auto",
+        scoring="blend" if arm is not None and arm.ranker_id is None else "auto",
+        ranker_id=arm.ranker_id if arm is not None else None,
     )
     if ranked.scoring.ranker_id is not None and ranked.scoring.ranker_id != signature.ranker_id:
         # Staff activated a version between the signature and the scoring: the list is that
@@ -107,18 +124,19 @@ def precomputed_lists_refresh_behind() -> int:
 CATCHING_UP = "computed before your latest activity (without the items it touched): the next answer includes it"
 
 
-def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int) -> Answer | None:
+def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int, arm: Arm | None = None) -> Answer | None:
     """The page from the person's kept list (computed now if missing or stale, or, while the
     worker catches up with their newest activities, the kept list less what those touched:
     list_store.list_catching_up); None when the filters leave too few of its items and the list
-    was cut (a live computation must search)."""
-    signature = list_store.list_signature(user_id=user.pk)
+    was cut (a live computation must search). `arm`: the person's experiment arm, whose ranker
+    the list must be scored with."""
+    signature = list_signature_for(user_id=user.pk, arm=arm)
     row = list_store.list_row(user_id=user.pk, model_name=recommender_settings().serving_model)
     notes = []
     if row is None or not list_store.list_current(row, signature):
         touched = list_store.list_catching_up(row, signature)
         if row is None or touched is None:
-            row = precomputed_list_refresh(user_id=user.pk, signature=signature)
+            row = precomputed_list_refresh(user_id=user.pk, signature=signature, arm=arm)
         else:
             filters = filters.excluding(touched)
             notes.append(CATCHING_UP)

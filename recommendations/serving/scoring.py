@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix
+from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix, ranker_version
 from recommendations.ranking.features import FEATURES, features_compute
 from recommendations.retrieval.candidates import Candidate, candidates_gather
 from recommendations.retrieval.filters import ItemFilters
@@ -59,9 +59,12 @@ def _scores_set(candidates: list[Candidate], scores: np.ndarray) -> None:
         candidate.score = float(score)
 
 
-def candidates_score(candidates: list[Candidate], *, scoring: str, sources: tuple[str, ...]) -> Scoring:
-    """Score candidates with the active ranker, the documented blend, or (scoring="source", one
-    source asked) that source's own order."""
+def candidates_score(
+    candidates: list[Candidate], *, scoring: str, sources: tuple[str, ...], ranker_id: int | None = None
+) -> Scoring:
+    """Score candidates with the active ranker (or, `ranker_id` given, that stored version: an
+    experiment's arm), the documented blend, or (scoring="source", one source asked) that
+    source's own order."""
     if scoring == "source":
         (source,) = sources
         for candidate in candidates:
@@ -73,7 +76,10 @@ def candidates_score(candidates: list[Candidate], *, scoring: str, sources: tupl
             notes=(f"ordered by the {source} source alone (an ablation)",),
         )
     rows = [candidate.feature_row() for candidate in candidates]
-    version, model = active_ranker() if scoring == "auto" else (None, None)
+    if scoring != "auto":
+        version, model = None, None
+    else:
+        version, model = active_ranker() if ranker_id is None else ranker_version(ranker_id)
     reason = "no trained ranker is active" if scoring == "auto" else "the blend was asked for"
     if version is not None and model is not None:
         try:
@@ -99,6 +105,7 @@ def ranked_for_user(
     model_name: str,
     sources: tuple[str, ...],
     scoring: str,
+    ranker_id: int | None = None,
 ) -> RankedList:
     """Every candidate of the person's sources, scored, best first (ties by id); with their
     categories (for the cap), the scoring that was used, and notes."""
@@ -115,7 +122,7 @@ def ranked_for_user(
         categories = {item_id: values["category"] for item_id, values in fields.items()}
     else:
         categories = item_categories(candidates)
-    used = candidates_score(list(candidates.values()), scoring=scoring, sources=sources)
+    used = candidates_score(list(candidates.values()), scoring=scoring, sources=sources, ranker_id=ranker_id)
     notes = used.notes
     if not state.history:
         notes += ("no history yet: popular items and anything you typed",)

@@ -25,6 +25,7 @@ from core.text import text_clean
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.model_cards import model_card
 from recommendations.models import (
+    ExperimentSurface,
     RecommendationContext,
     UserInterest,
 )
@@ -35,6 +36,7 @@ from recommendations.retrieval.person import person_state
 from recommendations.retrieval.popular import popular_candidates
 from recommendations.retrieval.semantic import item_vectors_for, semantic_candidates
 from recommendations.serving.answers import DEFAULT_PAGE, MATCH_CLOSE, MATCH_NONE, Answer, answer_build, answer_log
+from recommendations.serving.arms import Arm, arm_for_person
 from recommendations.serving.precomputed import answer_from_list
 from recommendations.serving.reasons import reasons_for_text, reasons_for_user
 from recommendations.serving.rules import apply_rules, item_categories, pinned_items
@@ -60,6 +62,7 @@ def recommend_for_user(
     precomputed_list: bool = True,
     log: bool = True,
     requested_by: User | None = None,
+    ranker_id: int | None = None,
 ) -> Answer:
     """What to show this person next, with the reason and source(s) of each result.
 
@@ -73,6 +76,11 @@ def recommend_for_user(
     `scoring="source"` orders by the one source asked for (the evaluation's ablations). `as_of`
     replays the past: only activities before it count and popularity is read as of then (the
     offline evaluation asks as of each person's split point, as the ranker was trained).
+
+    `ranker_id` scores with that stored version instead of the active one (a replay check).
+    While an experiment runs on personal recommendations, a plain request is answered by the
+    person's arm (recommendations.serving.arms: its ranker, or the blend) and the log names
+    the experiment and the arm; the caller never needs to know.
     """
     started = time.monotonic()
     config = recommender_settings()
@@ -82,10 +90,19 @@ def recommend_for_user(
         raise ValueError("scoring='source' orders by one source: ask for exactly one")
     filters = filters or ItemFilters()
     exclude_seen = config.exclude_seen if exclude_seen is None else exclude_seen
-    plain = scoring == "auto" and tuple(sources) == SOURCES and as_of is None and exclude_seen == config.exclude_seen
+    plain = (
+        scoring == "auto"
+        and ranker_id is None
+        and tuple(sources) == SOURCES
+        and as_of is None
+        and exclude_seen == config.exclude_seen
+    )
+    arm: Arm | None = arm_for_person(surface=ExperimentSurface.USER, person_id=user.pk) if plain else None
+    if arm is not None:
+        scoring, ranker_id = ("blend", None) if arm.ranker_id is None else ("auto", arm.ranker_id)
     answer = None
     if precomputed_list and plain and config.precomputed_size:
-        answer = answer_from_list(user=user, filters=filters, offset=offset, k=k)
+        answer = answer_from_list(user=user, filters=filters, offset=offset, k=k, arm=arm)
     if answer is None:
         answer = _recommend_live(
             user=user,
@@ -96,7 +113,10 @@ def recommend_for_user(
             sources=sources,
             scoring=scoring,
             as_of=as_of,
+            ranker_id=ranker_id,
         )
+    if arm is not None:
+        answer.experiment_id, answer.arm_id = arm.experiment_id, arm.arm_id
     if log:
         looked_up = requested_by is not None and requested_by.pk != user.pk
         answer.recommendation_id = answer_log(
@@ -105,6 +125,8 @@ def recommend_for_user(
             results=answer.results,
             ranker_id=answer.ranker_id,
             requested_by=requested_by if looked_up else None,
+            experiment_id=answer.experiment_id,
+            arm_id=answer.arm_id,
         )
     logger.debug(
         "recommended for user=%s n=%d ranker=%s ms=%d",
@@ -126,6 +148,7 @@ def _recommend_live(
     sources: tuple[str, ...],
     scoring: str,
     as_of: datetime | None,
+    ranker_id: int | None = None,
 ) -> Answer:
     model_name = recommender_settings().serving_model
     state = person_state(user_id=user.pk, model_name=model_name, as_of=as_of)
@@ -138,6 +161,7 @@ def _recommend_live(
         model_name=model_name,
         sources=sources,
         scoring=scoring,
+        ranker_id=ranker_id,
     )
     page = apply_rules(ranked.candidates, ranked.categories, offset=offset, k=k, pinned=pinned_items(filters))
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count
+from django.utils import timezone
 
 from catalog.models import Item
 from core.models import EmbeddingStatus
-from recommendations.models import EvaluationRun, RankerModel
+from recommendations.models import EvaluationRun, Experiment, RankerModel
 from users.models import Activity
 
 # At most this many lines in the chart of ranker quality over versions.
@@ -116,3 +117,11 @@ def failed_items(*, limit: int = 10) -> list[Item]:
         .only("id", "title", "embedding_error")
         .order_by("-updated_at")[:limit]
     )
+
+
+def dashboard_experiment() -> Experiment | None:
+    """The experiment the dashboard shows: one running now, else the one that started last
+    (a simulated example included: the page labels it)."""
+    now = timezone.now()
+    running = Experiment.objects.filter(start_at__lte=now, end_at__gt=now, simulated=False).order_by("start_at").first()
+    return running or Experiment.objects.filter(start_at__lte=now).order_by("-start_at", "-id").first()

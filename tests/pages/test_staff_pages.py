@@ -15,6 +15,7 @@ STAFF_PAGES: list[tuple[str, list[int]]] = [
     ("recommendations:staff_dashboard", []),
     ("recommendations:staff_preview", []),
     ("recommendations:staff_rankers", []),
+    ("recommendations:staff_experiments", []),
 ]
 # A 1x1 PNG, as `manage.py evaluate` stores its charts.
 PIXEL = base64.b64encode(

@@ -46,9 +46,10 @@ def test_the_first_request_keeps_the_list_and_the_next_is_answered_from_it_alike
     with CaptureQueriesContext(connection) as queries:
         second = recommend_for_user(user=person, k=10, log=False)
 
-    # The signature (1), the kept list (1), which of its items pass the filters now (1), pins
-    # (1), the page's items (1): no candidate source, no feature, no ranker runs.
-    assert len(queries) == 5, [query["sql"][:80] for query in queries]
+    # The running experiment's arms (1: none here), the signature (1), the kept list (1), which
+    # of its items pass the filters now (1), pins (1), the page's items (1): no candidate
+    # source, no feature, no ranker runs.
+    assert len(queries) == 6, [query["sql"][:80] for query in queries]
     assert _page(second) == _page(first) == _page(_live(person, k=10))
     assert [result.score for result in second.results] == [result.score for result in _live(person, k=10).results]
     assert (second.ranker, second.fallback, second.notes) == (first.ranker, first.fallback, first.notes)

@@ -181,3 +181,34 @@ def test_rabbitmq_holds_the_tasks_in_durable_quorum_queues(worker):
     queues = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines() if line.strip()}
     assert queues["interactive"] == ["true", "quorum"]
     assert queues["bulk"] == ["true", "quorum"]
+
+
+def test_worker_computes_the_online_metrics_of_a_running_experiment(worker, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from recommendations.experiments.services import ArmSpec, experiment_create
+    from recommendations.models import Experiment, RecommendedItem
+    from recommendations.serving.service import recommend_for_user
+    from recommendations.tasks import refresh_experiments_metrics
+
+    ItemFactory.create_batch(4)
+    now = timezone.now()
+    experiment = experiment_create(
+        name="on the worker",
+        surface="user",
+        start_at=now - timedelta(minutes=1),
+        end_at=now + timedelta(days=1),
+        arms=[ArmSpec("a", None, 50), ArmSpec("b", None, 50)],
+        created_by=None,
+    )
+    answer = recommend_for_user(user=user, k=3)
+
+    refresh_experiments_metrics.delay()  # what beat sends, on the bulk queue
+
+    _wait_for(lambda: Experiment.objects.get(pk=experiment.pk).metrics_computed_at is not None, "the metrics", worker)
+    figures = Experiment.objects.get(pk=experiment.pk).metrics
+    assert sum(row["people"] for row in figures["arms"]) == 1
+    shown = RecommendedItem.objects.filter(recommendation_id=answer.recommendation_id).count()
+    assert sum(row["impressions"] for row in figures["arms"]) == shown

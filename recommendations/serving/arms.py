@@ -1,0 +1,86 @@
+"""Which experiment arm answers a person: the running experiment of a surface and a stable hash.
+
+A person's arm is a pure function of (experiment id, person id): blake2b of both, reduced to
+one of BUCKETS buckets, and the arms' shares laid end to end over the buckets in the arms'
+order. The same person gets the same arm in every process and request for the whole
+experiment (nothing is stored, so nothing can disagree), and two experiments shuffle people
+independently. Anonymous visitors take no part: they get what serves outside experiments and
+their answers name no arm (a cookie would split one person across devices and sign-ins, and
+their answers cannot be tied to later purchases anyway).
+
+The lookup is one small query on the experiment's (surface, end_at) index, joined to its arms;
+a request outside any experiment pays only that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from recommendations.models import ExperimentArm
+
+# 10,000 buckets: shares are whole percents, so each percent is 100 buckets.
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What serves the people of one arm."""
+
+    experiment_id: int
+    arm_id: int
+    share: int  # percent
+    ranker_id: int | None  # None: the documented blend
+
+
+def assignment_bucket(*, experiment_id: int, person_id: int) -> int:
+    """The person's bucket in this experiment, 0 <= bucket < BUCKETS; the same everywhere, always."""
+    key = f"experiment:{experiment_id}:person:{person_id}".encode()
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def arm_for_bucket(arms: Sequence[Arm], bucket: int) -> Arm:
+    """The arm whose run of buckets holds this one (shares in percent, summing to 100)."""
+    edge = 0
+    for arm in arms:
+        edge += arm.share * BUCKETS // 100
+        if bucket < edge:
+            return arm
+    return arms[-1]
+
+
+def running_arms(*, surface: str) -> list[Arm]:
+    """The arms of the experiment running now on this surface, in order (one query); [] when none."""
+    now = timezone.now()
+    rows = (
+        ExperimentArm.objects.filter(
+            experiment__surface=surface,
+            experiment__end_at__gt=now,
+            experiment__start_at__lte=now,
+            experiment__simulated=False,
+        )
+        .order_by("experiment_id", "position")
+        .values_list("experiment_id", "id", "share", "ranker_id")
+    )
+    arms = [Arm(experiment_id=row[0], arm_id=row[1], share=row[2], ranker_id=row[3]) for row in rows]
+    if not arms:
+        return []
+    # At most one experiment runs per surface (experiments.services refuses overlaps); should
+    # two ever be found, the older one serves, the same one in every process.
+    first = arms[0].experiment_id
+    return [arm for arm in arms if arm.experiment_id == first]
+
+
+def arm_for_person(*, surface: str, person_id: int | None) -> Arm | None:
+    """The arm that answers this person on this surface now; None outside experiments and for
+    anonymous visitors."""
+    if person_id is None:
+        return None
+    arms = running_arms(surface=surface)
+    if not arms:
+        return None
+    return arm_for_bucket(arms, assignment_bucket(experiment_id=arms[0].experiment_id, person_id=person_id))
