@@ -28,6 +28,7 @@ demo: install
 	$(DEV) $(BIN)/python manage.py migrate --no-input
 	$(DEV) $(BIN)/python manage.py load_demo
 	$(DEV) $(BIN)/python manage.py rebuild_behaviour
+	$(DEV) $(BIN)/python manage.py seed_example_experiment
 	@echo "Open http://$(HOST):$(PORT)/ (home), http://$(HOST):$(PORT)/staff/ and http://$(HOST):$(PORT)/admin/ (staff)"
 	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
