@@ -304,7 +304,7 @@ EXAMPLE_CONTROL_CTR = 0.05
 EXAMPLE_LIFT = 0.12
 
 
-def experiment_seed_example(*, people_per_arm: int = 2_500, seed: int = 0) -> Experiment:
+def experiment_seed_example(*, people_per_arm: int = 6_000, seed: int = 0) -> Experiment:
     """A finished example experiment, simulated: the blend against the active ranker (or, with
     none active, against the blend again: an A/A test) over the last 14 days. Its figures come
     from simulated people (recommendations.experiments.simulation); no log or activity row is

@@ -144,7 +144,7 @@ ASSUMPTIONS = (
     "purchase and dismissal rates are shown with intervals but do not decide.",
     "People are assigned at random (a stable hash) and independently of each other; the unit of "
     "analysis is the person, so one person's impressions may be correlated (delta-method variance).",
-    "Two-sided z-test of each arm against the control (arm 0), normal approximation: needs enough "
+    "Two-sided z-test of each arm against the control (the first arm), normal approximation: needs enough "
     "clicks in each arm (at least 30 or so).",
     "Fixed horizon: the sample size was planned for the minimum effect, alpha and power; the verdict "
     "is read once every arm has its planned impressions or the experiment has ended, never earlier.",

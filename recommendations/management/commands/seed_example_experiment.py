@@ -11,7 +11,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--people-per-arm", type=int, default=2_500)
+        parser.add_argument("--people-per-arm", type=int, default=6_000)
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, people_per_arm: int, seed: int, **options):
