@@ -212,7 +212,7 @@ def test_query_count_of_recommend_for_user_does_not_grow_with_the_page(world):
     counts = []
     for k in (1, 5):
         with CaptureQueriesContext(connection) as queries:
-            # Computed live (a kept list answers in 5 queries: tests/recommendations/test_precomputed.py).
+            # Computed live (a kept list answers in 6 queries: tests/recommendations/test_precomputed.py).
             recommend_for_user(user=person, k=k, precomputed_list=False, log=False)
         counts.append(len(queries))
 
