@@ -95,9 +95,10 @@ def test_right_after_an_activity_the_kept_list_answers_without_what_it_touched_u
     with CaptureQueriesContext(connection) as queries:
         during = recommend_for_user(user=person, k=10, log=False)
 
-    # The signature, the kept list, the new activities, the list's items that pass the filters,
-    # pins, the page's items: no candidate source, no feature, no ranker runs.
-    assert len(queries) == 6, [query["sql"][:80] for query in queries]
+    # The running experiment's arms (none here), the signature, the kept list, the new
+    # activities, the list's items that pass the filters, pins, the page's items: no candidate
+    # source, no feature, no ranker runs.
+    assert len(queries) == 7, [query["sql"][:80] for query in queries]
     assert [result.item.id for result in during.results] == [result.item.id for result in before.results[1:]] + [
         kept.item_ids[10]
     ]
