@@ -140,7 +140,6 @@ def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int, a
         else:
             filters = filters.excluding(touched)
             notes.append(CATCHING_UP)
-    assert row is not None  # list_current holds only for a kept row (mypy cannot see it)
     candidates, categories = list_store.list_candidates(row, filters)
     # The list left out what the person had seen when it was computed (nothing since: the
     # signature matched); pinned items are read now, so they are checked now.
