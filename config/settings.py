@@ -372,6 +372,7 @@ CELERY_TASK_ROUTES = {
     "recommendations.tasks.embed_pending": {"queue": "bulk"},
     "recommendations.tasks.rebuild_behaviour_model": {"queue": "bulk"},
     "recommendations.tasks.train_ranker": {"queue": "bulk"},
+    "recommendations.tasks.train_text_model": {"queue": "bulk"},
     "core.tasks.idempotency_records_expire": {"queue": "bulk"},
     "recommendations.tasks.refresh_experiment_metrics": {"queue": "bulk"},
     "recommendations.tasks.refresh_experiments_metrics": {"queue": "bulk"},
@@ -395,6 +396,10 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-experiments-metrics": {
         "task": "recommendations.tasks.refresh_experiments_metrics",
         "schedule": env_int("RECOMMENDER_EXPERIMENT_METRICS_SECONDS", 900, minimum=60),
+    },
+    "train-text-model": {
+        "task": "recommendations.tasks.train_text_model",
+        "schedule": env_int("RECOMMENDER_TEXT_MODEL_TRAIN_SECONDS", 86_400, minimum=600),
     },
     # Keys past IDEMPOTENCY_KEY_RETENTION: one indexed DELETE an hour.
     "expire-idempotency-keys": {"task": "core.tasks.idempotency_records_expire", "schedule": 3600.0},
@@ -507,6 +512,16 @@ RECOMMENDER = {
     "RANKER_VALIDATION_SHARE": env_float("RECOMMENDER_RANKER_VALIDATION_SHARE", 0.25),
     "RANKER_MAX_PEOPLE": env_int("RECOMMENDER_RANKER_MAX_PEOPLE", 1_000, minimum=2),
     "RANKER_VALIDATION_K": env_int("RECOMMENDER_RANKER_VALIDATION_K", 20, minimum=1),
+    # The learned text model (recommendations.vectors.text_model): trained from (question ->
+    # item chosen within WINDOW_MINUTES) and (tag, review or comment -> its item) pairs; refused
+    # below MIN_PAIRS such pairs (the frozen encoder keeps answering); the latest
+    # VALIDATION_SHARE of the distinct questions validate at NDCG@RANKER_VALIDATION_K; at most
+    # SEQUENCE_PAIRS (recent items -> next item) pairs are added (0: none). Trained daily by the
+    # beat schedule (RECOMMENDER_TEXT_MODEL_TRAIN_SECONDS) and by `train_text_model`.
+    "TEXT_MODEL_MIN_PAIRS": env_int("RECOMMENDER_TEXT_MODEL_MIN_PAIRS", 200, minimum=1),
+    "TEXT_MODEL_VALIDATION_SHARE": env_float("RECOMMENDER_TEXT_MODEL_VALIDATION_SHARE", 0.2),
+    "TEXT_MODEL_WINDOW_MINUTES": env_int("RECOMMENDER_TEXT_MODEL_WINDOW_MINUTES", 30, minimum=1),
+    "TEXT_MODEL_SEQUENCE_PAIRS": env_int("RECOMMENDER_TEXT_MODEL_SEQUENCE_PAIRS", 0, minimum=0),
 }
 
 LOGGING = {

@@ -69,6 +69,10 @@ class RecommenderSettings:
     ranker_validation_share: float
     ranker_max_people: int
     ranker_validation_k: int
+    text_model_min_pairs: int
+    text_model_validation_share: float
+    text_model_window_minutes: int
+    text_model_sequence_pairs: int
 
     @property
     def serving_model(self) -> str:

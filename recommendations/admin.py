@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from recommendations.models import Experiment, ExperimentArm, RankerModel, Recommendation, RecommendedItem, UserInterest
+from recommendations.models import (
+    Experiment,
+    ExperimentArm,
+    RankerModel,
+    Recommendation,
+    RecommendedItem,
+    TextModel,
+    UserInterest,
+)
+from recommendations.vectors.text_model import text_model_activate, text_model_deactivate
 
 
 @admin.register(UserInterest)
@@ -33,6 +42,75 @@ class RankerModelAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(TextModel)
+class TextModelAdmin(admin.ModelAdmin):
+    list_display = (
+        "version",
+        "algorithm",
+        "base_model",
+        "is_active",
+        "validation_ndcg",
+        "frozen_ndcg",
+        "validation_questions",
+        "trained_from",
+        "trained_until",
+        "created_at",
+    )
+    list_filter = ("is_active", "base_model")
+    readonly_fields = (
+        "version",
+        "algorithm",
+        "base_model",
+        "dimensions",
+        "trained_from",
+        "trained_until",
+        "training_pairs",
+        "validation_metrics",
+        "match_floor",
+        "vectors_written_at",
+        "is_active",
+        "notes",
+        "created_at",
+    )
+    actions = ("activate", "back_to_frozen_encoder")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def _metric(self, text_model: TextModel, prefix: str) -> float | None:
+        return next(
+            (value for key, value in text_model.validation_metrics.items() if key.startswith(prefix)),
+            None,
+        )
+
+    @admin.display(description="validation NDCG")
+    def validation_ndcg(self, text_model: TextModel) -> float | None:
+        return self._metric(text_model, "ndcg@")
+
+    @admin.display(description="frozen encoder NDCG")
+    def frozen_ndcg(self, text_model: TextModel) -> float | None:
+        return self._metric(text_model, "frozen_ndcg@")
+
+    @admin.display(description="validation questions")
+    def validation_questions(self, text_model: TextModel) -> int | None:
+        return text_model.validation_metrics.get("validation_questions")
+
+    @admin.action(description="Activate the selected version (writes its item vectors first)")
+    def activate(self, request, queryset) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", level="error")
+            return
+        text_model = text_model_activate(text_model=queryset.get())
+        self.message_user(request, f"text model v{text_model.version} answers free text now")
+
+    @admin.action(description="Answer free text with the frozen encoder again")
+    def back_to_frozen_encoder(self, request, queryset) -> None:
+        base_models = set(queryset.values_list("base_model", flat=True))
+        for base_model in base_models:
+            text_model_deactivate(base_model=base_model)
+        self.message_user(request, f"the frozen encoder answers free text for {', '.join(sorted(base_models))}")
 
 
 class RecommendedItemInline(admin.TabularInline):

@@ -71,6 +71,60 @@ class RankerModel(models.Model):
         return f"ranker v{self.version} ({self.algorithm})"
 
 
+class TextModel(models.Model):
+    """One trained version of the text model: an adapter over the frozen encoder `base_model`,
+    learned from the catalog's own (question -> chosen item) and (text -> its item) pairs.
+
+    Its item vectors are written in catalog.ItemVector under `vector_key` before it may be
+    activated, so the free-text path reads the active row once and takes both its query map and
+    its item vectors from it: queries and items never come from different models. At most one
+    is active per base encoder; none active means the frozen encoder answers.
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    algorithm = models.CharField(max_length=32)
+    base_model = models.CharField(max_length=150, help_text="The frozen encoder it adapts.")
+    dimensions = models.PositiveSmallIntegerField()
+    trained_from = models.DateTimeField(null=True, blank=True, help_text="Oldest pair it learned from.")
+    trained_until = models.DateTimeField(null=True, blank=True, help_text="Newest pair it learned from.")
+    training_pairs = models.JSONField(default=dict, help_text="Pairs learned from, by kind.")
+    validation_metrics = models.JSONField(default=dict, blank=True)
+    # The free-text floor in this model's space (see vectors/text_model.py), None: no floor.
+    match_floor = models.FloatField(null=True, blank=True)
+    # npz of float32 arrays (ml/text_adapter.py), never a pickle.
+    artifact = models.BinaryField(editable=False)
+    vectors_written_at = models.DateTimeField(null=True, blank=True, help_text="When its item vectors were built.")
+    is_active = models.BooleanField(default=False)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base_model"], condition=Q(is_active=True), name="one_active_text_model_per_encoder"
+            ),
+            models.CheckConstraint(
+                condition=Q(trained_from__isnull=True)
+                | Q(trained_until__isnull=True)
+                | Q(trained_from__lte=models.F("trained_until")),
+                name="text_model_training_window_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"text model v{self.version} ({self.algorithm} over {self.base_model})"
+
+    @property
+    def vector_key(self) -> str:
+        """The model name its item vectors are stored under (never an encoder's name)."""
+        return text_model_vector_key(self.base_model, self.version)
+
+
+def text_model_vector_key(base_model: str, version: int) -> str:
+    return f"{base_model}+text-model-v{version}"
+
+
 class RecommendationContext(models.TextChoices):
     USER = "user", "For a user"
     TEXT = "text", "For a text"

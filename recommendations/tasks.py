@@ -105,7 +105,10 @@ def sweep_pending_embeddings() -> bool:
     waiting = embedding.embeddings_waiting_count()
     waiting["lists"] = len(precomputed_lists_behind())
     if any(waiting.values()):
-        logger.info("sweep found rows waiting items=%d activities=%d users=%d lists=%d", *waiting.values())
+        logger.info(
+            "sweep found rows waiting items=%d activities=%d users=%d text_model_items=%d lists=%d",
+            *waiting.values(),
+        )
         embed_pending.delay()
         return True
     return False
@@ -154,3 +157,18 @@ def run_replay_check(*, ranker_id: int | None, requested_by_id: int | None = Non
 
     requested_by = User.objects.filter(pk=requested_by_id).first() if requested_by_id else None
     return replay_check_run(ranker_id=ranker_id, requested_by=requested_by).pk
+
+
+# Training reads every text pair and scores every item for each validation question each epoch:
+# about a minute for MovieLens small here (EVALUATION.md "Learned text model").
+@shared_task(**RETRY_POLICY, soft_time_limit=3600, time_limit=3660)
+def train_text_model() -> int | None:
+    """Periodic: train a new text model version; it serves only if it beats the frozen encoder.
+    Too little data (a new install) is logged and the frozen encoder keeps answering."""
+    from recommendations.vectors.text_model import TextModelError, text_model_train
+
+    try:
+        return text_model_train().version
+    except TextModelError as error:
+        logger.info("no text model trained: %s", error)
+        return None

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -112,6 +113,8 @@ class Protocol:
     activity_buckets: bool = False
     # Rows of figures per group of keys, from each variant's rankings (the bilingual protocol).
     breakdown: Callable[[Setup, Variant, Rankings], list[dict]] | None = None
+    # A text model is trained from what was imported (vectors.text_model), after the vectors.
+    text_model: bool = False
 
 
 @dataclass
@@ -150,10 +153,16 @@ def protocol_run(
     models: dict = {}
     with isolated_database(database):
         _build(
-            _in_memory_source(source, setup.items, setup.imported), timings, ranker=protocol.personal, progress=progress
+            _in_memory_source(source, setup.items, setup.imported),
+            timings,
+            ranker=protocol.personal,
+            text_model=protocol.text_model,
+            progress=progress,
         )
         if protocol.personal:
             models = _models()
+        if protocol.text_model:
+            models = {**models, "text_models": _text_models()}
         methods = []
         breakdown: list[dict] = []
         for variant in protocol.variants(setup, options):
@@ -199,6 +208,7 @@ def _build(
     timings: dict[str, float],
     *,
     ranker: bool = False,
+    text_model: bool = False,
     progress: Progress = _no_progress,
 ) -> None:
     """Everything the served system needs, made by the product's own services: the same
@@ -226,10 +236,43 @@ def _build(
         # Labels are each person's last part of the TRAIN split: a validation split carved
         # from the training part; the test part is never seen.
         steps.append(("ranker_training", train_ranker))
+    if text_model:
+        # Its validation questions are the latest of the imported texts: carved from what the
+        # protocol allows; the test queries are never imported.
+        steps.append(("text_model_training", _text_model_train))
     for name, run in steps:
         step = time.monotonic()
         run()
         timings[name] = time.monotonic() - step
+
+
+def _text_model_train() -> None:
+    from recommendations.vectors.text_model import TextModelError, text_model_train
+
+    try:
+        text_model_train()
+    except TextModelError as error:
+        # Too little to learn from: the frozen encoder answers, as it would in production.
+        logger.warning("no text model for this evaluation: %s", error)
+
+
+def _text_models() -> list[dict]:
+    from recommendations.models import TextModel
+
+    return list(
+        TextModel.objects.order_by("version").values(
+            "version",
+            "algorithm",
+            "base_model",
+            "is_active",
+            "training_pairs",
+            "validation_metrics",
+            "match_floor",
+            "notes",
+            "trained_from",
+            "trained_until",
+        )
+    )
 
 
 def _served_name(prefix: str) -> str:
@@ -515,8 +558,8 @@ def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
 def _p3_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
     users_per_item: dict[str, set[str]] = defaultdict(set)
     for row in setup.imported:
-        # P3 imports interactions only, each naming an item: the check drops nothing.
-        if row.item_id is not None:
+        # P3 imports interactions only; P4's tag events name an item too, but count no one as a user.
+        if row.item_id is not None and row.is_interaction:
             users_per_item[row.item_id].add(row.user_id)
     popular = sorted(
         (row.external_id for row in setup.items), key=lambda item_id: (-len(users_per_item.get(item_id, ())), item_id)
@@ -532,6 +575,78 @@ P3 = Protocol(
     personal=False,
     split_step=False,
 )
+
+# --- P4 with the learned text model: half the tag queries never seen as text ------------------------
+
+
+def p4_test_queries(queries: dict[str, set[str]]) -> set[str]:
+    """P4's test queries: numpy default_rng(0).permutation over the sorted query strings; the
+    first half are test, the rest train (ARCHITECTURE.md)."""
+    ordered = sorted(queries)
+    order = np.random.default_rng(0).permutation(len(ordered))
+    return {ordered[index] for index in order[: len(ordered) // 2]}
+
+
+def _p4_text_model_prepare(source: BundleSource, options: Options) -> Setup:
+    """P3's queries split in two (p4_test_queries): every interaction and every tag event whose
+    lower-cased text is not a test query are imported (the text model learns from those); the
+    test queries are asked, their movies the relevant set, all items ranked."""
+    items = _catalog(source)
+    events = [row for row in source.events() if not isinstance(row, Rejection)]
+    queries = text_queries(events)
+    if len(queries) < 2:
+        raise EvaluationError("the bundle has fewer than two tags given to two or more items: nothing to split")
+    test_queries = p4_test_queries(queries)
+    allowed = [
+        row
+        for row in events
+        if row.is_interaction
+        or (row.kind == ActivityKind.TAG and row.text and row.text.strip().lower() not in test_queries)
+    ]
+    test = {text: queries[text] for text in sorted(test_queries)}
+    digest = hashlib.sha256("\n".join(f"{text}:{sorted(ids)}" for text, ids in test.items()).encode())
+    n_interactions = sum(1 for row in events if row.is_interaction)
+    split = Split(train=[], test=test, n_interactions=n_interactions, fingerprint=digest.hexdigest()[:16])
+    return Setup(items=items, imported=allowed, split=split)
+
+
+def _p4_text_model_variants(setup: Setup, options: Options) -> list[Variant]:
+    from catalog.models import Item
+    from recommendations.models import TextModel
+    from recommendations.serving.service import recommend_for_text
+
+    external_ids = dict(Item.objects.values_list("id", "external_id"))
+
+    def variant(name: str, popularity_weight: float | None, text_model: Literal["active", "frozen"]) -> Variant:
+        def ask(text: str) -> list[str]:
+            answer = recommend_for_text(
+                text=text, k=options.k, log=False, popularity_weight=popularity_weight, text_model=text_model
+            )
+            return [external_ids[result.item.id] for result in answer.results]
+
+        return Variant(name, ask)
+
+    served_weight = recommender_settings().text_popularity
+    active = TextModel.objects.filter(is_active=True).values_list("version", flat=True).first()
+    served = f"text model v{active}" if active else "no text model activated: frozen encoder"
+    return [
+        variant(f"served ({served}) + {served_weight} x log popularity", None, "active"),
+        variant(f"served ({served}), no popularity term", 0.0, "active"),
+        variant(f"frozen encoder + {served_weight} x log popularity", None, "frozen"),
+        variant("frozen encoder, no popularity term", 0.0, "frozen"),
+    ]
+
+
+P4_TEXT_MODEL = Protocol(
+    name="p4-text-model",
+    prepare=_p4_text_model_prepare,
+    variants=_p4_text_model_variants,
+    baselines=_p3_baselines,
+    personal=False,
+    split_step=False,
+    text_model=True,
+)
+
 
 # --- bilingual: Chinese and English questions over the demo catalog, and questions nothing answers --
 
@@ -704,7 +819,7 @@ BILINGUAL = Protocol(
     breakdown=_bilingual_breakdown,
 )
 
-PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3, BILINGUAL)}
+PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3, P4_TEXT_MODEL, BILINGUAL)}
 
 # The floor's targets (#17): at least this share of the questions nothing answers are told so,
 # at most this share of the answerable ones are.

@@ -60,6 +60,24 @@ def report_markdown(payload: dict, *, title: str) -> str:
                 f"- v{ranker['version']} {ranker['algorithm']}{' (active)' if ranker['is_active'] else ''}: "
                 f"validation NDCG {ndcg}; single sources {sources}; blend {metrics.get('blend')}"
             )
+    text_models = (payload.get("models") or {}).get("text_models") or []
+    if text_models:
+        lines += [
+            "",
+            "Text model versions trained from what the protocol imports (validation: its latest questions):",
+            "",
+        ]
+        for text_model in text_models:
+            metrics = text_model["validation_metrics"]
+            ndcg = next((value for key, value in metrics.items() if key.startswith("ndcg@")), None)
+            frozen = next((value for key, value in metrics.items() if key.startswith("frozen_ndcg@")), None)
+            active = " (active)" if text_model["is_active"] else ""
+            lines.append(
+                f"- v{text_model['version']} {text_model['algorithm']}{active}: "
+                f"validation NDCG {ndcg}, frozen encoder {frozen}, on {metrics.get('validation_questions')} "
+                f"questions; pairs {text_model['training_pairs']}; best epoch {metrics.get('best_epoch')}; "
+                f"seconds {metrics.get('seconds')}"
+            )
     lines += ["", "Seconds: " + ", ".join(f"{name} {value}" for name, value in payload["seconds"].items())]
     return "\n".join(lines) + "\n"
 

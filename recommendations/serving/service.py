@@ -41,6 +41,7 @@ from recommendations.serving.precomputed import answer_from_list
 from recommendations.serving.reasons import reasons_for_text, reasons_for_user
 from recommendations.serving.rules import apply_rules, item_categories, pinned_items
 from recommendations.serving.scoring import ranked_for_user, similarity_and_popularity
+from recommendations.vectors.text_model import text_space
 from users.models import User
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ def recommend_for_text(
     log: bool = True,
     popularity_weight: float | None = None,
     match_floor: MatchFloor = "card",
+    text_model: Literal["active", "frozen"] = "active",
 ) -> Answer:
     """Items that answer a free text (a search, a customer-service question), best first.
 
@@ -213,25 +215,37 @@ def recommend_for_text(
     is close: the answer says `match="none"` and holds the popular items instead, explained as
     popular. Otherwise `match="close"` and each reason quotes the item's own words closest to
     the text (serving.reasons.reasons_for_text).
+
+    The active text model (vectors.text_model) answers when there is one: the text's vector
+    goes through its query map and is searched among its own item vectors, both read from the
+    one active row, and its floor (carried from the encoder's card) applies. `text_model=
+    "frozen"` asks the frozen encoder instead (the evaluation's ablation).
     """
     config = recommender_settings()
     text = text_clean(text, field="text", max_length=config.max_text_length)
     if not text:
         raise ApplicationError("text is empty")
+    if text_model not in ("active", "frozen"):
+        raise ValueError(f"text_model must be 'active' or 'frozen', not {text_model!r}")
     filters = filters or ItemFilters()
     model_name = recommender_settings().serving_model
+    space = text_space(base_model=model_name, frozen=text_model == "frozen")
     encoded = _text_encoded(text)
+    # The frozen encoder's vector quotes the item's own words (reasons) and meets the person's
+    # interest; the text space's searches the items.
     query = encoded.vectors[0]
+    searched = space.query(query)
     candidates: dict[int, Candidate] = {}
     size = config.candidates_per_source + offset + k
     merge_ranked(
         candidates,
         "semantic",
-        semantic_candidates(vectors=[query], model_name=model_name, filters=filters, k=size),
+        semantic_candidates(vectors=[searched], model_name=space.item_model, filters=filters, k=size),
     )
-    similarity_and_popularity(candidates, query_vectors=[query], model_name=model_name)
+    similarity_and_popularity(candidates, query_vectors=[searched], model_name=space.item_model)
     best = max((candidate.semantic for candidate in candidates.values()), default=None)
-    floor = model_card(model_name).match_floor if match_floor == "card" else match_floor
+    card_floor = model_card(model_name).match_floor if space.is_frozen else space.match_floor
+    floor = card_floor if match_floor == "card" else match_floor
     notes = []
     if encoded.truncated[0]:
         notes.append("the text is longer than the encoder reads: only its beginning was used")
@@ -253,6 +267,8 @@ def recommend_for_text(
         answer.best_similarity = best
         if floor is None:
             answer.notes.append(f"no match floor is calibrated for {model_name}: weak answers are not told apart")
+    if not space.is_frozen:
+        answer.notes.append(f"answered with text model v{space.version}, learned from this catalog's questions")
     if log:
         answer.recommendation_id = answer_log(
             context=RecommendationContext.TEXT, user=user, results=answer.results, query_text=text

@@ -28,6 +28,11 @@ from recommendations.ml.encoder import get_encoder
 from recommendations.ml.model_cards import TextKind
 from recommendations.models import UserInterest
 from recommendations.vectors.interest import Evidence, Interest, interests_build
+from recommendations.vectors.text_model import (
+    text_model_items_refresh,
+    text_model_vectors_behind_count,
+    text_model_vectors_catch_up,
+)
 from users.models import Activity, ActivityVector, User
 
 # Where each embedded model keeps its vectors, and the name of the key to its row.
@@ -138,7 +143,10 @@ def item_embeddings_refresh(*, item_ids: Sequence[int]) -> int:
     To re-embed unchanged text, clear its hash first (catalog.services.item_queue_reembedding).
     """
     items = list(Item.objects.filter(id__in=item_ids).only(*_STATE_FIELDS, "title", "description", "category", "tags"))
-    _encoded, written = _embed(Item, items, [item.embedding_text() for item in items])
+    encoded, written = _embed(Item, items, [item.embedding_text() for item in items])
+    if written:
+        # The active text model's vectors of these items follow their new served vectors.
+        text_model_items_refresh(item_ids=[item.id for item in encoded])
     return written
 
 
@@ -276,6 +284,7 @@ def embeddings_waiting_count() -> dict[str, int]:
         "items": Item.objects.filter(_waiting(model_name)).count(),
         "activities": Activity.objects.filter(_waiting(model_name)).count(),
         "users": len(stale | users_with_interest_behind(model_name)),
+        "text_model_items": text_model_vectors_behind_count(),
     }
 
 
@@ -303,7 +312,7 @@ def _process_pending(*, include_failed: bool, progress) -> dict[str, int]:
     waiting = _waiting(encoder.name)
     if include_failed:
         waiting |= Q(embedding_status=EmbeddingStatus.FAILED)
-    done = {"items": 0, "activities": 0, "users": 0, "failed": 0}
+    done = {"items": 0, "activities": 0, "users": 0, "failed": 0, "text_model_items": 0}
     for model, refresh, key in (
         (Item, lambda ids: item_embeddings_refresh(item_ids=ids), "items"),
         (Activity, lambda ids: activity_embeddings_refresh(activity_ids=ids), "activities"),
@@ -323,6 +332,8 @@ def _process_pending(*, include_failed: bool, progress) -> dict[str, int]:
                 )
             if progress:
                 progress(key, len(chunk))
+    # Items whose text-model vector a stopped task left missing or stale.
+    done["text_model_items"] = text_model_vectors_catch_up()
     Activity.objects.filter(embedding_status=EmbeddingStatus.PENDING, text__isnull=True).update(
         embedding_status=EmbeddingStatus.NO_TEXT
     )

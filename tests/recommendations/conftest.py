@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
@@ -59,3 +60,123 @@ _themes_world_rows, _themes_world_copy = module_world(themes_world_build)
 @pytest.fixture
 def themes_world(_themes_world_rows, db):
     return _themes_world_copy(_themes_world_rows)
+
+
+# What people write about four series of items whose catalog text says nothing of it (their
+# titles are model numbers): the frozen encoder cannot tell which series a question is about;
+# a model trained on the earlier phrases can place the later ones, which mean the same things.
+COMMUNITY_WORDS = {
+    "A": (
+        "mountain hiking",
+        "trail boots",
+        "camping tent",
+        "backpacking gear",
+        "summit climb",
+        "forest trek",
+        "waterproof jacket for hikes",
+        "sleeping bag",
+        "alpine trail",
+        "hiking poles",
+        "campfire nights",
+        "rock scrambling",
+        "wilderness walk",
+        "trekking in the hills",
+        "outdoor adventure",
+        "national park trails",
+        "map and compass",
+        "long distance walking",
+    ),
+    "B": (
+        "green tea",
+        "loose leaf tea",
+        "teapot",
+        "herbal infusion",
+        "oolong brew",
+        "matcha whisk",
+        "earl grey",
+        "chamomile before bed",
+        "tea ceremony",
+        "jasmine tea",
+        "kettle for tea",
+        "steeping leaves",
+        "afternoon tea",
+        "black tea with milk",
+        "rooibos",
+        "tea cups",
+        "chai spices",
+        "white tea",
+    ),
+    "C": (
+        "jazz records",
+        "saxophone solo",
+        "bebop",
+        "swing band",
+        "live jazz club",
+        "trumpet improvisation",
+        "double bass",
+        "smooth jazz",
+        "big band music",
+        "jazz piano trio",
+        "vinyl jazz album",
+        "cool jazz",
+        "jazz vocals",
+        "drum brushes",
+        "free jazz",
+        "jazz standards",
+        "late night jazz",
+        "scat singing",
+    ),
+    "D": (
+        "sourdough bread",
+        "baking tins",
+        "flour for cakes",
+        "pastry dough",
+        "croissants",
+        "rolling pin",
+        "cake decorating",
+        "bread proofing basket",
+        "cookie cutters",
+        "muffin tray",
+        "whole wheat loaf",
+        "yeast starter",
+        "pie crust",
+        "oven thermometer",
+        "cupcakes",
+        "baguette",
+        "cinnamon rolls",
+        "banana bread",
+    ),
+}
+# Series E-H are never written about: items no question should find.
+SERIES = ("A", "B", "C", "D", "E", "F", "G", "H")
+ITEMS_PER_SERIES = 8
+ITEMS_PER_PHRASE = 5
+
+
+def community_words_world_build() -> dict:
+    """64 items in 8 series; 72 phrases tagged on 5 items of their series each (360 tag events,
+    written round-robin over the series, a day apart), by 12 people."""
+    items = {
+        (series, number): Item.objects.create(
+            external_id=f"model-{series}-{number}", title=f"Model {series}-{number}", category=f"Series {series}"
+        )
+        for series in SERIES
+        for number in range(ITEMS_PER_SERIES)
+    }
+    people = [UserFactory.create(username=f"writer{index}") for index in range(12)]
+    start = timezone.now() - timedelta(days=400)
+    rng = np.random.default_rng(0)
+    moment = 0
+    for position in range(len(COMMUNITY_WORDS["A"])):
+        for series, phrases in COMMUNITY_WORDS.items():
+            for number in sorted(rng.choice(ITEMS_PER_SERIES, size=ITEMS_PER_PHRASE, replace=False)):
+                Activity.objects.create(
+                    user=people[moment % len(people)],
+                    item=items[(series, int(number))],
+                    kind="tag",
+                    text=phrases[position],
+                    created_at=start + timedelta(days=moment // 20, minutes=moment),
+                )
+                moment += 1
+    embedding.embeddings_process_pending()
+    return {"items": items, "people": people}

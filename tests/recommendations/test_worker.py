@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.db import connection
 from kombu.exceptions import ChannelError
 
@@ -212,3 +213,20 @@ def test_worker_computes_the_online_metrics_of_a_running_experiment(worker, user
     assert sum(row["people"] for row in figures["arms"]) == 1
     shown = RecommendedItem.objects.filter(recommendation_id=answer.recommendation_id).count()
     assert sum(row["impressions"] for row in figures["arms"]) == shown
+
+
+def test_worker_trains_the_text_model_on_the_bulk_queue_and_activates_it(worker):
+    from recommendations.models import TextModel
+    from recommendations.tasks import train_text_model
+    from tests.recommendations.conftest import community_words_world_build
+
+    community_words_world_build()  # committed: the worker reads it
+
+    assert settings.CELERY_TASK_ROUTES["recommendations.tasks.train_text_model"] == {"queue": "bulk"}
+    assert settings.CELERY_BEAT_SCHEDULE["train-text-model"]["task"] == "recommendations.tasks.train_text_model"
+    train_text_model.delay()
+
+    _wait_for(lambda: TextModel.objects.filter(is_active=True).exists(), "the text model", worker)
+    version = TextModel.objects.get(is_active=True)
+    assert version.validation_metrics["ndcg@20"] > version.validation_metrics["frozen_ndcg@20"]
+    assert "text model v1 trained" in worker.read_text()

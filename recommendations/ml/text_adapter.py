@@ -1,0 +1,211 @@
+"""A learned text model over the frozen encoder: a linear query map and a linear item map.
+
+Arrays in, numbers out; no database. The frozen encoder's vectors go in (a question's query
+vector, an item's served vector); the adapter maps each side with its own square matrix and
+normalises, so a question and the items people chose after asking it come closer than the
+frozen encoder puts them. Trained with an in-batch softmax (each pair's item against the other
+items of its batch, items that are also the batch's other answers masked out), starting from
+the identity (the frozen encoder itself) and pulled back towards it by a penalty, so what few
+pairs teach moves the space only where they agree.
+
+The artifact is numpy's .npz of two float32 arrays, read with allow_pickle=False: loading a
+stored version cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+ALGORITHM = "linear_adapter"
+
+# Chosen on the validation split carved from the MovieLens P4 train queries (EVALUATION.md
+# "Learned text model"), never on its test queries.
+TEMPERATURE = 0.05
+LEARNING_RATE = 2e-3
+# Penalty on the distance of each map from the identity (squared Frobenius norm, per pair).
+IDENTITY_PENALTY = 1e-3
+BATCH_SIZE = 256
+MAX_EPOCHS = 60
+
+
+def normalised(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LinearAdapter:
+    query_map: np.ndarray  # (d, d) float32
+    item_map: np.ndarray  # (d, d) float32
+
+    @classmethod
+    def identity(cls, dimensions: int) -> LinearAdapter:
+        eye = np.eye(dimensions, dtype=np.float32)
+        return cls(eye, eye.copy())
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.query_map.shape[0])
+
+    def queries(self, vectors: np.ndarray) -> np.ndarray:
+        """Unit vectors of questions (the frozen encoder's query vectors, (n, d) or (d,))."""
+        return normalised(np.asarray(vectors, dtype=np.float32) @ self.query_map)
+
+    def items(self, vectors: np.ndarray) -> np.ndarray:
+        """Unit vectors of items (their served vectors, (n, d) or (d,))."""
+        return normalised(np.asarray(vectors, dtype=np.float32) @ self.item_map)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, query_map=self.query_map.astype(np.float32), item_map=self.item_map.astype(np.float32))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> LinearAdapter:
+        with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as arrays:
+            query_map, item_map = arrays["query_map"], arrays["item_map"]
+        if query_map.ndim != 2 or query_map.shape[0] != query_map.shape[1] or item_map.shape != query_map.shape:
+            raise ValueError(f"not a linear adapter: maps of shapes {query_map.shape} and {item_map.shape}")
+        return cls(query_map.astype(np.float32), item_map.astype(np.float32))
+
+
+def ndcg_at_k(scores: np.ndarray, relevant: list[set[int]], *, k: int) -> float:
+    """Mean NDCG@k of rows of scores (one per question, one column per item) against each
+    question's relevant columns."""
+    values = []
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    for row, wanted in zip(top, relevant, strict=True):
+        if not wanted:
+            continue
+        gains = np.array([1.0 if int(column) in wanted else 0.0 for column in row])
+        ideal = float(discounts[: min(len(wanted), k)].sum())
+        values.append(float((gains * discounts[: len(gains)]).sum()) / ideal)
+    return float(np.mean(values)) if values else 0.0
+
+
+def adapter_ndcg(
+    adapter: LinearAdapter, *, queries: np.ndarray, items: np.ndarray, relevant: list[set[int]], k: int
+) -> float:
+    """NDCG@k of ranking every item (rows of `items`, the served vectors) for each question."""
+    if len(queries) == 0:
+        return 0.0
+    return ndcg_at_k(adapter.queries(queries) @ adapter.items(items).T, relevant, k=k)
+
+
+@dataclass(frozen=True)
+class Training:
+    adapter: LinearAdapter
+    epochs: int  # epochs run (the best one's, when a validation chose it)
+    curve: list[float]  # the validation figure after each epoch (empty without one)
+    seconds: float
+
+
+def adapter_train(
+    *,
+    query_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    pair_items: np.ndarray,
+    epochs: int = MAX_EPOCHS,
+    validate: Callable[[LinearAdapter], float] | None = None,
+    patience: int = 8,
+    seed: int = 0,
+    threads: int = 1,
+) -> Training:
+    """Train on pairs (query_vectors[i] -> item_vectors[pair_items[i]]).
+
+    With `validate` (a figure to maximise), training stops after `patience` epochs without a
+    better figure and returns the best epoch's adapter; without it, runs `epochs` epochs (the
+    refit on every pair, for as many epochs as the validation chose).
+    """
+    import torch
+
+    started = time.monotonic()
+    # One thread: the batches are small (256 x 384 by 384 x 384), and torch's thread pool on a
+    # busy machine costs more than it gives: 60 epochs of 300 pairs took 24.8 s with the default
+    # pool and 1.9 s with one thread here (2 cores, load 12). The caller's setting (an encoder
+    # in the same process) is restored afterwards.
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train(
+            torch,
+            query_vectors=query_vectors,
+            item_vectors=item_vectors,
+            pair_items=pair_items,
+            epochs=epochs,
+            validate=validate,
+            patience=patience,
+            seed=seed,
+            started=started,
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    torch,
+    *,
+    query_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    pair_items: np.ndarray,
+    epochs: int,
+    validate: Callable[[LinearAdapter], float] | None,
+    patience: int,
+    seed: int,
+    started: float,
+) -> Training:
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    dimensions = int(item_vectors.shape[1])
+    queries = torch.from_numpy(np.ascontiguousarray(query_vectors, dtype=np.float32))
+    items = torch.from_numpy(np.ascontiguousarray(item_vectors, dtype=np.float32))
+    targets = torch.from_numpy(np.asarray(pair_items, dtype=np.int64))
+    eye = torch.eye(dimensions)
+    query_delta = torch.zeros(dimensions, dimensions, requires_grad=True)
+    item_delta = torch.zeros(dimensions, dimensions, requires_grad=True)
+    optimiser = torch.optim.Adam([query_delta, item_delta], lr=LEARNING_RATE)
+
+    def current() -> LinearAdapter:
+        with torch.no_grad():
+            return LinearAdapter((eye + query_delta).numpy().copy(), (eye + item_delta).numpy().copy())
+
+    best, best_figure, best_epoch, curve, waited = current(), -1.0, 0, [], 0
+    n_pairs = len(targets)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n_pairs, generator=generator)
+        for start in range(0, n_pairs, BATCH_SIZE):
+            batch = order[start : start + BATCH_SIZE]
+            if len(batch) < 2:
+                continue
+            batch_items = targets[batch]
+            query = torch.nn.functional.normalize(queries[batch] @ (eye + query_delta), dim=1)
+            item = torch.nn.functional.normalize(items[batch_items] @ (eye + item_delta), dim=1)
+            logits = query @ item.T / TEMPERATURE
+            # Another pair of the batch with the same item is no negative: it is the same answer.
+            same = batch_items[:, None] == batch_items[None, :]
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float("-inf"))
+            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+            penalty = IDENTITY_PENALTY * (query_delta.square().sum() + item_delta.square().sum())
+            optimiser.zero_grad()
+            (loss + penalty).backward()
+            optimiser.step()
+        if validate is None:
+            continue
+        figure = validate(current())
+        curve.append(round(figure, 4))
+        if figure > best_figure:
+            best, best_figure, best_epoch, waited = current(), figure, epoch, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    if validate is None:
+        best, best_epoch = current(), epochs
+    return Training(adapter=best, epochs=best_epoch, curve=curve, seconds=round(time.monotonic() - started, 1))
