@@ -259,8 +259,9 @@ def _text_model_train() -> None:
 def _text_models() -> list[dict]:
     from recommendations.models import TextModel
 
-    return list(
-        TextModel.objects.order_by("version").values(
+    return [
+        dict(row)
+        for row in TextModel.objects.order_by("version").values(
             "version",
             "algorithm",
             "base_model",
@@ -272,7 +273,7 @@ def _text_models() -> list[dict]:
             "trained_from",
             "trained_until",
         )
-    )
+    ]
 
 
 def _served_name(prefix: str) -> str:

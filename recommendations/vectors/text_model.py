@@ -182,11 +182,11 @@ def _text_pairs(base_model: str) -> list[tuple[int, int, str, str, datetime]]:
         .values_list("id", "chosen", "text", "created_at")
     )
     pairs = [
-        (activity_id, item_id, _question_key(text), "text_about_item", created_at)
+        (activity_id, item_id, _question_key(text or ""), "text_about_item", created_at)
         for activity_id, item_id, text, created_at in about.order_by().iterator(chunk_size=5_000)
     ]
     pairs += [
-        (activity_id, item_id, _question_key(text), "question_then_item", created_at)
+        (activity_id, item_id, _question_key(text or ""), "question_then_item", created_at)
         for activity_id, item_id, text, created_at in questions.order_by().iterator(chunk_size=5_000)
     ]
     return pairs
