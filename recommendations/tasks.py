@@ -160,7 +160,7 @@ def run_replay_check(*, ranker_id: int | None, requested_by_id: int | None = Non
 
 
 # Training reads every text pair and scores every item for each validation question each epoch:
-# about a minute for MovieLens small here (EVALUATION.md "Learned text model").
+# 121 s for MovieLens small at load 12-15 here (EVALUATION.md "P4 with the learned text model").
 @shared_task(**RETRY_POLICY, soft_time_limit=3600, time_limit=3660)
 def train_text_model() -> int | None:
     """Periodic: train a new text model version; it serves only if it beats the frozen encoder.

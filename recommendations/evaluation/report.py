@@ -16,7 +16,7 @@ CHART_NAMES = ("metrics", "activity_buckets", "latency")
 
 def report_markdown(payload: dict, *, title: str) -> str:
     k = payload["k"]
-    unit = "queries" if payload["protocol"] in ("p3", "bilingual") else "people"
+    unit = "queries" if payload["protocol"] in ("p3", "p4-text-model", "bilingual") else "people"
     lines = [
         f"# {title}",
         "",
