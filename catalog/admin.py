@@ -27,7 +27,14 @@ class ItemAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "placement", "embedding_status", "category")
     search_fields = ("title", "description", "=external_id")
     # Placement changes only through the pin/ban/release actions (catalog.services.item_set_placement).
-    readonly_fields = ("placement", *EMBEDDING_FIELDS, "nearest_neighbours", "created_at", "updated_at")
+    readonly_fields = (
+        "placement",
+        *EMBEDDING_FIELDS,
+        "community_text",
+        "nearest_neighbours",
+        "created_at",
+        "updated_at",
+    )
     list_per_page = 50
     show_full_result_count = False
     actions = ("activate", "deactivate", "pin", "ban", "release", "queue_reembedding")
@@ -38,6 +45,7 @@ class ItemAdmin(admin.ModelAdmin):
         ),
         ("In recommendations", {"fields": ("placement", "nearest_neighbours")}),
         ("Embedding", {"fields": EMBEDDING_FIELDS}),
+        ("What people wrote about it", {"fields": ("community_text",)}),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
 
@@ -47,6 +55,38 @@ class ItemAdmin(admin.ModelAdmin):
         return (
             "; ".join(f"{name} ({dimensions} dims, {created:%Y-%m-%d %H:%M})" for name, dimensions, created in made)
             or "none"
+        )
+
+    @admin.display(description="community text")
+    def community_text(self, item: Item) -> str:
+        """How the item's community vector stands, per model, with a link to its texts and weights
+        (the recommender's admin of community vectors)."""
+        if item.pk is None:
+            return "-"
+        built = item.community_vectors.order_by("model_name").values_list(
+            "id", "model_name", "n_texts", "n_people", "applied_weight", "built_at"
+        )
+        status = "waiting for the worker to rebuild it" if item.community_stale else "up to date"
+        if not built:
+            return f"nobody has written about it yet (served by its catalog text; {status})"
+        return format_html(
+            "<p>{}</p><ul>{}</ul>",
+            status,
+            format_html_join(
+                "",
+                '<li><a href="{}">{}</a>: {} texts by {} people, served with weight {}, built {}</li>',
+                (
+                    (
+                        reverse("admin:recommendations_communityvector_change", args=[vector_id]),
+                        model_name,
+                        n_texts,
+                        n_people,
+                        "-" if weight is None else f"{weight:g}",
+                        f"{built_at:%Y-%m-%d %H:%M}",
+                    )
+                    for vector_id, model_name, n_texts, n_people, weight, built_at in built
+                ),
+            ),
         )
 
     @admin.display(description="nearest neighbours")

@@ -2,6 +2,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
+from pgvector.django import VectorField
 
 from core.models import EmbeddedTextMixin, TextVector
 from core.text import text_hash
@@ -29,6 +30,10 @@ class Item(EmbeddedTextMixin):
     placement = models.CharField(max_length=10, choices=Placement.choices, default=Placement.NORMAL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when what people wrote about the item changed (a review, a tag, a search followed by a
+    # click of it, a deletion); the pending-embeddings batch rebuilds its community vector
+    # (recommendations.vectors.community) and clears it. The dirty flag of User.interest_stale.
+    community_stale = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["title", "id"]
@@ -38,6 +43,8 @@ class Item(EmbeddedTextMixin):
             # both read the whole catalog (89 and 96 ms per request at 100,000 items).
             models.Index(fields=["-created_at"], name="item_newest"),
             models.Index(fields=["placement"], condition=Q(placement="pinned"), name="item_pinned"),
+            # The batch finds the few marked items without reading the catalog.
+            models.Index(fields=["community_stale"], condition=Q(community_stale=True), name="item_community_stale"),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
@@ -76,7 +83,17 @@ class Item(EmbeddedTextMixin):
 
 
 class ItemVector(TextVector):
+    """The item's served vector for one model, and the vector of its catalog text alone.
+
+    `embedding` is what every query reads: the catalog text's vector, or, when people wrote
+    about the item, normalise(catalog vector + COMMUNITY_WEIGHT x community vector)
+    (recommendations.vectors.community). `text_embedding` keeps the catalog text's own vector
+    so the served one can be recombined when the community text or the weight changes; NULL on
+    rows written before it existed, where `embedding` is still the catalog vector.
+    """
+
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="vectors")
+    text_embedding = VectorField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -493,6 +493,25 @@ RECOMMENDER = {
     "TEXT_POPULARITY": env_float("RECOMMENDER_TEXT_POPULARITY", 0.02),
     # Similar items: behaviour weight (0..1) + SIMILAR_SEMANTIC x cosine(item, other item).
     "SIMILAR_SEMANTIC": env_float("RECOMMENDER_SIMILAR_SEMANTIC", 0.5),
+    # Community text (recommendations.vectors.community): what people wrote about an item (reviews,
+    # comments, tags, and searches or chat messages followed within SEARCH_WINDOW seconds by a
+    # click, cart or purchase of it by the same person) becomes the item's community vector, a
+    # weighted mean of those texts' passage vectors; the item is then served with
+    # normalise(catalog vector + WEIGHT x community vector) (0 = catalog text only). WEIGHT is
+    # chosen on P4's validation split (EVALUATION.md "P4"). A text counts KIND weight x
+    # 0.5^(age / HALF_LIFE_DAYS) (age from the item's newest text); a text whose writer rated the
+    # item at or below LOW_RATING counts LOW_RATING_WEIGHT times as much (negative: pushes the
+    # item away from those words). Spam caps: one person's texts on one item weigh at most
+    # PERSON_CAP together, and a text one person gave to more than SPREAD_LIMIT items counts
+    # SPREAD_LIMIT / that many on each; at most MAX_TEXTS texts per item, newest first.
+    "COMMUNITY_WEIGHT": env_float("RECOMMENDER_COMMUNITY_WEIGHT", 2.0),
+    "COMMUNITY_SEARCH_WINDOW": env_int("RECOMMENDER_COMMUNITY_SEARCH_WINDOW", 600, minimum=0),
+    "COMMUNITY_HALF_LIFE_DAYS": env_float("RECOMMENDER_COMMUNITY_HALF_LIFE_DAYS", 365.0),
+    "COMMUNITY_LOW_RATING": env_float("RECOMMENDER_COMMUNITY_LOW_RATING", 2.0),
+    "COMMUNITY_LOW_RATING_WEIGHT": env_float("RECOMMENDER_COMMUNITY_LOW_RATING_WEIGHT", -0.5),
+    "COMMUNITY_PERSON_CAP": env_float("RECOMMENDER_COMMUNITY_PERSON_CAP", 1.0),
+    "COMMUNITY_SPREAD_LIMIT": env_int("RECOMMENDER_COMMUNITY_SPREAD_LIMIT", 20, minimum=1),
+    "COMMUNITY_MAX_TEXTS": env_int("RECOMMENDER_COMMUNITY_MAX_TEXTS", 500, minimum=1),
     # Longest text accepted from outside (characters); longer input is rejected, not truncated.
     "MAX_TEXT_LENGTH": env_int("RECOMMENDER_MAX_TEXT_LENGTH", 10_000, minimum=1),
     # Per-person write quotas (0 = none), over the API: activities per minute (a batch counts each

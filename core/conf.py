@@ -61,6 +61,14 @@ class RecommenderSettings:
     blend_popularity: float
     text_popularity: float
     similar_semantic: float
+    community_weight: float
+    community_search_window: int
+    community_half_life_days: float
+    community_low_rating: float
+    community_low_rating_weight: float
+    community_person_cap: float
+    community_spread_limit: int
+    community_max_texts: int
     max_text_length: int
     activities_per_minute: int
     text_bytes_per_day: int

@@ -1,6 +1,10 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
+from core.conf import recommender_settings
 from recommendations.models import (
+    CommunityVector,
     Experiment,
     ExperimentArm,
     RankerModel,
@@ -10,6 +14,10 @@ from recommendations.models import (
     UserInterest,
 )
 from recommendations.vectors.text_model import text_model_activate, text_model_deactivate
+from users.models import Activity
+
+# Texts listed on a community vector's page, heaviest first (it may hold COMMUNITY_MAX_TEXTS).
+COMMUNITY_TEXTS_SHOWN = 100
 
 
 @admin.register(UserInterest)
@@ -185,8 +193,54 @@ class ExperimentAdmin(admin.ModelAdmin):
     exclude = ("metrics",)
     inlines = (ExperimentArmInline,)
 
+
+@admin.register(CommunityVector)
+class CommunityVectorAdmin(admin.ModelAdmin):
+    """What people wrote about an item, as the recommender weighs it: each text with its writer,
+    kind and weight (negative: a low rating pushes the item away from those words)."""
+
+    list_display = ("item", "model_name", "n_texts", "n_people", "vector_status", "built_at")
+    list_filter = ("model_name",)
+    search_fields = ("item__title", "=item__external_id")
+    list_select_related = ("item",)
+    readonly_fields = ("item", "model_name", "n_texts", "n_people", "vector_status", "built_at", "weighted_texts")
+    exclude = ("embedding", "texts", "applied_weight", "dimensions")
+
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="vector status")
+    def vector_status(self, vector: CommunityVector) -> str:
+        weight = recommender_settings().community_weight
+        if vector.item.community_stale:
+            return "stale: new or deleted words wait for the worker"
+        if vector.applied_weight is None:
+            return "built; the item's served vector waits for its catalog vector"
+        if vector.applied_weight != weight:
+            return f"served with weight {vector.applied_weight:g}; the setting is now {weight:g} (the sweep recombines)"
+        return f"served: catalog vector + {weight:g} x this vector"
+
+    @admin.display(description="texts and weights")
+    def weighted_texts(self, vector: CommunityVector) -> str:
+        shown = vector.texts[:COMMUNITY_TEXTS_SHOWN]
+        activities = Activity.objects.select_related("user").in_bulk([entry["activity"] for entry in shown])
+        rows = [
+            (
+                f"{entry['weight']:+.3f}",
+                entry["kind"],
+                reverse("admin:users_activity_change", args=[entry["activity"]]),
+                str(activities[entry["activity"]].user),
+                activities[entry["activity"]].text or "",
+            )
+            for entry in shown
+            if entry["activity"] in activities
+        ]
+        more = len(vector.texts) - len(shown)
+        return format_html(
+            "<table><tr><th>weight</th><th>kind</th><th>by</th><th>text</th></tr>{}</table>{}",
+            format_html_join("", '<tr><td>{}</td><td>{}</td><td><a href="{}">{}</a></td><td>{}</td></tr>', rows),
+            f"and {more} lighter texts" if more > 0 else "",
+        )

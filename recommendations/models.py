@@ -484,3 +484,52 @@ class ReplayCheck(models.Model):
 
     def __str__(self) -> str:
         return f"replay check of {'the blend' if self.ranker_id is None else self.ranker_id}"
+
+
+class CommunityTextVector(TextVector):
+    """The passage vector of one person's text about items (a review, a tag, a search that led
+    to a choice), for the items' community vectors. Items are encoded as passages and so is what
+    people say about them (ml/model_cards.py); the ActivityVector of the same text is a query.
+    Goes with the activity (and so with the person)."""
+
+    activity = models.ForeignKey("users.Activity", on_delete=models.CASCADE, related_name="community_vectors")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["activity", "model_name"], name="community_text_vector_one_per_model"),
+            TextVector.dimension_constraint("community_text_vector_dimensions_match"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} passage vector of activity {self.activity_id}"
+
+
+class CommunityVector(models.Model):
+    """What people wrote about one item, as one vector per model: the weighted mean of those
+    texts' passage vectors (recommendations.vectors.community). Not unit length: texts that
+    disagree (or a low rating's negative weight) shorten it, so they move the served vector less.
+
+    `texts` lists what it was built from, heaviest first: [{"activity": id, "user": id, "kind":
+    ..., "weight": w}], for staff (the admin) and for the person's export and erasure.
+    """
+
+    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="community_vectors")
+    model_name = models.CharField(max_length=200)
+    dimensions = models.PositiveSmallIntegerField()
+    embedding = VectorField()
+    n_texts = models.PositiveIntegerField()
+    n_people = models.PositiveIntegerField()
+    texts = models.JSONField(default=list)
+    # The COMMUNITY_WEIGHT the item's served vector was combined with (ItemVector.embedding);
+    # a change of the setting makes the sweep recombine every item.
+    applied_weight = models.FloatField(null=True, blank=True)
+    built_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "model_name"], name="community_vector_one_per_model"),
+            TextVector.dimension_constraint("community_vector_dimensions_match"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} community vector of item {self.item_id}"

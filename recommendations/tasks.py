@@ -106,7 +106,8 @@ def sweep_pending_embeddings() -> bool:
     waiting["lists"] = len(precomputed_lists_behind())
     if any(waiting.values()):
         logger.info(
-            "sweep found rows waiting items=%d activities=%d users=%d text_model_items=%d lists=%d",
+            "sweep found rows waiting items=%d activities=%d users=%d text_model_items=%d community=%d"
+            " community_weight=%d lists=%d",
             *waiting.values(),
         )
         embed_pending.delay()

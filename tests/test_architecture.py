@@ -25,6 +25,8 @@ APP_ORDER = {name: rank for rank, name in enumerate(PACKAGES)}
 ALLOWED_UPWARD = {
     # The right of access: the account export lists what the recommender stored about the person.
     ("users.services", "recommendations.models"),
+    # The right to erasure: a deleted person's words leave every community vector in the same call.
+    ("users.services", "recommendations.vectors.community"),
     # The item admin's "nearest neighbours" column shows what the recommender proposes.
     ("catalog.admin", "recommendations.serving.service"),
 }

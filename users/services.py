@@ -18,6 +18,7 @@ from core.replicas import replica_mark_written
 from core.summaries import UpsertCounts
 from core.text import text_clean, text_hash, text_max_length
 from users.activity_rules import activity_check, activity_kind_check
+from users.community import community_mark_stale, community_mark_stale_for, has_community_words, items_described_by
 from users.events import EventRow
 from users.models import Activity, ActivityVector, User
 
@@ -103,6 +104,13 @@ def activity_bulk_import(
         ]
         # ignore_conflicts: a concurrent import of the same events must not fail the batch.
         Activity.objects.bulk_create(new, ignore_conflicts=True)
+        # The items these words (or choices after a question) describe get their community
+        # vector rebuilt by the pending-embeddings batch.
+        worded = [activity.source_key for activity in new if has_community_words(activity)]
+        if worded:
+            community_mark_stale_for(
+                activity_ids=list(Activity.objects.filter(source_key__in=worded).values_list("id", flat=True))
+            )
         # Their interest vectors are rebuilt by the pending-embeddings batch, after the vectors
         # of these texts and items exist.
         User.objects.filter(id__in={activity.user_id for activity in new}, interest_stale=False).update(
@@ -143,6 +151,10 @@ def activity_record(
         text_hash=text_hash(text) if text else "",
         embedding_status=EmbeddingStatus.PENDING if text else EmbeddingStatus.NO_TEXT,
     )
+    # A review, a tag, or a choice right after a question changes what the community says
+    # about an item: the pending-embeddings batch (the sweep, every minute) rebuilds it.
+    if has_community_words(activity):
+        community_mark_stale_for(activity_ids=[activity.id])
     # Without a broker the text waits as pending and the person is marked stale: the sweep
     # embeds it and then rebuilds their interest vectors (core.queueing).
     if not queue:
@@ -206,6 +218,7 @@ def user_data_export(*, user: User) -> dict:
         "profile": _export_profile(user),
         "activities": _export_activities(user),
         "activity_vectors": _export_activity_vectors(user),
+        "community_text": _export_community_text(user),
         "interests": _export_interests(user),
         "precomputed_lists": _export_precomputed_lists(user),
         "recommendations": _export_recommendations(user),
@@ -273,6 +286,26 @@ def _export_activity_vectors(user: User) -> list[dict]:
         .order_by("model_name")
     )
     return [{"model_name": row["model_name"], "count": row["count"]} for row in per_model]
+
+
+def _export_community_text(user: User) -> list[dict]:
+    """The items the person's words describe to others (users.community): their reviews, comments
+    and tags, and the questions they chose an item after; and whether the item's community vector
+    holds their words now (it is rebuilt by the worker after each change)."""
+    from recommendations.models import CommunityVector  # the named upward edge: see user_data_export
+
+    described = items_described_by(user_id=user.id)
+    in_vector = set(
+        CommunityVector.objects.filter(item_id__in=described, texts__contains=[{"user": user.id}])
+        .values_list("item_id", flat=True)
+        .distinct()
+    )
+    items = Item.objects.in_bulk(described)
+    return [
+        {"item": _item_ref(items[item_id]), "in_community_vector": item_id in in_vector}
+        for item_id in sorted(described)
+        if item_id in items
+    ]
 
 
 def _export_interests(user: User) -> list[dict]:
@@ -431,14 +464,20 @@ def user_delete(*, user: User) -> None:
     feedback, API tokens and admin log entries they made go by cascade with the user row;
     sessions hold the user id only inside their encoded data, so they are found and deleted
     here; admin log entries about their rows are anonymised, and the sign-in lockout's rows
-    under their username deleted, in the same transaction. A test (tests/api/test_account.py)
-    searches every table for anything of the person left behind.
+    under their username deleted, in the same transaction. The items their words described get
+    their community vectors rebuilt without those words right after it (recommendations.vectors.
+    community). A test (tests/api/test_account.py) searches every table for anything of the
+    person left behind.
     """
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
     from django.contrib.sessions.models import Session
 
     user_id = user.id
+    # The items their words describe: marked for the sweep inside the transaction (a crash after
+    # it still heals), then rebuilt without their words right after it, in this same call.
+    described = items_described_by(user_id=user_id)
     with transaction.atomic():
+        community_mark_stale(item_ids=described)
         Session.objects.filter(session_key__in=_user_session_keys(user_id)).delete()
         for model in (AccessAttempt, AccessFailureLog, AccessLog):
             model.objects.filter(username=user.get_username()).delete()
@@ -450,11 +489,27 @@ def user_delete(*, user: User) -> None:
         anonymised = _admin_log_anonymise(collector)
         collector.delete()
     logger.info("deleted user=%s and their data (%d admin log entries anonymised)", user_id, anonymised)
+    if described:
+        _community_rebuild_without(user_id=user_id, item_ids=sorted(described))
+
+
+def _community_rebuild_without(*, user_id: int, item_ids: list[int]) -> None:
+    """The community vectors of the items a deleted person wrote about, rebuilt from the words
+    left (stored passage vectors: no encoding unless a text had none yet). A failure leaves the
+    items marked: the sweep rebuilds them; the deletion itself has committed and stands."""
+    from recommendations.vectors.community import community_vectors_rebuild  # the named upward edge
+
+    try:
+        community_vectors_rebuild(item_ids=item_ids)
+    except Exception:
+        logger.exception("community vectors of user=%s's %d items left to the sweep", user_id, len(item_ids))
 
 
 def activity_delete(*, activity: Activity) -> None:
     """Delete one of a person's activities (and its vectors); their interest is rebuilt after commit."""
     user_id = activity.user_id
+    described = items_described_by(activity_ids=[activity.id]) if has_community_words(activity) else set()
     activity.delete()
     replica_mark_written(user_id=user_id)
+    community_mark_stale(item_ids=described)
     queue_on_commit(REFRESH_USER_INTEREST, user_id=user_id, unqueued=lambda: _interest_mark_stale(user_id=user_id))

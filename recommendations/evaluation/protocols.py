@@ -1,6 +1,6 @@
-"""Offline evaluation of the served system (protocols P1, P2, P3 of ARCHITECTURE.md).
+"""Offline evaluation of the served system (protocols P1 to P4 of ARCHITECTURE.md).
 
-One runner (protocol_run) and three descriptions of what differs (P1, P2, P3 below): which
+One runner (protocol_run) and a description per protocol of what differs (P1 to P4 below): which
 events are imported and which are held out, which items may be ranked, who or what is asked,
 which served variants answer and which baselines they are held against.
 
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from django.conf import settings
 
 from bundles.reading import BundleSource
 from catalog.item_fields import ItemRow
-from core.conf import recommender_settings
+from core.conf import recommender_settings, recommender_settings_reset
 from core.records import Rejection
 from recommendations.evaluation.baselines import baseline_rankings
 from recommendations.evaluation.databases import isolated_database
@@ -90,6 +91,9 @@ class Variant:
     ask: Ask
     # Free-text variants: key -> the answer's match ("close" or "none"), filled as it is asked.
     matches: dict[str, str] | None = None
+    # Run once before the variant is asked (P4: the settings it is served with, the vectors
+    # rebuilt by the product's own batch under them). protocol_run restores the settings after.
+    prepare: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,16 @@ def protocol_run(
             models = {**models, "text_models": _text_models()}
         methods = []
         breakdown: list[dict] = []
-        for variant in protocol.variants(setup, options):
-            method, rankings = _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
-            methods.append(method)
-            if protocol.breakdown is not None:
-                breakdown += protocol.breakdown(setup, variant, rankings)
+        served_settings = settings.RECOMMENDER
+        try:
+            for variant in protocol.variants(setup, options):
+                method, rankings = _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
+                methods.append(method)
+                if protocol.breakdown is not None:
+                    breakdown += protocol.breakdown(setup, variant, rankings)
+        finally:
+            settings.RECOMMENDER = served_settings
+            recommender_settings_reset()
     step = time.monotonic()
     for name, rankings in protocol.baselines(setup, options).items():
         methods.append(score_rankings(name, rankings, setup.split, k=options.k, n_items=setup.n_items))
@@ -304,6 +313,10 @@ def _run_variant(
 ) -> tuple[MethodResult, Rankings]:
     """Ask the service once per test key (a person, a query), timing each answer, and score."""
     step = time.monotonic()
+    if variant.prepare is not None:
+        variant.prepare()
+        timings[f"{variant.name}: preparing"] = time.monotonic() - step
+        step = time.monotonic()
     rankings, latencies = {}, []
     for key in progress(sorted(setup.split.test) + sorted(setup.also_asked), variant.name):
         asked = time.perf_counter()
@@ -559,8 +572,8 @@ def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
 def _p3_baselines(setup: Setup, options: Options) -> dict[str, Rankings]:
     users_per_item: dict[str, set[str]] = defaultdict(set)
     for row in setup.imported:
-        # P3 imports interactions only; P4's tag events name an item too, but count no one as a user.
-        if row.item_id is not None and row.is_interaction:
+        # Interactions only (P4 imports the allowed tags beside them); each names an item.
+        if row.is_interaction and row.item_id is not None:
             users_per_item[row.item_id].add(row.user_id)
     popular = sorted(
         (row.external_id for row in setup.items), key=lambda item_id: (-len(users_per_item.get(item_id, ())), item_id)
@@ -577,19 +590,221 @@ P3 = Protocol(
     split_step=False,
 )
 
+# --- P4: tags as queries, learned without leakage ------------------------------------------------
+
+
+def p4_query_split(queries: Iterable[str]) -> tuple[list[str], list[str]]:
+    """ARCHITECTURE.md P4: numpy default_rng(0).permutation(n) over the sorted query strings; the
+    first half (271 of MovieLens small's 542) are test queries, the other half train."""
+    ordered = sorted(queries)
+    order = np.random.default_rng(0).permutation(len(ordered))
+    half = len(ordered) // 2
+    return [ordered[index] for index in order[:half]], [ordered[index] for index in order[half:]]
+
+
+def p4_validation_split(train_queries: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The validation queries carved from P4's TRAIN queries (default_rng(1).permutation over
+    them, sorted; the first half validate), for tuning the community weight and its rules:
+    the test queries are never read. Returns (validation, the train queries left)."""
+    ordered = sorted(train_queries)
+    order = np.random.default_rng(1).permutation(len(ordered))
+    half = len(ordered) // 2
+    return [ordered[index] for index in order[:half]], [ordered[index] for index in order[half:]]
+
+
+@dataclass(frozen=True)
+class TextSideData:
+    """What P4 lets the system learn its text side from: every event imported (ratings and the
+    allowed tags) and the train queries with their items. Never a test query."""
+
+    events: list[EventRow]
+    train_queries: dict[str, set[str]]
+
+
+# The hook for learned text models (issue #14 item 2): (name of the row, builder). A builder is
+# called inside the evaluation database once the served system is built from the allowed
+# events; it trains what it trains from TextSideData (e.g. a TextModel adapter) and activates it
+# through the product's services; its row is then asked through recommend_for_text like the
+# others, with the community text and popularity as served. Rows run in this order, after the
+# community row; a builder leaves its model active for the rows after it.
+TextSideBuilder = Callable[[TextSideData], None]
+P4_TEXT_SIDES: list[tuple[str, TextSideBuilder]] = []
+
+
+def _tag_query(row: EventRow) -> str | None:
+    if row.kind != ActivityKind.TAG or not row.text or not row.item_id:
+        return None
+    return row.text.strip().lower()
+
+
+def _p4_setup(source: BundleSource, *, validation: bool) -> tuple[Setup, TextSideData]:
+    """The test (or validation) queries and what may be learned: every rating and every tag event
+    whose lower-cased text is not a held-out query (nor, in validation, a test query)."""
+    items = _catalog(source)
+    events = [row for row in source.events() if not isinstance(row, Rejection)]
+    queries = text_queries(events)
+    if not queries:
+        raise EvaluationError("the bundle has no tag events given to two or more items: nothing to query")
+    test, train = p4_query_split(queries)
+    asked = test
+    if validation:
+        asked, train = p4_validation_split(train)
+    hidden = set(test) | set(asked)
+    imported = [
+        row for row in events if row.is_interaction or ((query := _tag_query(row)) is not None and query not in hidden)
+    ]
+    digest = hashlib.sha256("\n".join(f"{text}:{sorted(queries[text])}" for text in sorted(asked)).encode())
+    split = Split(
+        train=[],
+        test={text: queries[text] for text in asked},
+        n_interactions=sum(row.is_interaction for row in events),
+        fingerprint=digest.hexdigest()[:16],
+    )
+    return Setup(items=items, imported=imported, split=split), TextSideData(
+        events=imported, train_queries={text: queries[text] for text in train}
+    )
+
+
+def _p4_prepare(source: BundleSource, options: Options) -> Setup:
+    return _p4_setup(source, validation=False)[0]
+
+
+def _p4_validation_prepare(source: BundleSource, options: Options) -> Setup:
+    return _p4_setup(source, validation=True)[0]
+
+
+def community_configure(**knobs: float) -> Callable[[], None]:
+    """A variant's preparation: serve with these community settings (COMMUNITY_WEIGHT=...), the
+    community and served vectors rebuilt by the product's own batch under them."""
+
+    def prepare() -> None:
+        from catalog.models import Item
+        from recommendations.vectors.community import community_process_stale
+
+        before = recommender_settings().as_dict()
+        settings.RECOMMENDER = {**settings.RECOMMENDER, **knobs}
+        recommender_settings_reset()
+        # Anything but the weight changes the community vectors themselves: rebuild them all.
+        if any(before[key] != value for key, value in knobs.items() if key != "COMMUNITY_WEIGHT"):
+            Item.objects.update(community_stale=True)
+        community_process_stale(model_name=recommender_settings().encoder_model)
+
+    return prepare
+
+
+def _text_variant(name: str, *, k: int, popularity_weight: float | None, prepare: Callable[[], None]) -> Variant:
+    from catalog.models import Item
+    from recommendations.serving.service import recommend_for_text
+
+    external_ids = dict(Item.objects.values_list("id", "external_id"))
+
+    def ask(text: str) -> list[str]:
+        answer = recommend_for_text(text=text, k=k, log=False, popularity_weight=popularity_weight)
+        return [external_ids[result.item.id] for result in answer.results]
+
+    return Variant(name, ask, prepare=prepare)
+
+
+def _p4_variants(setup: Setup, options: Options) -> list[Variant]:
+    """The ablation rows of #14: catalog text only, + popularity, + community text (as served),
+    then each learned text side of P4_TEXT_SIDES. The source's TextSideData is rebuilt from the
+    setup's imported events (the builders learn from nothing else)."""
+    config = recommender_settings()
+    popularity, weight = config.text_popularity, config.community_weight
+    variants = [
+        _text_variant(
+            "catalog text only (no popularity term)",
+            k=options.k,
+            popularity_weight=0.0,
+            prepare=community_configure(COMMUNITY_WEIGHT=0.0),
+        ),
+        _text_variant(
+            f"catalog text + {popularity:g} x log popularity",
+            k=options.k,
+            popularity_weight=None,
+            prepare=community_configure(COMMUNITY_WEIGHT=0.0),
+        ),
+        _text_variant(
+            f"+ community text (weight {weight:g}, served)",
+            k=options.k,
+            popularity_weight=None,
+            prepare=community_configure(COMMUNITY_WEIGHT=weight),
+        ),
+    ]
+    if P4_TEXT_SIDES:
+        data = TextSideData(events=setup.imported, train_queries=_p4_train_queries(setup))
+        for name, builder in P4_TEXT_SIDES:
+            variants.append(
+                _text_variant(name, k=options.k, popularity_weight=None, prepare=lambda builder=builder: builder(data))
+            )
+    return variants
+
+
+def _p4_train_queries(setup: Setup) -> dict[str, set[str]]:
+    """The train queries and their items, from the imported tags (never a held-out query)."""
+    return {text: items for text, items in text_queries(setup.imported).items() if text not in setup.split.test}
+
+
+# The grid P4's validation reads (EVALUATION.md "P4"): the community weight, and how a low-rated
+# text counts (pushed away, dropped, or as any other) and how fast old words fade, at weight 2.
+P4_WEIGHT_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+P4_RULES_GRID: tuple[tuple[str, dict[str, float]], ...] = (
+    ("low-rated words ignored (counted as any other)", {"COMMUNITY_LOW_RATING_WEIGHT": 1.0}),
+    ("low-rated words dropped", {"COMMUNITY_LOW_RATING_WEIGHT": 0.0}),
+    ("no fading (half-life 100,000 days)", {"COMMUNITY_HALF_LIFE_DAYS": 100_000.0}),
+)
+
+
+def _p4_validation_variants(setup: Setup, options: Options) -> list[Variant]:
+    config = recommender_settings()
+    served = {
+        "COMMUNITY_LOW_RATING_WEIGHT": config.community_low_rating_weight,
+        "COMMUNITY_HALF_LIFE_DAYS": config.community_half_life_days,
+    }
+    variants = [
+        _text_variant(
+            f"community weight {weight:g} (low-rated x {served['COMMUNITY_LOW_RATING_WEIGHT']:g}, "
+            f"half-life {served['COMMUNITY_HALF_LIFE_DAYS']:g} d)",
+            k=options.k,
+            popularity_weight=None,
+            prepare=community_configure(COMMUNITY_WEIGHT=weight, **served),
+        )
+        for weight in P4_WEIGHT_GRID
+    ]
+    variants += [
+        _text_variant(
+            f"community weight {config.community_weight:g}, {name}",
+            k=options.k,
+            popularity_weight=None,
+            prepare=community_configure(COMMUNITY_WEIGHT=config.community_weight, **{**served, **knobs}),
+        )
+        for name, knobs in P4_RULES_GRID
+    ]
+    return variants
+
+
+P4 = Protocol(
+    name="p4",
+    prepare=_p4_prepare,
+    variants=_p4_variants,
+    baselines=_p3_baselines,
+    personal=False,
+)
+# Tuning on P4's train queries only: the validation half is hidden as P4 hides its test half.
+P4_VALIDATION = Protocol(
+    name="p4-validation",
+    prepare=_p4_validation_prepare,
+    variants=_p4_validation_variants,
+    baselines=_p3_baselines,
+    personal=False,
+)
+
+
 # --- P4 with the learned text model: half the tag queries never seen as text ------------------------
 
 
-def p4_test_queries(queries: dict[str, set[str]]) -> set[str]:
-    """P4's test queries: numpy default_rng(0).permutation over the sorted query strings; the
-    first half are test, the rest train (ARCHITECTURE.md)."""
-    ordered = sorted(queries)
-    order = np.random.default_rng(0).permutation(len(ordered))
-    return {ordered[index] for index in order[: len(ordered) // 2]}
-
-
 def _p4_text_model_prepare(source: BundleSource, options: Options) -> Setup:
-    """P3's queries split in two (p4_test_queries): every interaction and every tag event whose
+    """P3's queries split in two (p4_query_split): every interaction and every tag event whose
     lower-cased text is not a test query are imported (the text model learns from those); the
     test queries are asked, their movies the relevant set, all items ranked."""
     items = _catalog(source)
@@ -597,7 +812,7 @@ def _p4_text_model_prepare(source: BundleSource, options: Options) -> Setup:
     queries = text_queries(events)
     if len(queries) < 2:
         raise EvaluationError("the bundle has fewer than two tags given to two or more items: nothing to split")
-    test_queries = p4_test_queries(queries)
+    test_queries = set(p4_query_split(queries)[0])
     allowed = [
         row
         for row in events
@@ -820,7 +1035,7 @@ BILINGUAL = Protocol(
     breakdown=_bilingual_breakdown,
 )
 
-PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3, P4_TEXT_MODEL, BILINGUAL)}
+PROTOCOLS = {protocol.name: protocol for protocol in (P1, P2, P3, P4, P4_VALIDATION, P4_TEXT_MODEL, BILINGUAL)}
 
 # The floor's targets (#17): at least this share of the questions nothing answers are told so,
 # at most this share of the answerable ones are.

@@ -308,7 +308,9 @@ def _text_answer(
         )
     page = apply_rules(list(candidates.values()), item_categories(candidates), offset=offset, k=k)
     items = Item.objects.in_bulk([candidate.item_id for candidate in page])
-    reasons = reasons_for_text(text=text, query=query, page=page, items=items, model_name=model_name)
+    reasons = reasons_for_text(
+        text=text, query=query, page=page, items=items, model_name=model_name, user_id=user.pk if user else None
+    )
     notes = [*notes, "free-text answers are ranked by meaning and popularity (no trained ranker for text yet)"]
     if user is not None and interest is None:
         notes.append("no interest vector for this person yet: not personalised")

@@ -26,7 +26,8 @@ from core.vector_indexes import vector_indexes_ensure
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import get_encoder
 from recommendations.ml.model_cards import TextKind
-from recommendations.models import UserInterest
+from recommendations.models import CommunityVector, UserInterest
+from recommendations.vectors.community import community_items_waiting, community_process_stale, served_vectors_apply
 from recommendations.vectors.interest import Evidence, Interest, interests_build
 from recommendations.vectors.text_model import (
     text_model_items_refresh,
@@ -87,6 +88,9 @@ def _write_vectors(model, rows: list[tuple[int, str, str]], vectors: np.ndarray,
             [model_name, now, EmbeddingStatus.OK, *parameters],
         )
         written = cursor.fetchall()
+        # An item's vector of its catalog text is also kept apart (text_embedding): its served
+        # vector adds the community's words (recommendations.vectors.community), recombined below.
+        is_item = vector_model is ItemVector
         # _default_manager: Django's way to reach the manager of a model known only by its base class.
         vector_model._default_manager.bulk_create(
             [
@@ -97,13 +101,28 @@ def _write_vectors(model, rows: list[tuple[int, str, str]], vectors: np.ndarray,
                     embedding=vector_of[row_id],
                     text_hash=written_hash,
                     created_at=now,
+                    **({"text_embedding": vector_of[row_id]} if is_item else {}),
                 )
                 for row_id, written_hash in written
             ],
             update_conflicts=True,
             unique_fields=[foreign_key, "model_name"],
-            update_fields=["dimensions", "embedding", "text_hash", "created_at"],
+            update_fields=[
+                "dimensions",
+                "embedding",
+                "text_hash",
+                "created_at",
+                *(["text_embedding"] if is_item else []),
+            ],
         )
+        if is_item:
+            with_community = list(
+                CommunityVector.objects.filter(
+                    item_id__in=[row_id for row_id, _hash in written], model_name=model_name
+                ).values_list("item_id", flat=True)
+            )
+            if with_community:
+                served_vectors_apply(item_ids=with_community, model_name=model_name)
     return len(written)
 
 
@@ -285,11 +304,13 @@ def embeddings_waiting_count() -> dict[str, int]:
         "activities": Activity.objects.filter(_waiting(model_name)).count(),
         "users": len(stale | users_with_interest_behind(model_name)),
         "text_model_items": text_model_vectors_behind_count(),
+        **community_items_waiting(model_name),
     }
 
 
 def embeddings_process_pending(*, include_failed: bool = False, progress=None) -> dict[str, int]:
-    """Embed every waiting item and activity, then rebuild the interests of people marked stale.
+    """Embed every waiting item and activity, rebuild the community vectors of items marked
+    stale, then the interests of people marked stale.
 
     Order matters: interests are built from item and text vectors, so those come first. A chunk
     that fails for a reason other than a database outage is marked failed and the batch goes on.
@@ -299,7 +320,7 @@ def embeddings_process_pending(*, include_failed: bool = False, progress=None) -
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [PENDING_LOCK_KEY])
         if not cursor.fetchone()[0]:
             logger.info("pending embeddings: another batch is running")
-            return {"items": 0, "activities": 0, "users": 0, "failed": 0, "skipped_locked": 1}
+            return {"items": 0, "activities": 0, "users": 0, "failed": 0, "community": 0, "skipped_locked": 1}
     try:
         return _process_pending(include_failed=include_failed, progress=progress)
     finally:
@@ -332,11 +353,15 @@ def _process_pending(*, include_failed: bool, progress) -> dict[str, int]:
                 )
             if progress:
                 progress(key, len(chunk))
-    # Items whose text-model vector a stopped task left missing or stale.
-    done["text_model_items"] = text_model_vectors_catch_up()
     Activity.objects.filter(embedding_status=EmbeddingStatus.PENDING, text__isnull=True).update(
         embedding_status=EmbeddingStatus.NO_TEXT
     )
+    # What people wrote about items, once the texts have vectors (MiniLM reuses them) and before
+    # the interests, which read the items' served vectors.
+    done.update(community_process_stale(model_name=encoder.name, progress=progress))
+    # Items whose text-model vector a stopped task left missing or stale (after the community
+    # vectors: the text model adapts the served vector).
+    done["text_model_items"] = text_model_vectors_catch_up()
     behind = users_with_interest_behind(encoder.name)
     if behind:
         User.objects.filter(id__in=behind, interest_stale=False).update(interest_stale=True)

@@ -175,7 +175,14 @@ def test_sweep_embeds_rows_left_pending_and_rebuilds_stale_interests(user):
     assert set(Item.objects.values_list("embedding_status", flat=True)) == {"ok"}
     assert Activity.objects.get(kind="search").embedding_status == "ok"
     assert UserInterest.objects.filter(user=user).exists()
-    assert embedding.embeddings_waiting_count() == {"items": 0, "activities": 0, "users": 0, "text_model_items": 0}
+    assert embedding.embeddings_waiting_count() == {
+        "items": 0,
+        "activities": 0,
+        "users": 0,
+        "text_model_items": 0,
+        "community": 0,
+        "community_weight": 0,
+    }
     assert sweep_pending_embeddings.apply().get() is False
 
 
@@ -244,5 +251,12 @@ def test_sweep_rebuilds_an_interest_left_behind_by_a_task_that_stopped_after_emb
     assert sweep_pending_embeddings.apply().get() is True
 
     assert UserInterest.objects.get(user=user).updated_at > later.created_at > built
-    assert embedding.embeddings_waiting_count() == {"items": 0, "activities": 0, "users": 0, "text_model_items": 0}
+    assert embedding.embeddings_waiting_count() == {
+        "items": 0,
+        "activities": 0,
+        "users": 0,
+        "text_model_items": 0,
+        "community": 0,
+        "community_weight": 0,
+    }
     assert sweep_pending_embeddings.apply().get() is False

@@ -377,3 +377,115 @@ def test_calibrate_match_floor_reads_only_the_calibration_questions_and_prints_t
     assert "told 'none': 1.000 of 1" in printed  # the one calibration question nothing answers
     assert "wrongly told 'none': 0.000 of 2" in printed
     assert "targets met" in printed
+
+
+def test_p4_splits_the_sorted_queries_by_the_seeded_permutation_and_never_imports_a_held_out_tag():
+    import numpy as np
+
+    from bundles.reading import BundleSource
+    from recommendations.evaluation.protocols import _p4_setup, p4_query_split, p4_validation_split
+
+    queries = [f"tag {number:02d}" for number in range(10)]
+    events = [_event(f"u{index}", "1", index) for index in range(3)]
+    for number, query in enumerate(queries):
+        events += [
+            _event("u1", str(number), 10 + number, kind="tag", text=query.upper()),
+            _event("u2", str(number + 1), 30 + number, kind="tag", text=f" {query} "),
+        ]
+    source = BundleSource(
+        items_file="items",
+        users_file=None,
+        events_file="events",
+        items=lambda: iter(()),
+        users=lambda: iter(()),
+        events=lambda: iter(events),
+    )
+
+    test, train = p4_query_split(reversed(queries))
+    order = np.random.default_rng(0).permutation(10)
+    assert test == [queries[index] for index in order[:5]] and train == [queries[index] for index in order[5:]]
+    setup, data = _p4_setup(source, validation=False)
+    assert sorted(setup.split.test) == sorted(test) and setup.split.test[test[0]] == {
+        str(queries.index(test[0])),
+        str(queries.index(test[0]) + 1),
+    }
+    imported_tags = {row.text.strip().lower() for row in setup.imported if row.kind == "tag"}
+    assert imported_tags == set(train) and set(data.train_queries) == set(train)
+    assert sum(row.kind == "rating" for row in setup.imported) == 3  # every rating is allowed
+
+    validation, rest = p4_validation_split(train)
+    tuning, tuning_data = _p4_setup(source, validation=True)
+    assert sorted(tuning.split.test) == sorted(validation)
+    assert {row.text.strip().lower() for row in tuning.imported if row.kind == "tag"} == set(rest)
+    assert set(tuning_data.train_queries) == set(rest)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_and_a_learned_side(tmp_path, monkeypatch):
+    import json
+
+    from django.db import connection
+
+    from recommendations.evaluation import protocols
+    from recommendations.models import CommunityVector
+
+    folder = _tiny_bundle(tmp_path / "bundle")
+    # Two tags per theme, each given to two items of its theme by two people: one of the two
+    # is a test query (never imported), the other teaches the community what the items are.
+    with open(folder / "events.jsonl", "a") as handle:
+        for theme, words in (("tea", ("hot drinks", "brew")), ("hiking", ("mountains", "trail"))):
+            items = (
+                [f"{theme}-{name}" for name in ("kettle", "teapot")]
+                if theme == "tea"
+                else ["hiking-boots", "hiking-tent"]
+            )
+            for person, item in enumerate(items):
+                for word in words:
+                    handle.write(
+                        json.dumps(
+                            {
+                                "user_id": f"p{person}",
+                                "item_id": item,
+                                "kind": "tag",
+                                "text": word,
+                                "timestamp": 1_800_000_000 + person,
+                            }
+                        )
+                        + "\n"
+                    )
+    learned = []
+
+    def builder(data):
+        # What a learned text side is given: the allowed events and the train queries only.
+        learned.append((sorted(data.train_queries), CommunityVector.objects.count()))
+
+    monkeypatch.setattr(protocols, "P4_TEXT_SIDES", [("+ learned text model (test builder)", builder)])
+
+    call_command(
+        "evaluate",
+        str(folder),
+        "--protocol",
+        "p4",
+        "--k",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+        "--database",
+        f"{connection.settings_dict['NAME']}_eval_p4",
+    )
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    test, train = protocols.p4_query_split(["brew", "hot drinks", "mountains", "trail"])
+    assert report["protocol"] == "p4" and report["n_users"] == len(test) == 2
+    names = [method["method"] for method in report["methods"]]
+    assert names == [
+        "catalog text only (no popularity term)",
+        "catalog text + 0.02 x log popularity",
+        "+ community text (weight 2, served)",
+        "+ learned text model (test builder)",
+        "baseline: popularity",
+    ]
+    # The community text of the items tagged with a train word, never with a test word only.
+    themes_taught = {"tea" if word in ("hot drinks", "brew") else "hiking" for word in train}
+    assert learned == [(sorted(train), 2 * len(themes_taught))]

@@ -41,7 +41,14 @@ def test_switching_to_a_512_dimension_model_reembeds_everything_and_ranks_chines
     assert ItemVector.objects.filter(model_name="all-MiniLM-L6-v2", dimensions=384).count() == 4
 
     settings.RECOMMENDER = {**settings.RECOMMENDER, "ENCODER_MODEL": "m3e-small"}
-    assert embedding.embeddings_waiting_count() == {"items": 4, "activities": 1, "users": 0, "text_model_items": 0}
+    assert embedding.embeddings_waiting_count() == {
+        "items": 4,
+        "activities": 1,
+        "users": 0,
+        "text_model_items": 0,
+        "community": 0,
+        "community_weight": 0,
+    }
     done = embedding.embeddings_process_pending()
 
     assert (done["items"], done["activities"], done["failed"]) == (4, 1, 0)

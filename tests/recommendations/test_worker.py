@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from kombu.exceptions import ChannelError
 
-from catalog.models import Item
+from catalog.models import Item, ItemVector
 from catalog.services import item_save
 from config.celery import app
 from core.worker import worker_start
@@ -230,3 +230,20 @@ def test_worker_trains_the_text_model_on_the_bulk_queue_and_activates_it(worker)
     version = TextModel.objects.get(is_active=True)
     assert version.validation_metrics["ndcg@20"] > version.validation_metrics["frozen_ndcg@20"]
     assert "text model v1 trained" in worker.read_text()
+
+
+def test_worker_sweep_builds_the_community_vector_of_a_reviewed_item(worker, user):
+    from recommendations.models import CommunityVector
+
+    item = item_save(item=Item(external_id="tarp", title="Rain tarp", description="A 3 x 3 m tarp."))
+    _wait_for(lambda: Item.objects.get(id=item.id).embedding_status == "ok", "the item vector", worker)
+    activity_record(user=user, kind="review", item=item, text="Kept the whole camp dry all night.")
+    assert Item.objects.get(id=item.id).community_stale
+
+    sweep_pending_embeddings.delay()
+
+    _wait_for(lambda: CommunityVector.objects.filter(item=item).exists(), "the community vector", worker)
+    _wait_for(lambda: not Item.objects.get(id=item.id).community_stale, "the mark cleared", worker)
+    assert "community vectors rebuilt items=1 with_text=1" in worker.read_text()
+    served = ItemVector.objects.get(item=item)
+    assert not np.allclose(np.asarray(served.embedding), np.asarray(served.text_embedding))

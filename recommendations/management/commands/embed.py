@@ -30,6 +30,7 @@ class Command(BaseCommand):
                 embedding_status=EmbeddingStatus.PENDING, text_hash=""
             )
             User.objects.filter(activities__isnull=False).distinct().update(interest_stale=True)
+            Item.objects.update(community_stale=True)
         waiting = embedding.embeddings_waiting_count()
         if failed:
             waiting["items"] += Item.objects.filter(embedding_status=EmbeddingStatus.FAILED).count()
@@ -50,7 +51,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"embedded {done['items']} items and {done['activities']} activity texts "
-                f"({texts / seconds if seconds else 0:.0f} texts/s), rebuilt {done['users']} interest profiles, "
+                f"({texts / seconds if seconds else 0:.0f} texts/s), rebuilt {done['users']} interest profiles "
+                f"and the community text of {done.get('community', 0)} items, "
                 f"{done['failed']} failed, in {seconds:.1f} s"
             )
         )
