@@ -15,6 +15,7 @@ matches the reference figures; they are not the product.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -735,7 +736,7 @@ def _p4_variants(setup: Setup, options: Options) -> list[Variant]:
         data = TextSideData(events=setup.imported, train_queries=_p4_train_queries(setup))
         for name, builder in P4_TEXT_SIDES:
             variants.append(
-                _text_variant(name, k=options.k, popularity_weight=None, prepare=lambda builder=builder: builder(data))
+                _text_variant(name, k=options.k, popularity_weight=None, prepare=functools.partial(builder, data))
             )
     return variants
 

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 # What one text says about an item, by kind: a review is written about it, a tag names it, a
 # question only led to it (the person may have chosen it for another reason).
-KIND_WEIGHTS = {
+KIND_WEIGHTS: dict[str, float] = {
     ActivityKind.REVIEW: 1.0,
     ActivityKind.TAG: 1.0,
     ActivityKind.COMMENT: 0.8,
