@@ -19,6 +19,7 @@ class BehaviourEvidence:
     score: float  # sum of neighbour weight x history weight over the person's items
     recent: float  # the same over their latest items only
     liked: float  # the same over the items they clearly liked
+    last: float = 0.0  # the neighbour weight from their last item alone (where they are now)
 
 
 def active_behaviour_model_id() -> int | None:
@@ -31,6 +32,7 @@ def behaviour_scores(
     recent: dict[int, float],
     filters: ItemFilters,
     liked: dict[int, float] | None = None,
+    last: dict[int, float] | None = None,
     k: int,
     model_id: int | None,
     also: Sequence[int] = (),
@@ -39,7 +41,8 @@ def behaviour_scores(
 
     score = sum of neighbour weight x history weight over the person's items; the recent score
     sums over their latest items only (`recent`), which tells where their taste is going now;
-    the liked score over the items they clearly liked (`liked`).
+    the liked score over the items they clearly liked (`liked`), the last score over `last`
+    (their newest item).
     One query: the same aggregate ranks the source's own candidates and scores the others'.
     (Its length is that one statement, kept whole: it is a measured hot path.)
     """
@@ -58,18 +61,20 @@ def behaviour_scores(
                 SELECT neighbour.neighbour_id AS item_id,
                        SUM(neighbour.weight * history.weight) AS score,
                        SUM(neighbour.weight * history.recent) AS recent,
-                       SUM(neighbour.weight * history.liked) AS liked
+                       SUM(neighbour.weight * history.liked) AS liked,
+                       SUM(neighbour.weight * history.last) AS last
                 FROM recommendations_itemneighbour AS neighbour
-                JOIN unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[])
-                    AS history (item_id, weight, recent, liked)
+                JOIN unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])
+                    AS history (item_id, weight, recent, liked, last)
                     ON neighbour.item_id = history.item_id
                 WHERE neighbour.model_id = %s AND neighbour.neighbour_id IN ({allowed_sql})
                 GROUP BY neighbour.neighbour_id
             ), ranked AS (
-                SELECT item_id, score, recent, liked, row_number() OVER (ORDER BY score DESC, item_id) AS rank
+                SELECT item_id, score, recent, liked, last,
+                       row_number() OVER (ORDER BY score DESC, item_id) AS rank
                 FROM scores
             )
-            SELECT item_id, rank, score, recent, liked FROM ranked
+            SELECT item_id, rank, score, recent, liked, last FROM ranked
             WHERE (rank <= %s AND score > 0) OR item_id = ANY(%s::bigint[])
             """,  # noqa: S608 - the subquery is Django's own SQL with its parameters
             [
@@ -77,6 +82,7 @@ def behaviour_scores(
                 [history[item_id] for item_id in item_ids],
                 [recent.get(item_id, 0.0) for item_id in item_ids],
                 [(liked or {}).get(item_id, 0.0) for item_id in item_ids],
+                [(last or {}).get(item_id, 0.0) for item_id in item_ids],
                 model_id,
                 *allowed_params,
                 k,
@@ -89,8 +95,9 @@ def behaviour_scores(
                 score=float(score),
                 recent=float(recent),
                 liked=float(liked),
+                last=float(last),
             )
-            for item_id, rank, score, recent, liked in cursor.fetchall()
+            for item_id, rank, score, recent, liked, last in cursor.fetchall()
         }
 
 

@@ -26,6 +26,7 @@ class Candidate:
     behaviour: float = 0.0
     behaviour_recent: float = 0.0
     behaviour_liked: float = 0.0
+    behaviour_last: float = 0.0  # from the person's newest item alone
     semantic: float = 0.0
     popularity: float = 0.0  # log(1 + people)
     features: np.ndarray | None = None  # FEATURES order, filled by ranking.features.features_compute
@@ -73,6 +74,7 @@ def candidates_gather(
             history=state.history,
             recent=state.recent,
             liked=state.liked,
+            last=dict(list(state.history.items())[:1]),
             filters=filters,
             k=size if "behaviour" in sources else 0,
             model_id=model_id,
@@ -85,6 +87,7 @@ def candidates_gather(
                 candidates[item_id].behaviour = evidence.score
                 candidates[item_id].behaviour_recent = evidence.recent
                 candidates[item_id].behaviour_liked = evidence.liked
+                candidates[item_id].behaviour_last = evidence.last
     return candidates
 
 

@@ -46,6 +46,9 @@ class PersonState:
     texts: list[tuple[str, np.ndarray]]  # (their words, vector), newest first
     moment: datetime | None  # their newest activity
     as_of: datetime | None  # None: now
+    # Their newest activity with another item than the newest's: the gap between their last two
+    # items is the pace of their sequence (the re-ranker's hours_between_last feature).
+    previous_moment: datetime | None = None
 
 
 def _before(as_of: datetime | None) -> Q:
@@ -138,4 +141,5 @@ def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None
         texts=_texts(user_id=user_id, model_name=model_name, as_of=as_of),
         moment=rows[0][3] if rows else None,
         as_of=as_of,
+        previous_moment=next((row[3] for row in rows if row[0] != rows[0][0]), None),
     )
