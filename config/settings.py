@@ -523,13 +523,16 @@ RECOMMENDER = {
     # Rows per transaction when importing bundles. 2,000 rows cost about 0.1 s to insert here.
     "IMPORT_BATCH_SIZE": env_int("RECOMMENDER_IMPORT_BATCH_SIZE", 2_000, minimum=1),
     # The re-ranker's training (recommendations.ranking.training): each person's last LABEL_FRACTION of
-    # interactions are what the ranker learns to predict; at most MAX_PEOPLE people (a seeded
-    # sample) are read; the people with the latest cut-offs (VALIDATION_SHARE) validate; a new
-    # version must beat every single source and the active version at NDCG@VALIDATION_K.
+    # interactions are what the ranker learns to predict; everyone with a label learns (MAX_PEOPLE 0)
+    # or a seeded sample of MAX_PEOPLE; COLD_SHARE of the items with 5+ interactions are made cold on
+    # purpose (their interactions hidden, as protocol P2 does) so the ranker learns to trust text
+    # where behaviour knows nothing; the people with the latest cut-offs (VALIDATION_SHARE) validate;
+    # a new version must beat every single source and the active version at NDCG@VALIDATION_K.
     # Trained daily by the beat schedule (RECOMMENDER_RANKER_TRAIN_SECONDS) and by `train_ranker`.
     "RANKER_LABEL_FRACTION": env_float("RECOMMENDER_RANKER_LABEL_FRACTION", 0.2),
     "RANKER_VALIDATION_SHARE": env_float("RECOMMENDER_RANKER_VALIDATION_SHARE", 0.25),
-    "RANKER_MAX_PEOPLE": env_int("RECOMMENDER_RANKER_MAX_PEOPLE", 1_000, minimum=2),
+    "RANKER_MAX_PEOPLE": env_int("RECOMMENDER_RANKER_MAX_PEOPLE", 0, minimum=0),
+    "RANKER_COLD_SHARE": env_float("RECOMMENDER_RANKER_COLD_SHARE", 0.1),
     "RANKER_VALIDATION_K": env_int("RECOMMENDER_RANKER_VALIDATION_K", 20, minimum=1),
     # The learned text model (recommendations.vectors.text_model): trained from (question ->
     # item chosen within WINDOW_MINUTES) and (tag, review or comment -> its item) pairs; refused

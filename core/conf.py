@@ -75,7 +75,8 @@ class RecommenderSettings:
     import_batch_size: int
     ranker_label_fraction: float
     ranker_validation_share: float
-    ranker_max_people: int
+    ranker_max_people: int  # 0: everyone with a label
+    ranker_cold_share: float
     ranker_validation_k: int
     text_model_min_pairs: int
     text_model_validation_share: float

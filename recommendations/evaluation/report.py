@@ -59,6 +59,7 @@ def report_markdown(payload: dict, *, title: str) -> str:
             lines.append(
                 f"- v{ranker['version']} {ranker['algorithm']}{' (active)' if ranker['is_active'] else ''}: "
                 f"validation NDCG {ndcg}; single sources {sources}; blend {metrics.get('blend')}"
+                + _warm_and_cold(metrics)
             )
     text_models = (payload.get("models") or {}).get("text_models") or []
     if text_models:
@@ -80,6 +81,19 @@ def report_markdown(payload: dict, *, title: str) -> str:
             )
     lines += ["", "Seconds: " + ", ".join(f"{name} {value}" for name, value in payload["seconds"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _warm_and_cold(metrics: dict) -> str:
+    """The validation apart on warm groups and on the groups of items made cold (versions since #14)."""
+    cold = next((value for key, value in metrics.items() if key.startswith("cold_ndcg@")), None)
+    if cold is None:
+        return ""
+    warm = next((value for key, value in metrics.items() if key.startswith("warm_ndcg@")), None)
+    semantic = (metrics.get("single_sources_cold") or {}).get("semantic")
+    return (
+        f"; warm groups {warm}, cold groups {cold} (semantic alone {semantic}); "
+        f"{metrics.get('refit_people')} people, {metrics.get('cold_items')} items made cold"
+    )
 
 
 def _breakdown_markdown(payload: dict) -> list[str]:

@@ -1,7 +1,7 @@
 """Precomputed lists: a person's ranked recommendations kept between requests.
 
 A request that computes everything live reads the person, runs four candidate sources, builds
-21 features for a few hundred candidates and ranks them: about 180 ms at 100,000 items here
+the features of a few hundred candidates and ranks them: about 180 ms at 100,000 items here
 (BENCHMARKS.md). Most of that does not change between two requests of the same person, so the
 ranked list is kept (PrecomputedList) and a request only applies the rules of the moment: the
 caller's filters, items deactivated or banned since, staff pins, the per-category cap, the page.
