@@ -135,7 +135,9 @@ def cold_items_choose(events_per_item: Counter[int], *, share: float, seed: int)
     return frozenset(int(item_id) for item_id in chosen)
 
 
-def _people_split(*, label_fraction: float, cold_share: float, seed: int) -> tuple[list[_Learner], _Past, frozenset]:
+def _people_split(
+    *, label_fraction: float, cold_share: float, seed: int
+) -> tuple[list[_Learner], _Past, frozenset[int]]:
     """Each person's interactions sorted by (time, item): the last label_fraction are labels, the
     rest their past (people with fewer than MIN_INTERACTIONS: all past, no labels); the items made
     cold, whose interactions the past leaves out."""
@@ -359,7 +361,7 @@ def _active_ndcg(
 
 
 def _versions_store(
-    trained: list[tuple[Ranker, dict[str, float], float]], *, data: TrainingData, k: int, shared_metrics: dict
+    trained: list[tuple[Ranker, dict[str, float | None], float]], *, data: TrainingData, k: int, shared_metrics: dict
 ) -> list[RankerModel]:
     """Each (ranker, validation NDCGs, seconds) as a new RankerModel version, in one transaction."""
     versions = []
