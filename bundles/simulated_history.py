@@ -82,7 +82,8 @@ def simulated_history(
     categories = sorted({row.category for row in rows})
     by_category = {category: [i for i, row in enumerate(rows) if row.category == category] for category in categories}
     everything = list(range(len(rows)))
-    users, events = [], []
+    users: list[UserRow] = []
+    events: list[EventRow] = []
     for number in range(1, people + 1):
         user_id = f"{SIMULATED_PREFIX}{number:04d}"
         users.append(UserRow(line=number, user_id=user_id, display_name=f"Simulated shopper {number:04d} (simulated)"))
