@@ -804,29 +804,6 @@ P4_VALIDATION = Protocol(
 # --- P4 with the learned text model: half the tag queries never seen as text ------------------------
 
 
-def _p4_text_model_prepare(source: BundleSource, options: Options) -> Setup:
-    """P3's queries split in two (p4_query_split): every interaction and every tag event whose
-    lower-cased text is not a test query are imported (the text model learns from those); the
-    test queries are asked, their movies the relevant set, all items ranked."""
-    items = _catalog(source)
-    events = [row for row in source.events() if not isinstance(row, Rejection)]
-    queries = text_queries(events)
-    if len(queries) < 2:
-        raise EvaluationError("the bundle has fewer than two tags given to two or more items: nothing to split")
-    test_queries = set(p4_query_split(queries)[0])
-    allowed = [
-        row
-        for row in events
-        if row.is_interaction
-        or (row.kind == ActivityKind.TAG and row.text and row.text.strip().lower() not in test_queries)
-    ]
-    test = {text: queries[text] for text in sorted(test_queries)}
-    digest = hashlib.sha256("\n".join(f"{text}:{sorted(ids)}" for text, ids in test.items()).encode())
-    n_interactions = sum(1 for row in events if row.is_interaction)
-    split = Split(train=[], test=test, n_interactions=n_interactions, fingerprint=digest.hexdigest()[:16])
-    return Setup(items=items, imported=allowed, split=split)
-
-
 def _p4_text_model_variants(setup: Setup, options: Options) -> list[Variant]:
     from catalog.models import Item
     from recommendations.models import TextModel
@@ -856,7 +833,7 @@ def _p4_text_model_variants(setup: Setup, options: Options) -> list[Variant]:
 
 P4_TEXT_MODEL = Protocol(
     name="p4-text-model",
-    prepare=_p4_text_model_prepare,
+    prepare=_p4_prepare,  # the same split and imports as P4: only the rows differ
     variants=_p4_text_model_variants,
     baselines=_p3_baselines,
     personal=False,

@@ -420,19 +420,12 @@ def test_p4_splits_the_sorted_queries_by_the_seeded_permutation_and_never_import
     assert set(tuning_data.train_queries) == set(rest)
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_and_a_learned_side(tmp_path, monkeypatch):
+def _p4_bundle(path):
+    """The tiny bundle with two tags per theme, each given to two items of its theme by two
+    people: one of the two is a test query (never imported), the other teaches what the items are."""
     import json
 
-    from django.db import connection
-
-    from recommendations.evaluation import protocols
-    from recommendations.models import CommunityVector
-
-    folder = _tiny_bundle(tmp_path / "bundle")
-    # Two tags per theme, each given to two items of its theme by two people: one of the two
-    # is a test query (never imported), the other teaches the community what the items are.
+    folder = _tiny_bundle(path)
     with open(folder / "events.jsonl", "a") as handle:
         for theme, words in (("tea", ("hot drinks", "brew")), ("hiking", ("mountains", "trail"))):
             items = (
@@ -454,6 +447,20 @@ def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_an
                         )
                         + "\n"
                     )
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_and_a_learned_side(tmp_path, monkeypatch):
+    import json
+
+    from django.db import connection
+
+    from recommendations.evaluation import protocols
+    from recommendations.models import CommunityVector
+
+    folder = _p4_bundle(tmp_path / "bundle")
     learned = []
 
     def builder(data):
@@ -489,3 +496,41 @@ def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_an
     # The community text of the items tagged with a train word, never with a test word only.
     themes_taught = {"tea" if word in ("hot drinks", "brew") else "hiking" for word in train}
     assert learned == [(sorted(train), 2 * len(themes_taught))]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_evaluate_p4_text_model_asks_the_same_split_and_keeps_the_frozen_encoder_when_too_little_is_learned(
+    tmp_path,
+):
+    import json
+
+    from django.db import connection
+
+    from recommendations.evaluation import protocols
+
+    folder = _p4_bundle(tmp_path / "bundle")
+
+    call_command(
+        "evaluate",
+        str(folder),
+        "--protocol",
+        "p4-text-model",
+        "--k",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+        "--database",
+        f"{connection.settings_dict['NAME']}_eval_p4tm",
+    )
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    test, _train = protocols.p4_query_split(["brew", "hot drinks", "mountains", "trail"])
+    assert report["protocol"] == "p4-text-model" and report["n_users"] == len(test) == 2
+    names = [method["method"] for method in report["methods"]]
+    # Four train tags are far fewer pairs than a text model needs: refused, the frozen encoder serves.
+    assert names[:2] == [
+        "served (no text model activated: frozen encoder) + 0.02 x log popularity",
+        "served (no text model activated: frozen encoder), no popularity term",
+    ]
+    assert "frozen encoder, no popularity term" in names
