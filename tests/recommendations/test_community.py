@@ -33,6 +33,13 @@ RULES = WeightRules(
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _weight_two(settings):
+    # These tests read the served vector at COMMUNITY_WEIGHT 2 (P4's reference weight), not the
+    # default 0.5: the words move the items far enough to see in a small fixture.
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "COMMUNITY_WEIGHT": 2.0}
+
+
 def _text(activity_id, user_id, *, kind="review", rating=None, days_old=0.0, words="good"):
     return CommunityText(
         activity_id=activity_id,
