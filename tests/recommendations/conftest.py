@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Item
+from recommendations.ranking.active import reset_active_ranker
 from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
 from recommendations.vectors import embedding
 from tests.factories import UserFactory
@@ -19,6 +20,14 @@ THEMES = {
     "jazz": ("Music", "jazz records, saxophone solos and live club recordings"),
     "baking": ("Kitchen", "sourdough bread, flour and baking tins"),
 }
+
+
+@pytest.fixture
+def fresh_ranker_cache():
+    """The process's cached active ranker forgotten before and after a test that trains or activates one."""
+    reset_active_ranker()
+    yield
+    reset_active_ranker()
 
 
 def themes_world_build() -> dict:

@@ -30,7 +30,7 @@ from recommendations.models import (
     Recommendation,
     RecommendedItem,
 )
-from recommendations.ranking.active import ranker_activate, reset_active_ranker
+from recommendations.ranking.active import ranker_activate
 from recommendations.serving.arms import arm_for_bucket, arm_for_person, assignment_bucket, running_arms
 from recommendations.serving.feedback import feedback_record
 from recommendations.serving.service import recommend_for_text, recommend_for_user
@@ -38,14 +38,7 @@ from tests.factories import StaffUserFactory
 from users.models import Activity, ActivityKind, User
 from users.services import user_delete
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_ranker_cache():
-    reset_active_ranker()
-    yield
-    reset_active_ranker()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
 
 
 @pytest.fixture

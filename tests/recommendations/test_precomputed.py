@@ -11,7 +11,7 @@ from django.utils import timezone
 from catalog.models import Item, Placement
 from catalog.services import item_set_placement
 from recommendations.models import PrecomputedList, RankerModel
-from recommendations.ranking.active import ranker_activate, reset_active_ranker
+from recommendations.ranking.active import ranker_activate
 from recommendations.ranking.training import ranker_train
 from recommendations.retrieval.behaviour_build import behaviour_model_rebuild
 from recommendations.retrieval.filters import ItemFilters
@@ -20,14 +20,7 @@ from recommendations.serving.service import recommend_for_user
 from users.models import Activity
 from users.services import activity_delete, activity_record
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_ranker_cache():
-    reset_active_ranker()
-    yield
-    reset_active_ranker()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
 
 
 def _page(answer) -> list[tuple[int, str, tuple[str, ...]]]:

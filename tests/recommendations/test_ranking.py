@@ -10,7 +10,7 @@ from catalog.models import Placement
 from catalog.services import item_set_placement
 from recommendations.ml.ranker import Ranker, ndcg_of_groups
 from recommendations.models import BehaviourModel, PrecomputedList, RankerModel, Recommendation
-from recommendations.ranking.active import ranker_activate, reset_active_ranker
+from recommendations.ranking.active import ranker_activate
 from recommendations.ranking.features import FEATURES
 from recommendations.ranking.training import activation_refusals, ranker_train
 from recommendations.retrieval.person import person_state
@@ -18,16 +18,9 @@ from recommendations.retrieval.popular import item_popularity
 from recommendations.serving.service import recommend_for_user
 from users.models import Activity
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
 
 MODEL = "all-MiniLM-L6-v2"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_ranker_cache():
-    reset_active_ranker()
-    yield
-    reset_active_ranker()
 
 
 @pytest.fixture

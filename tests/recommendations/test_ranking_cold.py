@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from core.conf import recommender_settings
 from recommendations.models import ItemNeighbour
-from recommendations.ranking.active import reset_active_ranker
 from recommendations.ranking.features import INDEX, features_compute
 from recommendations.ranking.training import ranker_train, training_data_build
 from recommendations.retrieval.behaviour import active_behaviour_model_id
@@ -20,16 +19,9 @@ from recommendations.retrieval.person import person_state
 from tests.factories import UserFactory
 from users.models import Activity
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
 
 MODEL = "all-MiniLM-L6-v2"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_ranker_cache():
-    reset_active_ranker()
-    yield
-    reset_active_ranker()
 
 
 @pytest.fixture
