@@ -18,6 +18,7 @@ from django.utils import timezone
 from catalog.models import Item
 from recommendations.retrieval.candidates import Candidate, item_vectors_with_recent
 from recommendations.retrieval.filters import id_array
+from recommendations.retrieval.history import interaction_history
 from recommendations.retrieval.person import PersonState
 from recommendations.retrieval.popular import ItemPopularity, item_popularity
 from users.models import BEHAVIOUR_KINDS, Activity
@@ -178,7 +179,9 @@ def _item_fill(values: np.ndarray, *, item: dict | None, profile: _Profile, this
 def _item_evidence(*, item_ids: list[int], as_of: datetime | None) -> dict[int, tuple[int, int]]:
     """item -> (interactions, activities with text about it), before as_of (None: now). One query
     over the (item, kind) index; the texts are counted from the activities themselves, so the count
-    does not wait for any derived vector."""
+    does not wait for any derived vector. Inside interactions_snapshot(), read from memory."""
+    if as_of is not None and (history := interaction_history()) is not None:
+        return history.evidence(item_ids=item_ids, as_of=as_of)
     rows = (
         Activity.objects.filter(Q() if as_of is None else Q(created_at__lt=as_of), item_id__in=id_array(item_ids))
         .order_by()
@@ -262,9 +265,10 @@ def features_compute(
         interactions, texts = (0, 0) if hidden else evidence.get(item_id, (0, 0))
         values[INDEX["item_interactions"]] = math.log1p(interactions)
         values[INDEX["item_texts"]] = math.log1p(texts)
-        unproven = float(chosen.people == 0)
-        values[INDEX["item_unproven"]] = unproven
-        values[INDEX["unproven_semantic_best"]] = unproven * np.nan_to_num(values[INDEX["semantic_best"]])
-        values[INDEX["unproven_semantic_last3"]] = unproven * np.nan_to_num(values[INDEX["semantic_last3_mean"]])
+        values[INDEX["item_unproven"]] = float(chosen.people == 0)
         candidate.features = values
+    # Whole columns at once: np.nan_to_num per value cost 12% of the re-ranker's training time.
+    unproven = matrix[:, INDEX["item_unproven"]]
+    matrix[:, INDEX["unproven_semantic_best"]] = unproven * np.nan_to_num(matrix[:, INDEX["semantic_best"]])
+    matrix[:, INDEX["unproven_semantic_last3"]] = unproven * np.nan_to_num(matrix[:, INDEX["semantic_last3_mean"]])
     return fields

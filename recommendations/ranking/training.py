@@ -49,6 +49,7 @@ from recommendations.ranking.features import FEATURES, INDEX, features_compute
 from recommendations.retrieval.behaviour_build import behaviour_model_build
 from recommendations.retrieval.candidates import SOURCES, Candidate, candidates_gather
 from recommendations.retrieval.filters import ItemFilters
+from recommendations.retrieval.history import interactions_snapshot
 from recommendations.retrieval.person import PersonState, person_state
 from users.models import BEHAVIOUR_KINDS, Activity
 
@@ -293,7 +294,10 @@ def training_data_build(
     shadow = behaviour_model_build(user_ids=past.user_ids, item_ids=past.item_ids, times=past.times, activate=False)
     seconds = {"behaviour_model_of_the_past": round(time.monotonic() - started, 1)}
     try:
-        data = _training_rows(people, behaviour_model_id=shadow.id, cold=cold, progress=progress)
+        # Every person is read as of their own cut-off: popularity and evidence from one copy of
+        # the interactions in memory rather than two aggregates over the database per person.
+        with interactions_snapshot():
+            data = _training_rows(people, behaviour_model_id=shadow.id, cold=cold, progress=progress)
     finally:
         BehaviourModel.objects.filter(pk=shadow.pk).delete()
     seconds["features"] = round(time.monotonic() - started - seconds["behaviour_model_of_the_past"], 1)

@@ -13,6 +13,7 @@ from core.conf import recommender_settings
 from core.replicas import read_connection
 from recommendations.models import ItemStats
 from recommendations.retrieval.filters import ItemFilters, id_array
+from recommendations.retrieval.history import interaction_history
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ def item_popularity(*, item_ids: list[int], as_of: datetime | None = None) -> di
             for item_id, popularity, trending, first in rows
         }
     half_life = recommender_settings().trending_half_life_days * 86_400
+    if (history := interaction_history()) is not None:
+        # Inside interactions_snapshot(): the same definitions over the interactions in memory.
+        total, read = history.popularity(item_ids=item_ids, as_of=as_of, half_life_seconds=half_life)
+        total = total or 1.0
+        return {
+            item_id: ItemPopularity(people=float(people), trending_share=trending / total, first_interaction_at=first)
+            for item_id, (people, trending, first) in read.items()
+        }
     window_start = as_of - timedelta(seconds=6 * half_life)
     table = Activity._meta.db_table
     decay = "power(0.5, extract(epoch FROM (%s - created_at)) / %s)"

@@ -1,0 +1,115 @@
+"""Reads "as of" a past moment from the interactions in memory (retrieval/history.py) give what
+the SQL gives: popularity, trend, first interaction and evidence, and the re-ranker's training
+data built with the snapshot is the data built without it."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from recommendations.ranking.features import INDEX, _item_evidence
+from recommendations.ranking.training import training_data_build
+from recommendations.retrieval.history import interaction_history, interactions_snapshot
+from recommendations.retrieval.popular import item_popularity
+from tests.factories import ActivityFactory, ItemFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
+
+START = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def history_rows():
+    """Three items and four people over sixty days: repeated choices of one item by one person,
+    dismissals (never counted), reviews and a comment (texts), an item nobody chose, and two
+    activities at the very moment the tests ask about (before means strictly before)."""
+    items = ItemFactory.create_batch(4)
+    people = UserFactory.create_batch(4)
+    rows = [
+        # (person, item, kind, day, text)
+        (0, 0, "view", 0, None),
+        (0, 0, "purchase", 2, None),
+        (0, 0, "review", 3, "Kept me dry for three days."),
+        (1, 0, "click", 10, None),
+        (1, 1, "dismiss", 11, None),
+        (2, 1, "view", 20, None),
+        (2, 1, "comment", 21, "Too small for me."),
+        (3, 1, "rating", 30, None),
+        (3, 2, "dismiss", 31, "not for me"),
+        (1, 2, "add_to_cart", 45, None),
+        (0, 1, "purchase", 59.5, None),
+        (2, 0, "view", 60, None),
+    ]
+    for person, item, kind, day, text in rows:
+        ActivityFactory.create(
+            user=people[person],
+            item=items[item],
+            kind=kind,
+            text=text,
+            rating=4.0 if kind == "rating" else None,
+            created_at=START + timedelta(days=day),
+        )
+    return {"item_ids": [item.id for item in items]}
+
+
+MOMENTS = [START + timedelta(days=day) for day in (-1, 0, 2.5, 15, 31, 45, 59.9, 60, 61, 400)]
+
+
+def test_popularity_and_evidence_as_of_a_moment_read_from_memory_equal_the_sql(history_rows):
+    item_ids = history_rows["item_ids"]
+    from_sql = [
+        (item_popularity(item_ids=item_ids, as_of=moment), _item_evidence(item_ids=item_ids, as_of=moment))
+        for moment in MOMENTS
+    ]
+    with interactions_snapshot():
+        from_memory = [
+            (item_popularity(item_ids=item_ids, as_of=moment), _item_evidence(item_ids=item_ids, as_of=moment))
+            for moment in MOMENTS
+        ]
+
+    for moment, (sql_popularity, sql_evidence), (memory_popularity, memory_evidence) in zip(
+        MOMENTS, from_sql, from_memory, strict=True
+    ):
+        assert memory_popularity.keys() == sql_popularity.keys(), moment
+        for item_id, expected in sql_popularity.items():
+            read = memory_popularity[item_id]
+            assert read.people == expected.people, (moment, item_id)
+            assert read.first_interaction_at == expected.first_interaction_at, (moment, item_id)
+            assert read.trending_share == pytest.approx(expected.trending_share, rel=1e-9), (moment, item_id)
+        # The SQL lists items with any activity before the moment, (0, 0) included; both read
+        # a missing item as (0, 0).
+        assert memory_evidence == {item_id: pair for item_id, pair in sql_evidence.items() if pair != (0, 0)}
+    # The fixture's moments see something and something different: not a comparison of empties.
+    assert {len(popularity) for popularity, _evidence in from_sql} >= {0, 1, 2, 3}
+    day_61 = from_sql[MOMENTS.index(START + timedelta(days=61))]
+    assert day_61[1][history_rows["item_ids"][0]] == (5, 1)  # 5 interactions, one review
+    assert day_61[0][history_rows["item_ids"][0]].people == 3.0  # three people, one of them thrice
+
+
+def test_the_snapshot_is_only_read_inside_its_block(history_rows):
+    with interactions_snapshot() as history:
+        assert interaction_history() is history
+    assert interaction_history() is None
+    # Now (no as_of) is never read from a snapshot: ItemStats, as served.
+    with interactions_snapshot():
+        assert item_popularity(item_ids=history_rows["item_ids"]) == {}
+
+
+def test_the_rankers_training_data_is_the_same_with_and_without_the_snapshot(themes_world, monkeypatch):
+    with_snapshot = training_data_build(label_fraction=0.2, max_people=0, cold_share=0.25)
+
+    # The same build with the snapshot switched off: every as-of read goes to SQL.
+    class NoSnapshot:
+        def __enter__(self):
+            return None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr("recommendations.ranking.training.interactions_snapshot", NoSnapshot)
+    without = training_data_build(label_fraction=0.2, max_people=0, cold_share=0.25)
+
+    assert with_snapshot.groups == without.groups and with_snapshot.cold == without.cold
+    assert np.array_equal(with_snapshot.labels, without.labels)
+    assert np.allclose(with_snapshot.matrix, without.matrix, equal_nan=True, rtol=1e-9, atol=1e-12)
+    assert np.any(with_snapshot.matrix[:, INDEX["popularity"]] > 0)  # popularity was read as of each cut-off
