@@ -442,15 +442,18 @@ class Experiment(models.Model):
 class ExperimentArm(models.Model):
     """One arm: what answers the people assigned to it, and its share of the traffic.
 
-    `ranker` empty is the documented blend (the control "no trained ranker"). A text model
-    version will be a second, nullable reference here once TextModel exists (the textmodel
-    branch); arms of the free-text surface need it.
+    An arm is a ranker version and/or a text model version, each read by the surface that uses
+    it: personal recommendations read `ranker` (empty: the documented blend, the control "no
+    trained ranker"), free text reads `text_model` (empty: the frozen encoder, the control "no
+    learned text model"). recommendations.experiments.services refuses a version on a surface
+    that does not read it. Either is pinned: the arm does not follow the active version.
     """
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms")
     position = models.PositiveSmallIntegerField(help_text="0 is the control the others are compared with.")
     name = models.CharField(max_length=100)
     ranker = models.ForeignKey(RankerModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    text_model = models.ForeignKey(TextModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     share = models.PositiveSmallIntegerField(help_text="Percent of the experiment's people.")
 
     class Meta:
@@ -465,7 +468,13 @@ class ExperimentArm(models.Model):
 
     @property
     def version_label(self) -> str:
-        return "the blend" if self.ranker_id is None else str(self.ranker)
+        """What serves the arm, in the words of its surface: on free text the text model (or the
+        frozen encoder), elsewhere the ranker (or the blend); both when an arm names both."""
+        text = None if self.text_model_id is None else str(self.text_model)
+        ranker = None if self.ranker_id is None else str(self.ranker)
+        if self.experiment.surface == ExperimentSurface.TEXT:
+            return " + ".join(label for label in (ranker, text) if label) or "the frozen encoder"
+        return " + ".join(label for label in (ranker, text) if label) or "the blend"
 
 
 class ReplayCheck(models.Model):

@@ -12,7 +12,8 @@ arm, person and day (`traffic_read`, one grouped query):
 `figures_compute` (pure numpy, also fed by the simulation) turns that into rates with
 intervals, the comparison with the control, the plan's progress and the verdict
 (recommendations.experiments.statistics).
-Only answers to the person themselves count (context "user": not staff look-ups).
+Only answers to the person themselves on the experiment's surface count (context "user" for
+personal recommendations, not staff look-ups; "text" for free text).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from catalog.models import Item
 from recommendations.experiments import statistics
 from recommendations.models import (
     Experiment,
+    ExperimentSurface,
     Recommendation,
     RecommendationContext,
     RecommendedItem,
@@ -72,6 +74,14 @@ class ArmInfo:
     share: int
 
 
+# The logged context of the answers an experiment on each surface gave.
+SURFACE_CONTEXTS = {
+    ExperimentSurface.USER: RecommendationContext.USER,
+    ExperimentSurface.TEXT: RecommendationContext.TEXT,
+    ExperimentSurface.SIMILAR: RecommendationContext.SIMILAR,
+}
+
+
 def _day_number(value: date) -> int:
     return (value - date(1970, 1, 1)).days
 
@@ -101,7 +111,7 @@ def traffic_read(*, experiment: Experiment) -> Traffic:
         ActivityKind.PURCHASE,
         window,
         experiment.pk,
-        RecommendationContext.USER,
+        SURFACE_CONTEXTS[ExperimentSurface(experiment.surface)],
     ]
     with connection.cursor() as cursor:
         cursor.execute(statement, parameters)
@@ -119,7 +129,7 @@ def items_shown_read(*, experiment: Experiment) -> dict[int, int]:
         GROUP BY 1
     """  # noqa: S608 - table names from the models
     with connection.cursor() as cursor:
-        cursor.execute(statement, [experiment.pk, RecommendationContext.USER])
+        cursor.execute(statement, [experiment.pk, SURFACE_CONTEXTS[ExperimentSurface(experiment.surface)]])
         return dict(cursor.fetchall())
 
 
@@ -331,7 +341,9 @@ def experiment_figures(*, experiment: Experiment, now: datetime | None = None) -
     now = now or datetime.now(tz=UTC)
     arms = [
         ArmInfo(arm_id=arm.pk, name=arm.name, version=arm.version_label, share=arm.share)
-        for arm in experiment.arms.select_related("ranker").defer("ranker__artifact").order_by("position")
+        for arm in experiment.arms.select_related("ranker", "text_model")
+        .defer("ranker__artifact", "text_model__artifact")
+        .order_by("position")
     ]
     return figures_compute(
         arms=arms,
