@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from catalog.models import Item
+from catalog.models import Item, ItemVector
+from core.conf import recommender_settings
 from core.exceptions import ApplicationError
 from core.queueing import queue_on_commit
 from recommendations.experiments import metrics
@@ -23,9 +25,11 @@ from recommendations.models import (
     ExperimentDecision,
     ExperimentSurface,
     RankerModel,
+    TextModel,
 )
 from recommendations.ranking.active import ranker_activate, rankers_deactivate
 from recommendations.ranking.features import INDEX
+from recommendations.vectors.text_model import text_model_activate, text_model_deactivate
 from users.models import User
 
 logger = logging.getLogger(__name__)
@@ -44,9 +48,13 @@ class ExperimentInvalid(ApplicationError):
 
 @dataclass(frozen=True)
 class ArmSpec:
+    """An arm to create: a ranker version (personal recommendations) and/or a text model
+    version (free text); each surface reads its own and refuses the other."""
+
     name: str
     ranker_id: int | None  # None: the documented blend
     share: int  # percent
+    text_model_id: int | None = None  # None: the frozen encoder
 
 
 def _surface_lock(surface: str) -> None:
@@ -67,12 +75,32 @@ def _arm_problems(arms: Sequence[ArmSpec], surface: str) -> list[str]:
         problems.append("every arm needs a name")
     if len(set(names)) != len(names):
         problems.append("arm names must differ")
-    wanted = {arm.ranker_id for arm in arms if arm.ranker_id is not None}
-    if wanted and surface != ExperimentSurface.USER:
+    if surface == ExperimentSurface.SIMILAR:
         problems.append(
-            "free-text and similar-items answers use no ranker: an experiment there needs text-model arms, "
-            "which are not available yet"
+            "no experiment can run on similar items yet: their answers are the same for everyone and name no "
+            "person, so no arm could serve anyone"
         )
+        return problems
+    for arm in arms:
+        if arm.ranker_id is not None and surface == ExperimentSurface.TEXT:
+            problems.append(
+                f"arm {arm.name}: free-text answers use no ranker: an experiment there compares text-model arms "
+                "(a text model version, or none for the frozen encoder)"
+            )
+        if arm.text_model_id is not None and surface == ExperimentSurface.USER:
+            problems.append(
+                f"arm {arm.name}: personal recommendations do not read a text model: an experiment there compares "
+                "rankers (a version, or none for the blend)"
+            )
+    problems += _ranker_problems(arms)
+    if surface == ExperimentSurface.TEXT:
+        problems += _text_model_problems(arms)
+    return problems
+
+
+def _ranker_problems(arms: Sequence[ArmSpec]) -> list[str]:
+    problems = []
+    wanted = {arm.ranker_id for arm in arms if arm.ranker_id is not None}
     found = {row.pk: row for row in RankerModel.objects.filter(pk__in=wanted).only("id", "version", "features")}
     found_artifacts = set(RankerModel.objects.filter(pk__in=wanted).exclude(artifact=b"").values_list("id", flat=True))
     for arm in arms:
@@ -90,6 +118,42 @@ def _arm_problems(arms: Sequence[ArmSpec], surface: str) -> list[str]:
                     f"arm {arm.name}: ranker v{ranker.version} reads features this code does not compute "
                     f"({', '.join(unknown)})"
                 )
+    return problems
+
+
+def _text_model_problems(arms: Sequence[ArmSpec]) -> list[str]:
+    """A text model arm serves only a trained version of the encoder that reads text now, whose
+    item vectors are written (its queries are searched among its own items, never the encoder's)."""
+    problems = []
+    wanted = {arm.text_model_id for arm in arms if arm.text_model_id is not None}
+    found = {
+        row.pk: row
+        for row in TextModel.objects.filter(pk__in=wanted)
+        .annotate(trained=~Q(artifact=b""))
+        .defer("artifact", "validation_metrics")
+    }
+    base_model = recommender_settings().serving_model
+    for arm in arms:
+        if arm.text_model_id is None:
+            continue
+        text_model = found.get(arm.text_model_id)
+        if text_model is None:
+            problems.append(f"arm {arm.name}: text model {arm.text_model_id} does not exist")
+        elif not text_model.trained:
+            problems.append(f"arm {arm.name}: text model v{text_model.version} is not trained (no model stored)")
+        elif text_model.base_model != base_model:
+            problems.append(
+                f"arm {arm.name}: text model v{text_model.version} adapts {text_model.base_model}, but free text is "
+                f"read by {base_model} now"
+            )
+        elif (
+            text_model.vectors_written_at is None
+            or not ItemVector.objects.filter(model_name=text_model.vector_key).exists()
+        ):
+            problems.append(
+                f"arm {arm.name}: text model v{text_model.version} has no item vectors yet: write them first "
+                '(admin, Text models, "Write the item vectors")'
+            )
     return problems
 
 
@@ -184,6 +248,7 @@ def experiment_create(
                 position=position,
                 name=arm.name.strip(),
                 ranker_id=arm.ranker_id,
+                text_model_id=arm.text_model_id,
                 share=arm.share,
             )
             for position, arm in enumerate(arms)
@@ -226,21 +291,38 @@ def experiment_stop(*, experiment: Experiment, by: User) -> Experiment:
 
 
 def experiment_promote(*, experiment: Experiment, arm: ExperimentArm, by: User) -> Experiment:
-    """The arm's version becomes the active one for everyone (the blend arm: no ranker active),
-    and the experiment ends."""
+    """The arm's version becomes the active one for everyone, and the experiment ends: on
+    personal recommendations its ranker (the blend arm: no ranker active), on free text its
+    text model (the frozen encoder's arm: no text model active)."""
     if arm.experiment_id != experiment.pk:
         raise ApplicationError("this arm belongs to another experiment")
     if experiment.simulated:
         raise ApplicationError("a simulated experiment's arms cannot be promoted: its traffic was not real")
     with transaction.atomic():
         experiment = _decide(experiment=experiment, decision=ExperimentDecision.PROMOTED, by=by, arm=arm)
-        if arm.ranker_id is None:
+        if experiment.surface == ExperimentSurface.TEXT:
+            _text_model_promote(arm)
+        elif arm.ranker_id is None:
             rankers_deactivate()
         else:
             ranker_activate(ranker=RankerModel.objects.defer("artifact").get(pk=arm.ranker_id))
     logger.info("experiment=%s promoted arm=%s by user=%s", experiment.pk, arm.pk, by.pk)
     queue_on_commit("recommendations.tasks.refresh_experiment_metrics", experiment_id=experiment.pk)
     return experiment
+
+
+def _text_model_promote(arm: ExperimentArm) -> None:
+    base_model = recommender_settings().serving_model
+    if arm.text_model_id is None:
+        text_model_deactivate(base_model=base_model)
+        return
+    text_model = TextModel.objects.get(pk=arm.text_model_id)
+    if text_model.base_model != base_model:
+        raise ApplicationError(
+            f"text model v{text_model.version} adapts {text_model.base_model}, but free text is read by {base_model} "
+            "now: it cannot be activated"
+        )
+    text_model_activate(text_model=text_model)
 
 
 def experiment_metrics_refresh(*, experiment_id: int) -> Experiment | None:

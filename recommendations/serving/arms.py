@@ -8,8 +8,9 @@ independently. Anonymous visitors take no part: they get what serves outside exp
 their answers name no arm (a cookie would split one person across devices and sign-ins, and
 their answers cannot be tied to later purchases anyway).
 
-The lookup is one small query on the experiment's (surface, end_at) index, joined to its arms;
-a request outside any experiment pays only that.
+The lookup is one small query on the experiment's (surface, end_at) index, joined to its arms
+(and to the text model an arm names: its version and floor, what free text needs to answer in
+its space); a request outside any experiment pays only that.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ class Arm:
     arm_id: int
     share: int  # percent
     ranker_id: int | None  # None: the documented blend
+    # The text model version free text is answered with (None: the frozen encoder), with what
+    # serving needs of its row, read in the same query.
+    text_model_id: int | None = None
+    text_model_version: int | None = None
+    text_model_floor: float | None = None
+    text_model_base: str | None = None
 
 
 def assignment_bucket(*, experiment_id: int, person_id: int) -> int:
@@ -64,9 +71,30 @@ def running_arms(*, surface: str) -> list[Arm]:
             experiment__simulated=False,
         )
         .order_by("experiment_id", "position")
-        .values_list("experiment_id", "id", "share", "ranker_id")
+        .values_list(
+            "experiment_id",
+            "id",
+            "share",
+            "ranker_id",
+            "text_model_id",
+            "text_model__version",
+            "text_model__match_floor",
+            "text_model__base_model",
+        )
     )
-    arms = [Arm(experiment_id=row[0], arm_id=row[1], share=row[2], ranker_id=row[3]) for row in rows]
+    arms = [
+        Arm(
+            experiment_id=experiment_id,
+            arm_id=arm_id,
+            share=share,
+            ranker_id=ranker_id,
+            text_model_id=text_model_id,
+            text_model_version=version,
+            text_model_floor=floor,
+            text_model_base=base_model,
+        )
+        for experiment_id, arm_id, share, ranker_id, text_model_id, version, floor, base_model in rows
+    ]
     if not arms:
         return []
     # At most one experiment runs per surface (experiments.services refuses overlaps); should

@@ -41,7 +41,7 @@ from recommendations.serving.precomputed import answer_from_list
 from recommendations.serving.reasons import reasons_for_text, reasons_for_user
 from recommendations.serving.rules import apply_rules, item_categories, pinned_items
 from recommendations.serving.scoring import ranked_for_user, similarity_and_popularity
-from recommendations.vectors.text_model import text_space
+from recommendations.vectors.text_model import TextSpace, text_space, text_space_of
 from users.models import User
 
 if TYPE_CHECKING:
@@ -220,6 +220,11 @@ def recommend_for_text(
     goes through its query map and is searched among its own item vectors, both read from the
     one active row, and its floor (carried from the encoder's card) applies. `text_model=
     "frozen"` asks the frozen encoder instead (the evaluation's ablation).
+
+    While an experiment runs on free text, a signed-in person's question is answered in their
+    arm's space (recommendations.serving.arms: its text model version, active or not, or the
+    frozen encoder), query map and item vectors from that one version, and the log names the
+    experiment and the arm; anonymous visitors and `text_model="frozen"` take no part.
     """
     config = recommender_settings()
     text = text_clean(text, field="text", max_length=config.max_text_length)
@@ -229,7 +234,18 @@ def recommend_for_text(
         raise ValueError(f"text_model must be 'active' or 'frozen', not {text_model!r}")
     filters = filters or ItemFilters()
     model_name = recommender_settings().serving_model
-    space = text_space(base_model=model_name, frozen=text_model == "frozen")
+    arm = _text_arm(user=user, model_name=model_name) if text_model == "active" else None
+    if arm is None:
+        space = text_space(base_model=model_name, frozen=text_model == "frozen")
+    elif arm.text_model_id is None or arm.text_model_version is None:
+        space = TextSpace(base_model=model_name, item_model=model_name)  # the frozen encoder's arm
+    else:
+        space = text_space_of(
+            base_model=model_name,
+            text_model_id=arm.text_model_id,
+            version=arm.text_model_version,
+            match_floor=arm.text_model_floor,
+        )
     encoded = _text_encoded(text)
     # The frozen encoder's vector quotes the item's own words (reasons) and meets the person's
     # interest; the text space's searches the items.
@@ -269,11 +285,36 @@ def recommend_for_text(
             answer.notes.append(f"no match floor is calibrated for {model_name}: weak answers are not told apart")
     if not space.is_frozen:
         answer.notes.append(f"answered with text model v{space.version}, learned from this catalog's questions")
+    if arm is not None:
+        answer.experiment_id, answer.arm_id = arm.experiment_id, arm.arm_id
     if log:
         answer.recommendation_id = answer_log(
-            context=RecommendationContext.TEXT, user=user, results=answer.results, query_text=text
+            context=RecommendationContext.TEXT,
+            user=user,
+            results=answer.results,
+            query_text=text,
+            experiment_id=answer.experiment_id,
+            arm_id=answer.arm_id,
         )
     return answer
+
+
+def _text_arm(*, user: User | None, model_name: str) -> Arm | None:
+    """The person's arm of the experiment running on free text (one small query), if they are in one."""
+    arm = arm_for_person(surface=ExperimentSurface.TEXT, person_id=user.pk if user is not None else None)
+    if arm is not None and arm.text_model_id is not None and arm.text_model_base != model_name:
+        # The arm's version adapts another encoder than the one reading text now (the setting
+        # changed during the experiment): it cannot answer this text, so the person is served
+        # as outside the experiment and the answer is not counted for the arm.
+        logger.warning(
+            "experiment=%s arm=%s: its text model adapts %s, not %s: answered outside the experiment",
+            arm.experiment_id,
+            arm.arm_id,
+            arm.text_model_base,
+            model_name,
+        )
+        return None
+    return arm
 
 
 def _text_encoded(text: str) -> EncodedTexts:

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Exists, Max, OuterRef, Q, Subquery
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from catalog.models import ItemVector
@@ -49,7 +49,7 @@ from core.exceptions import ApplicationError
 from core.vector_indexes import vector_index_ensure
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.text_adapter import ALGORITHM, LinearAdapter, adapter_ndcg, adapter_train, normalised
-from recommendations.models import TextModel, text_model_vector_key
+from recommendations.models import ExperimentArm, TextModel, text_model_vector_key
 from users.models import BEHAVIOUR_KINDS, Activity, ActivityKind, ActivityVector
 
 logger = logging.getLogger(__name__)
@@ -593,6 +593,49 @@ def _lock_vectors() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [VECTORS_LOCK_KEY])
 
 
+def text_models_kept() -> QuerySet[TextModel]:
+    """The versions whose item vectors are kept current: the active ones, and those an arm of an
+    experiment that has not ended names (they serve its people; a scheduled one will)."""
+    named = ExperimentArm.objects.filter(
+        text_model__isnull=False, experiment__end_at__gt=timezone.now(), experiment__simulated=False
+    ).values("text_model_id")
+    return TextModel.objects.filter(Q(is_active=True) | Q(pk__in=named))
+
+
+def _vectors_prepare(text_model: TextModel, adapter: LinearAdapter) -> None:
+    """Its index, then its item vectors under its own key, written while others serve."""
+    if connection.in_atomic_block:
+        # Inside a caller's transaction (a test's) PostgreSQL refuses CREATE INDEX while the
+        # deferred foreign-key checks of vectors written earlier in it are pending: run them now.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    # Outside a transaction the index is built CONCURRENTLY: serving never waits for it.
+    vector_index_ensure(
+        table=ItemVector._meta.db_table, model_name=text_model.vector_key, dimensions=adapter.dimensions
+    )
+    _write_adapted(text_model, adapter, None)
+
+
+def text_model_vectors_write(*, text_model: TextModel) -> int:
+    """Write this version's item vectors without activating it, so that an experiment's arm can
+    serve it (recommendations.experiments refuses a version without them). Once an experiment
+    names it they are kept current like the active version's (text_models_kept); until then an
+    item embedded meanwhile is caught up by the next call or the sweep. Returns rows written."""
+    if not text_model.artifact:
+        raise TextModelError(f"text model v{text_model.version} is not trained (no model stored)")
+    adapter = LinearAdapter.from_bytes(text_model.artifact)
+    _vectors_prepare(text_model, adapter)
+    with transaction.atomic():
+        _lock_vectors()
+        behind = items_behind(text_model)
+        if behind:
+            _write_adapted(text_model, adapter, behind)
+        TextModel.objects.filter(pk=text_model.pk).update(vectors_written_at=timezone.now())
+    written = ItemVector.objects.filter(model_name=text_model.vector_key).count()
+    logger.info("text model v%d item vectors written rows=%d", text_model.version, written)
+    return written
+
+
 def text_model_activate(*, text_model: TextModel, adapter: LinearAdapter | None = None) -> TextModel:
     """Make this version answer free text (staff may roll back to any stored version).
 
@@ -605,16 +648,7 @@ def text_model_activate(*, text_model: TextModel, adapter: LinearAdapter | None 
     version's vector, or wrote the old one's before and is caught up here.
     """
     adapter = adapter or LinearAdapter.from_bytes(text_model.artifact)
-    if connection.in_atomic_block:
-        # Inside a caller's transaction (a test's) PostgreSQL refuses CREATE INDEX while the
-        # deferred foreign-key checks of vectors written earlier in it are pending: run them now.
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    # Outside a transaction the index is built CONCURRENTLY: serving never waits for it.
-    vector_index_ensure(
-        table=ItemVector._meta.db_table, model_name=text_model.vector_key, dimensions=adapter.dimensions
-    )
-    _write_adapted(text_model, adapter, None)
+    _vectors_prepare(text_model, adapter)
     with transaction.atomic():
         _lock_vectors()
         behind = items_behind(text_model)
@@ -642,36 +676,42 @@ def text_model_deactivate(*, base_model: str) -> int:
 
 
 def _stale_vectors_drop(base_model: str, *, keep: set[int]) -> int:
-    """Item vectors of versions neither active nor the one it replaced (a request that read the
-    previous active row a moment before the flip still finds its vectors)."""
-    keys = [
-        text_model_vector_key(base_model, version)
+    """Item vectors of versions neither active, nor the one it replaced (a request that read the
+    previous active row a moment before the flip still finds its vectors), nor named by an
+    experiment that has not ended (its arm serves them)."""
+    keep = keep | set(text_models_kept().filter(base_model=base_model).values_list("version", flat=True))
+    dropped = [
+        version
         for version in TextModel.objects.filter(base_model=base_model).values_list("version", flat=True)
         if version not in keep
     ]
-    if not keys:
+    if not dropped:
         return 0
+    keys = [text_model_vector_key(base_model, version) for version in dropped]
     deleted, _per_model = ItemVector.objects.filter(model_name__in=keys).delete()
+    TextModel.objects.filter(base_model=base_model, version__in=dropped).update(vectors_written_at=None)
     return deleted
 
 
 def text_model_items_refresh(*, item_ids: Sequence[int]) -> int:
-    """After items were (re-)embedded: their vectors under the active text models. Returns rows written."""
+    """After items were (re-)embedded: their vectors under the active text models and those
+    experiments serve (text_models_kept). Returns rows written."""
     if not item_ids or not TextModel.objects.exists():
         return 0
     written = 0
     with transaction.atomic():
         _lock_vectors()
-        for text_model in TextModel.objects.filter(is_active=True):
+        for text_model in text_models_kept():
             written += _write_adapted(text_model, _adapter_of(text_model.id, text_model.artifact), item_ids)
     return written
 
 
 def text_model_vectors_catch_up() -> int:
-    """The sweep's part: items whose vector of the active text model is missing or stale
-    (a task that stopped between the item's vector and its text-model vector)."""
+    """The sweep's part: items whose vector of a kept text model is missing or stale (a task
+    that stopped between the item's vector and its text-model vector, an item embedded before
+    an experiment named the version)."""
     written = 0
-    for text_model in TextModel.objects.filter(is_active=True):
+    for text_model in text_models_kept().defer("artifact"):
         behind = items_behind(text_model)
         if behind:
             written += text_model_items_refresh(item_ids=behind)
@@ -679,7 +719,7 @@ def text_model_vectors_catch_up() -> int:
 
 
 def text_model_vectors_behind_count() -> int:
-    return sum(len(items_behind(text_model)) for text_model in TextModel.objects.filter(is_active=True))
+    return sum(len(items_behind(text_model)) for text_model in text_models_kept().defer("artifact"))
 
 
 # --- what serving reads ---------------------------------------------------------------------------
@@ -689,17 +729,26 @@ _adapters: dict[int, LinearAdapter] = {}
 _adapters_lock = threading.Lock()
 
 
+# Versions' adapters kept per process: the active one, the one it replaced and an experiment's
+# arms (at most experiments.services.MAX_ARMS) alternate from request to request; a 384 x 384
+# adapter is 0.6 MB.
+ADAPTERS_KEPT = 8
+
+
 def _adapter_of(text_model_id: int, artifact: bytes | memoryview | None = None) -> LinearAdapter:
-    """The version's adapter, read once per process (one version at a time is kept)."""
+    """The version's adapter, read once per process (the ADAPTERS_KEPT last used are kept)."""
     with _adapters_lock:
-        adapter = _adapters.get(text_model_id)
+        adapter = _adapters.pop(text_model_id, None)
+        if adapter is not None:
+            _adapters[text_model_id] = adapter  # the most recently used last
     if adapter is None:
         if artifact is None:
             artifact = TextModel.objects.filter(id=text_model_id).values_list("artifact", flat=True).get()
         adapter = LinearAdapter.from_bytes(artifact)
         with _adapters_lock:
-            _adapters.clear()
             _adapters[text_model_id] = adapter
+            while len(_adapters) > ADAPTERS_KEPT:
+                del _adapters[next(iter(_adapters))]
     return adapter
 
 
@@ -738,12 +787,18 @@ def text_space(*, base_model: str, frozen: bool = False) -> TextSpace:
         )
         if row is not None:
             text_model_id, version, floor = row
-            return TextSpace(
-                base_model=base_model,
-                item_model=text_model_vector_key(base_model, version),
-                text_model_id=text_model_id,
-                version=version,
-                adapter=_adapter_of(text_model_id),
-                match_floor=floor,
-            )
+            return text_space_of(base_model=base_model, text_model_id=text_model_id, version=version, match_floor=floor)
     return TextSpace(base_model=base_model, item_model=base_model)
+
+
+def text_space_of(*, base_model: str, text_model_id: int, version: int, match_floor: float | None) -> TextSpace:
+    """One stored version's space, from the row's fields the caller read (an experiment's arm
+    pins a version, active or not): its query map and its own item vectors, never a mix."""
+    return TextSpace(
+        base_model=base_model,
+        item_model=text_model_vector_key(base_model, version),
+        text_model_id=text_model_id,
+        version=version,
+        adapter=_adapter_of(text_model_id),
+        match_floor=match_floor,
+    )
