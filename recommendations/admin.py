@@ -13,7 +13,12 @@ from recommendations.models import (
     TextModel,
     UserInterest,
 )
-from recommendations.vectors.text_model import text_model_activate, text_model_deactivate
+from recommendations.vectors.text_model import (
+    TextModelError,
+    text_model_activate,
+    text_model_deactivate,
+    text_model_vectors_write,
+)
 from users.models import Activity
 
 # Texts listed on a community vector's page, heaviest first (it may hold COMMUNITY_MAX_TEXTS).
@@ -82,7 +87,7 @@ class TextModelAdmin(admin.ModelAdmin):
         "notes",
         "created_at",
     )
-    actions = ("activate", "back_to_frozen_encoder")
+    actions = ("activate", "write_item_vectors", "back_to_frozen_encoder")
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -112,6 +117,21 @@ class TextModelAdmin(admin.ModelAdmin):
             return
         text_model = text_model_activate(text_model=queryset.get())
         self.message_user(request, f"text model v{text_model.version} answers free text now")
+
+    @admin.action(description="Write the item vectors (to serve in an experiment's arm, without activating)")
+    def write_item_vectors(self, request, queryset) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version whose item vectors to write.", level="error")
+            return
+        text_model = queryset.get()
+        try:
+            written = text_model_vectors_write(text_model=text_model)
+        except TextModelError as error:
+            self.message_user(request, error.message, level="error")
+            return
+        self.message_user(
+            request, f"text model v{text_model.version}: {written} item vectors written; an experiment may name it now"
+        )
 
     @admin.action(description="Answer free text with the frozen encoder again")
     def back_to_frozen_encoder(self, request, queryset) -> None:
@@ -154,7 +174,7 @@ class RecommendationAdmin(admin.ModelAdmin):
 
 class ExperimentArmInline(admin.TabularInline):
     model = ExperimentArm
-    fields = ("position", "name", "ranker", "share")
+    fields = ("position", "name", "ranker", "text_model", "share")
     readonly_fields = fields
     extra = 0
     can_delete = False

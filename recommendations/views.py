@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -40,7 +40,14 @@ from recommendations.experiments.services import (
     experiment_promote,
     experiment_stop,
 )
-from recommendations.forms import BLEND_CHOICE, AskForm, ExperimentForm
+from recommendations.forms import (
+    BLEND_CHOICE,
+    FROZEN_CHOICE,
+    TEXT_MODEL_PREFIX,
+    AskForm,
+    ExperimentForm,
+    version_parse,
+)
 from recommendations.models import Experiment, ExperimentArm, ExperimentSurface, RankerModel, ReplayCheck
 from recommendations.ranking.active import ranker_activate
 from recommendations.retrieval.filters import ItemFilters
@@ -360,20 +367,38 @@ def staff_ranker_activate(request: HttpRequest, pk: int) -> HttpResponse:
 # --- staff: experiments ------------------------------------------------------------------------
 
 
-def _version_choices() -> list[tuple[str, str]]:
-    """The blend and every stored version, each with its offline validation figure and its
-    latest replay check, so staff see both before starting an experiment."""
+def _version_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The versions an arm may name, grouped by the surface that reads them: the blend and every
+    ranker (with its offline validation figure and latest replay check), the frozen encoder and
+    every text model (with its validation figure beside the frozen encoder's on the same
+    questions, and whether its item vectors are written), so staff see them before starting."""
     replays = latest_replay_checks()
-    choices = [(BLEND_CHOICE, "the blend (no ranker)" + _replay_note(replays.get(None)))]
+    rankers = [(BLEND_CHOICE, "the blend (no ranker)" + _replay_note(replays.get(None)))]
     for ranker in dashboard.ranker_versions():
-        ndcg = next((value for name, value in ranker.validation_metrics.items() if name.startswith("ndcg@")), None)
+        ndcg = _first_metric(ranker.validation_metrics, "ndcg@")
         label = f"ranker v{ranker.version} ({ranker.get_algorithm_display()})"
         if ndcg is not None:
             label += f", validation NDCG {ndcg:.4f}"
         if ranker.is_active:
             label += ", active"
-        choices.append((str(ranker.pk), label + _replay_note(replays.get(ranker.pk))))
-    return choices
+        rankers.append((str(ranker.pk), label + _replay_note(replays.get(ranker.pk))))
+    text_models = [(FROZEN_CHOICE, "the frozen encoder (no text model)")]
+    for text_model in dashboard.text_model_versions():
+        ndcg = _first_metric(text_model.validation_metrics, "ndcg@")
+        frozen = _first_metric(text_model.validation_metrics, "frozen_ndcg@")
+        label = f"text model v{text_model.version} ({text_model.algorithm} over {text_model.base_model})"
+        if ndcg is not None:
+            label += f", validation NDCG {ndcg:.4f}" + (f" (frozen encoder {frozen:.4f})" if frozen is not None else "")
+        if text_model.is_active:
+            label += ", active"
+        if text_model.vectors_written_at is None:
+            label += ", no item vectors yet"
+        text_models.append((f"{TEXT_MODEL_PREFIX}{text_model.pk}", label))
+    return [("Rankers (personal recommendations)", rankers), ("Text models (free text)", text_models)]
+
+
+def _first_metric(metrics: dict[str, Any], prefix: str) -> float | None:
+    return next((value for name, value in metrics.items() if name.startswith(prefix)), None)
 
 
 def _replay_note(check: ReplayCheck | None) -> str:
@@ -415,10 +440,7 @@ def staff_experiments(request: HttpRequest) -> HttpResponse:
                     surface=form.cleaned_data["surface"],
                     start_at=form.cleaned_data["start_at"],
                     end_at=form.cleaned_data["end_at"],
-                    arms=[
-                        ArmSpec(name=name, ranker_id=None if version == BLEND_CHOICE else int(version), share=share)
-                        for name, version, share in form.arms()
-                    ],
+                    arms=[_arm_spec(name, version, share) for name, version, share in form.arms()],
                     created_by=request_user(request),
                     minimum_effect=form.cleaned_data["minimum_effect"],
                     alpha=form.cleaned_data["alpha"],
@@ -433,9 +455,16 @@ def staff_experiments(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Experiment {experiment.name} created.")
                 return redirect("recommendations:staff_experiment", pk=experiment.pk)
         status = 400
+    arms = ExperimentArm.objects.select_related("ranker", "text_model").defer(
+        "ranker__artifact", "text_model__artifact", "ranker__validation_metrics", "text_model__validation_metrics"
+    )
     context = {
         "form": form,
-        "experiments": list(Experiment.objects.defer("metrics").prefetch_related("arms").order_by("-start_at", "-id")),
+        "experiments": list(
+            Experiment.objects.defer("metrics")
+            .prefetch_related(Prefetch("arms", queryset=arms))
+            .order_by("-start_at", "-id")
+        ),
         "now": timezone.now(),
     }
     return render(request, "recommendations/staff_experiments.html", context, status=status)
@@ -457,14 +486,33 @@ def _experiment_charts(figures: dict) -> dict[str, Any]:
     }
 
 
-def _arm_rows(arms: list[ExperimentArm]) -> list[dict[str, Any]]:
-    """Each arm with its version's offline validation figure and latest replay check."""
-    replays = latest_replay_checks()
+def _arm_spec(name: str, version: str, share: int) -> ArmSpec:
+    ranker_id, text_model_id = version_parse(version)
+    return ArmSpec(name=name, ranker_id=ranker_id, share=share, text_model_id=text_model_id)
+
+
+def _arm_rows(experiment: Experiment, arms: list[ExperimentArm]) -> list[dict[str, Any]]:
+    """Each arm with its version's offline validation figure (a text model's beside the frozen
+    encoder's on the same questions) and, for rankers, the latest replay check."""
+    text = experiment.surface == ExperimentSurface.TEXT
+    replays = latest_replay_checks() if not text else {}
     rows = []
     for arm in arms:
-        metrics = arm.ranker.validation_metrics if arm.ranker is not None else {}
+        version = arm.text_model if text else arm.ranker
+        metrics = version.validation_metrics if version is not None else {}
         validation = next(((name, value) for name, value in metrics.items() if name.startswith("ndcg@")), None)
-        rows.append({"arm": arm, "validation": validation, "replay": replays.get(arm.ranker_id)})
+        frozen = _first_metric(metrics, "frozen_ndcg@") if text else None
+        rows.append(
+            {
+                "arm": arm,
+                "versioned": version is not None,
+                "control_label": "the frozen encoder (no version)" if text else "the blend (no version)",
+                "validation": validation,
+                "frozen": frozen,
+                "replay": replays.get(arm.ranker_id),
+                "replayable": not text,
+            }
+        )
     return rows
 
 
@@ -474,7 +522,11 @@ def staff_experiment(request: HttpRequest, pk: int) -> HttpResponse:
     """One experiment: arms, online metrics with intervals, the verdict and its assumptions,
     charts over time, promote or stop."""
     experiment = get_object_or_404(Experiment.objects.select_related("created_by", "decided_by", "promoted_arm"), pk=pk)
-    arms = list(experiment.arms.select_related("ranker").defer("ranker__artifact").order_by("position"))
+    arms = list(
+        experiment.arms.select_related("ranker", "text_model")
+        .defer("ranker__artifact", "text_model__artifact")
+        .order_by("position")
+    )
     figures = experiment.metrics or {}
     now = timezone.now()
     context = {
@@ -484,7 +536,7 @@ def staff_experiment(request: HttpRequest, pk: int) -> HttpResponse:
         "arm_figures": figures.get("arms", []),
         "running": experiment.start_at <= now < experiment.end_at and not experiment.simulated,
         "not_started": now < experiment.start_at,
-        "arm_rows": _arm_rows(arms),
+        "arm_rows": _arm_rows(experiment, arms),
         **_experiment_charts(figures),
     }
     return render(request, "recommendations/staff_experiment.html", context)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from catalog.models import Item
 from core.models import EmbeddingStatus
-from recommendations.models import EvaluationRun, Experiment, RankerModel
+from recommendations.models import EvaluationRun, Experiment, RankerModel, TextModel
 from users.models import Activity
 
 # At most this many lines in the chart of ranker quality over versions.
@@ -56,6 +56,11 @@ def embedding_coverage() -> list[EmbeddingCoverage]:
 def ranker_versions() -> list[RankerModel]:
     """Every ranker version, newest first, without its (large) artifact."""
     return list(RankerModel.objects.defer("artifact").order_by("-version"))
+
+
+def text_model_versions() -> list[TextModel]:
+    """Every text model version, newest first, without its artifact."""
+    return list(TextModel.objects.defer("artifact").order_by("-version"))
 
 
 # Validation figures that measure ranking quality (0..1, higher is better): drawn over versions.
