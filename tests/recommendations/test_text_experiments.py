@@ -28,6 +28,7 @@ from recommendations.models import (
     Recommendation,
     TextModel,
 )
+from recommendations.ranking.active import ranker_activate
 from recommendations.serving.arms import arm_for_bucket, assignment_bucket, running_arms
 from recommendations.serving.service import recommend_for_text
 from recommendations.vectors import embedding
@@ -42,7 +43,7 @@ from tests.factories import StaffUserFactory, UserFactory
 from tests.recommendations.conftest import community_words_world_build
 from tests.worlds import module_world
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
 
 MODEL = "all-MiniLM-L6-v2"
 QUESTION = "hiking boots for a mountain trek"
@@ -233,6 +234,12 @@ def test_text_model_arms_that_cannot_serve_are_refused_and_nothing_is_saved(worl
 def test_promoting_a_text_arm_activates_its_version_and_the_frozen_arm_leaves_none_active(world):
     version = world["version"]
     staff = StaffUserFactory()
+    model = Ranker("logistic_regression", ["popularity"], {"mean": [0], "scale": [1], "coef": [1], "intercept": 0})
+    ranker = ranker_activate(
+        ranker=RankerModel.objects.create(
+            version=1, algorithm="logistic_regression", features=["popularity"], artifact=model.to_bytes()
+        )
+    )
     first = _frozen_vs(version)
 
     experiment_promote(experiment=first, arm=first.arms.get(position=1), by=staff)
@@ -242,6 +249,8 @@ def test_promoting_a_text_arm_activates_its_version_and_the_frozen_arm_leaves_no
     second = _frozen_vs(version, later=timedelta(hours=1))  # scheduled after the first's end
     experiment_promote(experiment=second, arm=second.arms.get(position=0), by=staff)
     assert not TextModel.objects.filter(is_active=True).exists()
+    # Free text's decisions leave personal recommendations' ranker as it was.
+    assert RankerModel.objects.get(is_active=True) == ranker
 
 
 def test_a_version_an_experiment_serves_keeps_its_item_vectors_current_while_others_are_activated(world):
