@@ -15,6 +15,7 @@ matches the reference figures; they are not the product.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -35,6 +36,7 @@ from recommendations.evaluation.baselines import baseline_rankings
 from recommendations.evaluation.databases import isolated_database
 from recommendations.evaluation.metrics import MethodResult, reciprocal_rank, score_rankings
 from recommendations.evaluation.split import EvaluationError, Split, split_per_user
+from recommendations.retrieval.history import interactions_snapshot
 from users.events import EventRow
 from users.models import ActivityKind
 
@@ -171,12 +173,16 @@ def protocol_run(
         methods = []
         breakdown: list[dict] = []
         served_settings = settings.RECOMMENDER
+        # Personal protocols ask each person as of their split point: popularity and evidence of
+        # those moments are read from one copy of the built interactions in memory.
+        snapshot = interactions_snapshot() if protocol.personal else contextlib.nullcontext()
         try:
-            for variant in protocol.variants(setup, options):
-                method, rankings = _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
-                methods.append(method)
-                if protocol.breakdown is not None:
-                    breakdown += protocol.breakdown(setup, variant, rankings)
+            with snapshot:
+                for variant in protocol.variants(setup, options):
+                    method, rankings = _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
+                    methods.append(method)
+                    if protocol.breakdown is not None:
+                        breakdown += protocol.breakdown(setup, variant, rankings)
         finally:
             settings.RECOMMENDER = served_settings
             recommender_settings_reset()

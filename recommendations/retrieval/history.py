@@ -38,27 +38,46 @@ CHUNK = 20_000
 
 @dataclass(frozen=True)
 class _Events:
-    """Events sorted by (item, time), with each item's slice."""
+    """Events sorted by (item, time). Each event's key, its item's position x (distinct times +
+    1) + the rank of its time, is sorted too: one binary search over the keys finds, for many
+    items at once, where each item's events before a moment end."""
 
     items: np.ndarray  # the distinct item ids, sorted
     starts: np.ndarray  # items[i]'s events are times[starts[i]:starts[i + 1]]
     times: np.ndarray  # microseconds since the epoch, ascending within an item
+    distinct_times: np.ndarray  # every distinct time, ascending
+    keys: np.ndarray
 
     @classmethod
     def of(cls, item_ids: np.ndarray, times: np.ndarray) -> _Events:
         order = np.lexsort((times, item_ids))
         item_ids, times = item_ids[order], times[order]
-        items, starts = np.unique(item_ids, return_index=True)
-        return cls(items=items, starts=np.append(starts, len(item_ids)), times=times)
+        items, starts, positions = np.unique(item_ids, return_index=True, return_inverse=True)
+        distinct_times, ranks = np.unique(times, return_inverse=True)
+        return cls(
+            items=items,
+            starts=np.append(starts, len(item_ids)).astype(np.int64),
+            times=times,
+            distinct_times=distinct_times,
+            keys=positions.astype(np.int64) * (len(distinct_times) + 1) + ranks,
+        )
 
-    def slice(self, item_id: int) -> np.ndarray:
-        position = int(np.searchsorted(self.items, item_id))
-        if position == len(self.items) or self.items[position] != item_id:
-            return self.times[:0]
-        return self.times[self.starts[position] : self.starts[position + 1]]
+    def spans_before(self, item_ids: np.ndarray, moment: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per item, the index of its first event and the index just past its last event
+        strictly before `moment` (equal when it has none)."""
+        if len(self.items) == 0:
+            zeros = np.zeros(len(item_ids), dtype=np.int64)
+            return zeros, zeros
+        positions = np.minimum(np.searchsorted(self.items, item_ids), len(self.items) - 1)
+        found = self.items[positions] == item_ids
+        rank = np.searchsorted(self.distinct_times, moment, side="left")  # distinct times before it
+        stops = np.searchsorted(self.keys, positions * (len(self.distinct_times) + 1) + rank, side="left")
+        starts = self.starts[positions]
+        return np.where(found, starts, 0), np.where(found, stops, 0)
 
-    def count_before(self, item_id: int, moment: int) -> int:
-        return int(np.searchsorted(self.slice(item_id), moment, side="left"))
+    def counts_before(self, item_ids: np.ndarray, moment: int) -> np.ndarray:
+        starts, stops = self.spans_before(item_ids, moment)
+        return stops - starts
 
 
 @dataclass(frozen=True)
@@ -79,28 +98,37 @@ class InteractionHistory:
         window_start = moment - int(6 * half_life)
         low, high = np.searchsorted(self.all_times, [window_start, moment], side="left")
         total = float(np.sum(np.power(0.5, (moment - self.all_times[low:high]) / half_life)))
-        result: dict[int, tuple[int, float, float]] = {}
-        for item_id in item_ids:
-            times = self.interactions.slice(item_id)
-            before = int(np.searchsorted(times, moment, side="left"))
-            if before == 0:
-                continue
-            recent = times[int(np.searchsorted(times, window_start, side="left")) : before]
-            result[item_id] = (
-                self.first_choices.count_before(item_id, moment),
-                float(np.sum(np.power(0.5, (moment - recent) / half_life))),
-                int(times[0]) / MICROSECONDS,
+        ids = np.asarray(item_ids, dtype=np.int64)
+        starts, stops = self.interactions.spans_before(ids, moment)
+        _starts, window_starts = self.interactions.spans_before(ids, window_start)
+        people = self.first_choices.counts_before(ids, moment)
+        # The events of the trending window, every item's run laid end to end, summed per item.
+        lengths = np.maximum(stops - window_starts, 0)
+        runs = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        flat = np.repeat(window_starts, lengths) + np.arange(int(lengths.sum())) - runs
+        decays = np.power(0.5, (moment - self.interactions.times[flat]) / half_life)
+        trending = np.bincount(np.repeat(np.arange(len(ids)), lengths), weights=decays, minlength=len(ids))
+        return total, {
+            int(item_id): (
+                int(people[row]),
+                float(trending[row]),
+                int(self.interactions.times[starts[row]]) / MICROSECONDS,
             )
-        return total, result
+            for row, item_id in enumerate(ids)
+            if stops[row] > starts[row]
+        }
 
     def evidence(self, *, item_ids: list[int], as_of: datetime) -> dict[int, tuple[int, int]]:
         """item -> (interactions, activities with text about it) before as_of."""
         moment = _microseconds(as_of)
-        counts = {
-            item_id: (self.interactions.count_before(item_id, moment), self.texts.count_before(item_id, moment))
-            for item_id in item_ids
+        ids = np.asarray(item_ids, dtype=np.int64)
+        interactions = self.interactions.counts_before(ids, moment)
+        texts = self.texts.counts_before(ids, moment)
+        return {
+            int(item_id): (int(interactions[row]), int(texts[row]))
+            for row, item_id in enumerate(ids)
+            if interactions[row] or texts[row]
         }
-        return {item_id: pair for item_id, pair in counts.items() if pair != (0, 0)}
 
 
 _current: contextvars.ContextVar[InteractionHistory | None] = contextvars.ContextVar(
