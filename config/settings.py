@@ -535,6 +535,9 @@ RECOMMENDER = {
     "RANKER_LABEL_FRACTION": env_float("RECOMMENDER_RANKER_LABEL_FRACTION", 0.2),
     "RANKER_VALIDATION_SHARE": env_float("RECOMMENDER_RANKER_VALIDATION_SHARE", 0.25),
     "RANKER_MAX_PEOPLE": env_int("RECOMMENDER_RANKER_MAX_PEOPLE", 0, minimum=0),
+    # Processes that build the training data, each a share of the people in time order (forked
+    # after the interactions are loaded; 1: in the calling process, as a Celery task runs it).
+    "RANKER_PROCESSES": env_int("RECOMMENDER_RANKER_PROCESSES", 1, minimum=1),
     "RANKER_COLD_SHARE": env_float("RECOMMENDER_RANKER_COLD_SHARE", 0.1),
     "RANKER_VALIDATION_K": env_int("RECOMMENDER_RANKER_VALIDATION_K", 20, minimum=1),
     # The learned text model (recommendations.vectors.text_model): trained from (question ->

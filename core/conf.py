@@ -76,6 +76,7 @@ class RecommenderSettings:
     ranker_label_fraction: float
     ranker_validation_share: float
     ranker_max_people: int  # 0: everyone with a label
+    ranker_processes: int  # processes that build the training data (1: this one)
     ranker_cold_share: float
     ranker_validation_k: int
     text_model_min_pairs: int

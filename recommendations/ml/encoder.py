@@ -9,6 +9,7 @@ model changes); Celery workers load it after forking.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -17,6 +18,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -373,6 +375,27 @@ def encoder_warming(model: str) -> bool:
     return thread is not None and thread.is_alive() and model not in _encoders
 
 
+# Encoders a forked child inherited: referenced, never destroyed there. Their ONNX Runtime and
+# torch thread pools did not survive the fork, and destroying such a session waited forever
+# (seen in a forked process of the ranker's training).
+_inherited: list[Encoder] = []
+# False inside children_without_encoders(): forked children load no encoder of their own.
+_warm_up_after_fork = True
+
+
+@contextlib.contextmanager
+def children_without_encoders() -> Iterator[None]:
+    """Processes forked inside this block start no encoder (workers that read stored vectors
+    only, such as the ranker's training processes): loading one costs seconds and, for
+    multilingual-e5-small, about 1.5 GB each."""
+    global _warm_up_after_fork
+    _warm_up_after_fork = False
+    try:
+        yield
+    finally:
+        _warm_up_after_fork = True
+
+
 def _after_fork_in_child() -> None:
     # A forked child has no threads but the caller's: a warm-up running in the parent (gunicorn
     # with --preload) would hold the lock forever, and the thread pools of ONNX Runtime and torch
@@ -381,9 +404,11 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     models = list(dict.fromkeys([*_warming, *_encoders]))
     _warming.clear()
+    _inherited.extend(_encoders.values())
     _encoders.clear()
-    for model in models:
-        encoder_warm_up(model)
+    if _warm_up_after_fork:
+        for model in models:
+            encoder_warm_up(model)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -27,8 +27,10 @@ Training (`ranker_train`, run by the Celery task and `manage.py train_ranker`):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import multiprocessing
 import random
 import time
 from collections import Counter, defaultdict
@@ -38,10 +40,11 @@ from datetime import datetime
 from typing import cast
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import Max
 
 from core.conf import recommender_settings
+from recommendations.ml.encoder import children_without_encoders
 from recommendations.ml.ranker import Ranker, ndcg_of_groups, train_lambdarank, train_logistic_regression
 from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
 from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix, ranker_activate
@@ -250,9 +253,22 @@ def _training_rows(
 ) -> TrainingData:
     """The serving code's candidates and features of each person as of their cut-off: their warm
     group, and the cold items alone when they went on to choose one of them."""
-    model_name = recommender_settings().serving_model
     rows = _Rows()
-    for owner, person in enumerate(progress(people, "ranker training data")):
+    _people_rows(
+        rows,
+        progress(people, "ranker training data"),
+        first_owner=0,
+        behaviour_model_id=behaviour_model_id,
+        cold=cold,
+    )
+    return rows.data()
+
+
+def _people_rows(
+    rows: _Rows, people: Iterable[_Learner], *, first_owner: int, behaviour_model_id: int, cold: frozenset[int]
+) -> None:
+    model_name = recommender_settings().serving_model
+    for owner, person in enumerate(people, start=first_owner):
         state = person_state(user_id=person.user_id, model_name=model_name, as_of=person.cutoff)
         filters = ItemFilters(exclude_ids=frozenset(state.seen | person.past))
         candidates = _described(
@@ -269,6 +285,51 @@ def _training_rows(
                 sources=COLD_SOURCES,
             )
             rows.add(candidates, labels=cold_labels, person=person, owner=owner, cold=True)
+
+
+def _rows_of_people(people: list[_Learner], first_owner: int, behaviour_model_id: int, cold: frozenset[int]) -> _Rows:
+    """One process's share of _training_rows (a forked child: its own database connection)."""
+    rows = _Rows()
+    _people_rows(rows, people, first_owner=first_owner, behaviour_model_id=behaviour_model_id, cold=cold)
+    connections.close_all()
+    return rows
+
+
+def _training_rows_in_processes(
+    people: list[_Learner],
+    *,
+    processes: int,
+    behaviour_model_id: int,
+    cold: frozenset[int],
+    progress: Callable[[Iterable, str], Iterable],
+) -> TrainingData:
+    """_training_rows over `processes` forked children, each a contiguous share of the people
+    (so the groups come back in the same order as from one process). The children inherit the
+    interactions snapshot; the parent's connections are closed first so that no child shares
+    their sockets."""
+    if processes > 1 and (connection.in_atomic_block or multiprocessing.current_process().daemon):
+        # Inside a transaction the children could not see its rows (nor may its connection be
+        # closed); a daemonic process (a Celery prefork child) may not have children.
+        logger.warning("ranker training data in one process: processes=%d cannot fork here", processes)
+        processes = 1
+    if processes <= 1 or len(people) < 2 * processes:
+        return _training_rows(people, behaviour_model_id=behaviour_model_id, cold=cold, progress=progress)
+    bounds = np.linspace(0, len(people), processes + 1).astype(int)
+    shares = [(people[low:high], int(low), behaviour_model_id, cold) for low, high in itertools.pairwise(bounds)]
+    connections.close_all()
+    started = time.monotonic()
+    with children_without_encoders(), multiprocessing.get_context("fork").Pool(processes) as pool:
+        parts = pool.starmap(_rows_of_people, shares)
+    logger.info(
+        "ranker training data built people=%d processes=%d ms=%d",
+        len(people),
+        processes,
+        (time.monotonic() - started) * 1000,
+    )
+    rows = _Rows()
+    for part in parts:
+        for name in ("matrices", "labels", "groups", "relevant", "cutoffs", "owners", "cold"):
+            getattr(rows, name).extend(getattr(part, name))
     return rows.data()
 
 
@@ -278,6 +339,7 @@ def training_data_build(
     max_people: int,
     cold_share: float | None = None,
     seed: int = 0,
+    processes: int | None = None,
     progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
 ) -> TrainingData:
     """Candidates and features of each person as of their cut-off, labelled by what they went on
@@ -297,7 +359,13 @@ def training_data_build(
         # Every person is read as of their own cut-off: popularity and evidence from one copy of
         # the interactions in memory rather than two aggregates over the database per person.
         with interactions_snapshot():
-            data = _training_rows(people, behaviour_model_id=shadow.id, cold=cold, progress=progress)
+            data = _training_rows_in_processes(
+                people,
+                processes=recommender_settings().ranker_processes if processes is None else processes,
+                behaviour_model_id=shadow.id,
+                cold=cold,
+                progress=progress,
+            )
     finally:
         BehaviourModel.objects.filter(pk=shadow.pk).delete()
     seconds["features"] = round(time.monotonic() - started - seconds["behaviour_model_of_the_past"], 1)
@@ -451,6 +519,7 @@ def ranker_train(
     activate: bool = True,
     seed: int = 0,
     data_note: str = "",
+    processes: int | None = None,
     progress: Callable[[Iterable, str], Iterable] = lambda rows, description: rows,
 ) -> list[RankerModel]:
     """Train new ranker versions; activate the best if it earns it. Returns the new versions.
@@ -462,6 +531,7 @@ def ranker_train(
         max_people=config.ranker_max_people if max_people is None else max_people,
         cold_share=cold_share,
         seed=seed,
+        processes=processes,
         progress=progress,
     )
     training, validation = _temporal_split(data, validation_share=validation_share or config.ranker_validation_share)

@@ -24,10 +24,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-activate", action="store_true", help="store the versions, activate none")
         parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="processes that build the training data (default RANKER_PROCESSES; the cores to spare)",
+        )
+        parser.add_argument(
             "--note", default="", help="added to the new versions' notes (e.g. that the history is simulated)"
         )
 
-    def handle(self, *args, max_people, algorithm, no_activate, note, **options):
+    def handle(self, *args, max_people, algorithm, no_activate, note, processes, **options):
+        if processes is not None and processes < 1:
+            raise CommandError("--processes must be at least 1")
         if max_people is not None and max_people != 0 and max_people < 2:
             raise CommandError("--max-people must be 0 (everyone) or at least 2")
         try:
@@ -36,6 +44,7 @@ class Command(BaseCommand):
                 algorithms=tuple(algorithm or (RankerAlgorithm.LAMBDARANK, RankerAlgorithm.LOGISTIC_REGRESSION)),
                 activate=not no_activate,
                 data_note=note,
+                processes=processes,
                 progress=people_progress,
             )
         except RankerError as error:
