@@ -67,8 +67,17 @@ def _is_root() -> bool:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path | str) -> None:
+    """One server in one data folder. By default it listens on its Unix socket only. A layout of
+    separate hosts (core.netns_layout) runs it inside a network namespace (`ip netns`) and has it
+    listen on that namespace's address too (`listen_addresses`); the socket stays for the
+    operator's own queries on the machine."""
+
+    def __init__(
+        self, data_dir: Path | str, *, listen_addresses: str = "", network_namespace: str | None = None
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self.listen_addresses = listen_addresses
+        self.network_namespace = network_namespace
 
     # --- where things are -------------------------------------------------------------
 
@@ -163,11 +172,12 @@ class EmbeddedPostgres:
             logger.info("embedded PostgreSQL stopped data_dir=%s", self.data_dir)
             return True
 
-    def replica_create(self, primary: EmbeddedPostgres) -> None:
+    def replica_create(self, primary: EmbeddedPostgres, *, primary_host: str | None = None) -> None:
         """Make this data folder a streaming replica of `primary` (running): a base backup with
         the replication settings written (-R: standby.signal and primary_conninfo over the
-        primary's socket). Start it with ensure_running(); it then replays the primary's WAL and
-        answers read-only queries (a hot standby)."""
+        primary's socket, or over the network to `primary_host`, an address the primary listens
+        on). Start it with ensure_running(); it then replays the primary's WAL and answers
+        read-only queries (a hot standby)."""
         if (self.data_dir / "PG_VERSION").exists():
             raise EmbeddedPostgresError(f"{self.data_dir} holds a cluster already")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +187,7 @@ class EmbeddedPostgres:
             [
                 str(_binaries_dir() / "pg_basebackup"),
                 "-h",
-                str(primary.socket_dir),
+                primary_host or str(primary.socket_dir),
                 "-U",
                 SUPERUSER,
                 "-D",
@@ -252,7 +262,7 @@ class EmbeddedPostgres:
         (self.socket_dir / SOCKET_NAME).unlink(missing_ok=True)
 
     def _start(self) -> None:
-        server_options = f"-c listen_addresses='' -k {shlex.quote(str(self.socket_dir))}"
+        server_options = f"-c listen_addresses='{self.listen_addresses}' -k {shlex.quote(str(self.socket_dir))}"
         command = [
             str(_binaries_dir() / "pg_ctl"),
             "-D",
@@ -274,6 +284,13 @@ class EmbeddedPostgres:
             self._run_as_server_user(command)
 
     def _run_as_server_user(self, command: list[str]) -> None:
+        program = Path(command[0]).name
+        user = SYSTEM_USER if _is_root() else None
+        if self.network_namespace is not None:
+            # Entering a namespace needs root, so the switch to the server's user comes after it.
+            switch = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"] if user else []
+            command = ["ip", "netns", "exec", self.network_namespace, *switch, *command]
+            user = None
         # Output goes to a file, not a pipe: pg_ctl's server inherits the descriptors and a
         # pipe would block until the server exits.
         with tempfile.TemporaryFile("w+") as output:
@@ -282,7 +299,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                user=SYSTEM_USER if _is_root() else None,
+                user=user,
                 cwd=tempfile.gettempdir(),
                 check=False,
             )
@@ -290,8 +307,7 @@ class EmbeddedPostgres:
                 output.seek(0)
                 log_tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
                 raise EmbeddedPostgresError(
-                    f"{Path(command[0]).name} failed with exit code {result.returncode}:\n"
-                    f"{output.read()[-2000:]}\n{log_tail}"
+                    f"{program} failed with exit code {result.returncode}:\n{output.read()[-2000:]}\n{log_tail}"
                 )
 
     def _create_database(self, name: str) -> None:

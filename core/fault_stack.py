@@ -23,9 +23,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -144,13 +145,18 @@ class TcpProxy:
 
 
 class PostgresCluster:
-    """A PostgreSQL cluster of the run's own (data folder and socket), stopped and started at will."""
+    """A PostgreSQL cluster of the run's own (data folder and socket), stopped and started at will.
 
-    def __init__(self, data_dir: Path) -> None:
-        self.server = EmbeddedPostgres(data_dir)
+    `server_options` go to EmbeddedPostgres (a network namespace and the addresses to listen on,
+    for core.netns_layout); `database` is the one it creates and queries.
+    """
+
+    def __init__(self, data_dir: Path, *, database: str = DATABASE_NAME, **server_options: Any) -> None:
+        self.server = EmbeddedPostgres(data_dir, **server_options)
+        self.database = database
 
     def start(self) -> None:
-        self.server.ensure_running(databases=(DATABASE_NAME,))
+        self.server.ensure_running(databases=(self.database,))
 
     def stop(self) -> None:
         self.server.stop()
@@ -168,34 +174,53 @@ class PostgresCluster:
 
     def execute(self, sql: str) -> None:
         """One statement that returns no rows (ALTER SYSTEM), over the cluster's own socket."""
-        with psycopg.connect(**self.server.connection_params(DATABASE_NAME), autocommit=True) as connection:
+        with psycopg.connect(**self.server.connection_params(self.database), autocommit=True) as connection:
             connection.execute(sql)
 
     def query(self, sql: str, parameters: tuple | list = ()) -> list[tuple]:
         """Rows of one query over the cluster's own socket (never through a proxy)."""
-        with psycopg.connect(**self.server.connection_params(DATABASE_NAME), autocommit=True) as connection:
+        with psycopg.connect(**self.server.connection_params(self.database), autocommit=True) as connection:
             return list(connection.execute(sql, parameters).fetchall())
 
 
 class ReplicaCluster(PostgresCluster):
     """A streaming replica of a PostgresCluster (a hot standby): made by a base backup on its
-    first start, then replaying the primary's WAL; stop() and start() as for the primary."""
+    first start, then replaying the primary's WAL (over the primary's socket, or over the
+    network from `primary_host`); stop() and start() as for the primary."""
 
-    def __init__(self, data_dir: Path, primary: PostgresCluster) -> None:
-        super().__init__(data_dir)
+    def __init__(
+        self, data_dir: Path, primary: PostgresCluster, *, primary_host: str | None = None, **server_options: Any
+    ) -> None:
+        super().__init__(data_dir, database=primary.database, **server_options)
         self.primary = primary
+        self.primary_host = primary_host
 
     def start(self) -> None:
         if not (self.server.data_dir / "PG_VERSION").exists():
-            self.server.replica_create(self.primary.server)
+            self.server.replica_create(self.primary.server, primary_host=self.primary_host)
         self.server.ensure_running()
 
 
 class RedisServer:
-    """One redis-server on a port of its own (no persistence: a restart empties it, as a crash would)."""
+    """One redis-server on a port of its own (no persistence: a restart empties it, as a crash would).
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    `launcher` runs it elsewhere (core.netns_layout: `ip netns exec <namespace>`), listening on
+    `host`, an address of that namespace this machine reaches; a server on a network address
+    needs a `password` (Redis refuses clients from other hosts without one: protected mode).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        launcher: Sequence[str] = (),
+        password: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port()
+        self.launcher = list(launcher)
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -203,14 +228,18 @@ class RedisServer:
         if executable is None:
             raise RuntimeError("redis-server is not installed (.ci/run installs it)")
         self.process = subprocess.Popen(
-            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [*self.launcher, executable, "--port", str(self.port), "--bind", self.host]
+            + ["--save", "", "--appendonly", "no"]
+            + (["--requirepass", self.password] if self.password else []),
             stdout=subprocess.DEVNULL,
         )
+        hello = f"AUTH {self.password}\r\nPING\r\n".encode() if self.password else b"PING\r\n"
 
         def answers() -> bool:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
-                probe.sendall(b"PING\r\n")
-                return probe.recv(16).startswith(b"+PONG")
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=1) as probe:
+                probe.sendall(hello)
+                time.sleep(0.05)
+                return b"+PONG" in probe.recv(64)
             return False
 
         wait_until(answers, what="redis-server", seconds=20)
@@ -220,6 +249,67 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage_run(
+    arguments: Sequence[str], *, env: dict[str, str], launcher: Sequence[str] = (), timeout: float = 600
+) -> str:
+    """`manage.py <arguments>` as a one-off process with the run's settings; its output, or an error."""
+    result = subprocess.run(
+        [*launcher, sys.executable, "manage.py", *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(arguments)} failed:\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def process_start(command: Sequence[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """A long-running process of the project in a session of its own, its output appended to log_path."""
+    log = open(log_path, "a")
+    try:
+        return subprocess.Popen(
+            list(command), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    finally:
+        log.close()
+
+
+def process_stop(process: subprocess.Popen, *, kill: bool = False) -> None:
+    """Stop the process and its whole group (a prefork worker's child, gunicorn's workers)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def people_create(manage: Callable[..., str], count: int, *, prefix: str, staff: bool = False) -> list[tuple[int, str]]:
+    """(id, API token) of `count` new people, made by the served system's own code (manage.py shell)."""
+    script = (
+        "import json\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from rest_framework.authtoken.models import Token\n"
+        "people = []\n"
+        f"for number in range({count}):\n"
+        f"    person = get_user_model().objects.create_user(username=f'{prefix}-{{number}}', is_staff={staff})\n"
+        "    people.append([person.id, Token.objects.create(user=person).key])\n"
+        "print('PEOPLE=' + json.dumps(people))\n"
+    )
+    output = manage("shell", "-c", script)
+    line = next(line for line in output.splitlines() if line.startswith("PEOPLE="))
+    return [(int(person_id), key) for person_id, key in json.loads(line.removeprefix("PEOPLE="))]
 
 
 @dataclass
@@ -316,20 +406,7 @@ class FaultStack:
         }
 
     def manage(self, *arguments: str, timeout: float = 600) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *arguments],
-            cwd=Path(__file__).resolve().parent.parent,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"manage.py {' '.join(arguments)} failed:\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
-            )
-        return result.stdout
+        return manage_run(arguments, env=self.env(), timeout=timeout)
 
     # --- the servers ------------------------------------------------------------------
 
@@ -355,33 +432,12 @@ class FaultStack:
 
     def people(self, count: int, *, prefix: str = "fault") -> list[tuple[int, str]]:
         """(id, API token) of `count` new people, made by the stack's own code."""
-        script = (
-            "import json\n"
-            "from django.contrib.auth import get_user_model\n"
-            "from rest_framework.authtoken.models import Token\n"
-            "people = []\n"
-            f"for number in range({count}):\n"
-            f"    person = get_user_model().objects.create_user(username=f'{prefix}-{{number}}')\n"
-            "    people.append([person.id, Token.objects.create(user=person).key])\n"
-            "print('PEOPLE=' + json.dumps(people))\n"
-        )
-        output = self.manage("shell", "-c", script)
-        line = next(line for line in output.splitlines() if line.startswith("PEOPLE="))
-        return [(int(person_id), key) for person_id, key in json.loads(line.removeprefix("PEOPLE="))]
+        return people_create(self.manage, count, prefix=prefix)
 
     # --- the processes ----------------------------------------------------------------
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "a")
-        process = subprocess.Popen(
-            command,
-            cwd=Path(__file__).resolve().parent.parent,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        process = process_start(command, env=self.env(), log_path=self.folder / f"{name}.log")
         self.processes[name] = process
         return process
 
@@ -416,15 +472,8 @@ class FaultStack:
 
     def stop_process(self, name: str, *, kill: bool = False) -> None:
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        # The whole process group: a prefork worker's child, gunicorn's workers.
-        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        if process is not None:
+            process_stop(process, kill=kill)
 
     def worker_child_pid(self) -> int | None:
         """The pid of the worker's pool process (the one that runs tasks), if it has one."""
