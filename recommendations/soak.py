@@ -80,9 +80,13 @@ class GoodClient:
         self.traffic.seen(response)
         return response
 
-    def write(self, text: str, *, give_up_after: float = WRITE_GIVE_UP_SECONDS) -> Response:
-        """Record a search until it is acknowledged (201) or give_up_after seconds have passed."""
+    def write(
+        self, text: str, *, give_up_after: float = WRITE_GIVE_UP_SECONDS, kind: str = "search", item: int | None = None
+    ) -> Response:
+        """Record an activity with this text (a search, or a review of `item`) until it is
+        acknowledged (201) or give_up_after seconds have passed."""
         key = str(uuid.uuid4())
+        body: dict = {"kind": kind, "text": text} if item is None else {"kind": kind, "text": text, "item": item}
         deadline = time.monotonic() + give_up_after
         wait = FIRST_RETRY_SECONDS
         while True:
@@ -90,7 +94,7 @@ class GoodClient:
                 "POST",
                 f"{self.base_url}/api/v1/activities/create/",
                 token=self.token,
-                body={"kind": "search", "text": text},
+                body=body,
                 headers={"Idempotency-Key": key},
             )
             self.traffic.seen(response)
