@@ -63,7 +63,7 @@ def test_a_start_that_fails_leaves_nothing_running(folder):
     def replica_fails() -> None:
         raise RuntimeError("the replica did not start")
 
-    layout.replica.start = replica_fails  # type: ignore[method-assign] # fail after the primary runs
+    layout.replica.start = replica_fails  # fail after the primary runs
     with pytest.raises(RuntimeError, match="the replica did not start"):
         try:
             layout.start()
