@@ -7,7 +7,7 @@ DEV := DJANGO_DEBUG=true
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install chromium demo serve test lint stop
+.PHONY: install chromium haproxy demo serve test lint stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,13 @@ serve: install
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	GUNICORN_BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c config/gunicorn.conf.py
 
-test: install chromium
+# HAProxy from Debian: the load balancer of deploy/'s layout, started across network namespaces by
+# tests/core/test_netns_layout.py and `manage.py netns_layout`; apt only when missing.
+haproxy:
+	command -v haproxy >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy)
+
+test: install chromium haproxy
 	$(BIN)/python -m pytest
 
 # ruff, then mypy with the Django and DRF plugins (configured in pyproject.toml); .ci/run runs it first.
