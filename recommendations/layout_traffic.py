@@ -169,7 +169,8 @@ class LayoutReport:
             + (", ".join(f"{address} {state}" for address, state in self.streaming) or "no standby connected")
             + f"; acknowledged writes on the replica {self.replica_rows}",
             f"recommender table scans during the traffic: replica {self.replica_reads}, primary "
-            f"{self.primary_reads}; read-only transactions on the replica {self.replica_transactions}",
+            f"{self.primary_reads}; transactions on the replica {self.replica_transactions} (its health probes "
+            "included)",
             "PASSED" if self.passed else "FAILED",
         ]
 
