@@ -385,7 +385,9 @@ class NetnsLayout:
             # Ready once the encoder is loaded (503 "warming" until then).
             wait_until(
                 lambda web=web: (
-                    http("GET", f"{self.web_url(web)}/api/v1/health/ready/", headers=LOCAL, timeout=30).status == 200
+                    self._running(web)
+                    and http("GET", f"{self.web_url(web)}/api/v1/health/ready/", headers=LOCAL, timeout=30).status
+                    == 200
                 ),
                 what=f"{web} ready",
                 seconds=START_SECONDS,
@@ -393,14 +395,17 @@ class NetnsLayout:
             )
         for queue in ("interactive", "bulk"):
             wait_until(
-                lambda queue=queue: "ready." in self.log(f"worker-{queue}"),
+                lambda queue=queue: self._running(f"worker-{queue}") and "ready." in self.log(f"worker-{queue}"),
                 what=f"the {queue} worker",
                 seconds=START_SECONDS,
                 every=1.0,
             )
         self._spawn("haproxy", "lb", ["haproxy", "-f", str(ROOT / "deploy" / "haproxy.cfg"), "-db"])
         wait_until(
-            lambda: http("GET", f"{self.base_url}/api/v1/health/ready/", timeout=10).status == 200,
+            lambda: (
+                self._running("haproxy")
+                and http("GET", f"{self.base_url}/api/v1/health/ready/", timeout=10).status == 200
+            ),
             what="the load balancer to answer ready",
             seconds=60,
             every=0.5,
@@ -430,6 +435,12 @@ class NetnsLayout:
         )
         self.processes[name] = process
         return process
+
+    def _running(self, name: str) -> bool:
+        """True while the process runs; one that exited fails the start at once, with its log."""
+        if self.processes[name].poll() is None:
+            return True
+        raise RuntimeError(f"{name} exited with {self.processes[name].returncode}:\n{self.log(name)[-3000:]}")
 
     def stop(self) -> None:
         """Everything down, whatever state the start reached; the network last."""
