@@ -626,14 +626,21 @@ def text_model_vectors_write(*, text_model: TextModel) -> int:
     adapter = LinearAdapter.from_bytes(text_model.artifact)
     _vectors_prepare(text_model, adapter)
     with transaction.atomic():
-        _lock_vectors()
-        behind = items_behind(text_model)
-        if behind:
-            _write_adapted(text_model, adapter, behind)
+        _vectors_catch_up(text_model, adapter)
         TextModel.objects.filter(pk=text_model.pk).update(vectors_written_at=timezone.now())
     written = ItemVector.objects.filter(model_name=text_model.vector_key).count()
     logger.info("text model v%d item vectors written rows=%d", text_model.version, written)
     return written
+
+
+def _vectors_catch_up(text_model: TextModel, adapter: LinearAdapter) -> int:
+    """Inside the caller's transaction, holding VECTORS_LOCK_KEY: the items embedded since the
+    version's vectors were prepared get theirs. Returns how many."""
+    _lock_vectors()
+    behind = items_behind(text_model)
+    if behind:
+        _write_adapted(text_model, adapter, behind)
+    return len(behind)
 
 
 def text_model_activate(*, text_model: TextModel, adapter: LinearAdapter | None = None) -> TextModel:
@@ -650,10 +657,7 @@ def text_model_activate(*, text_model: TextModel, adapter: LinearAdapter | None 
     adapter = adapter or LinearAdapter.from_bytes(text_model.artifact)
     _vectors_prepare(text_model, adapter)
     with transaction.atomic():
-        _lock_vectors()
-        behind = items_behind(text_model)
-        if behind:
-            _write_adapted(text_model, adapter, behind)
+        caught_up = _vectors_catch_up(text_model, adapter)
         previous = list(
             TextModel.objects.select_for_update()
             .filter(base_model=text_model.base_model, is_active=True)
@@ -666,7 +670,7 @@ def text_model_activate(*, text_model: TextModel, adapter: LinearAdapter | None 
         TextModel.objects.filter(pk=text_model.pk).update(is_active=True, vectors_written_at=timezone.now())
     text_model.is_active = True
     _stale_vectors_drop(text_model.base_model, keep={text_model.version, *previous})
-    logger.info("text model v%d active (items caught up: %d)", text_model.version, len(behind))
+    logger.info("text model v%d active (items caught up: %d)", text_model.version, caught_up)
     return text_model
 
 

@@ -153,6 +153,11 @@ def test_anonymous_visitors_and_other_surfaces_take_no_part(world):
 
 
 def _refused(**changes) -> dict[str, list[str]]:
+    return experiment_refused(**changes)
+
+
+def experiment_refused(**changes) -> dict[str, list[str]]:
+    """The fields experiment_create refuses for a two-arm personal experiment with these changes."""
     now = timezone.now()
     options = {
         "name": "a test",

@@ -14,7 +14,6 @@ from catalog.models import Item, ItemVector
 from catalog.services import item_save
 from recommendations.experiments.services import (
     ArmSpec,
-    ExperimentInvalid,
     experiment_create,
     experiment_metrics_refresh,
     experiment_promote,
@@ -41,6 +40,7 @@ from recommendations.vectors.text_model import (
 )
 from tests.factories import StaffUserFactory, UserFactory
 from tests.recommendations.conftest import community_words_world_build
+from tests.recommendations.test_experiments import experiment_refused
 from tests.worlds import module_world
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
@@ -176,19 +176,7 @@ def test_an_experiment_on_free_text_costs_a_signed_in_question_one_small_query(w
 
 
 def _refused(**changes) -> dict[str, list[str]]:
-    now = timezone.now()
-    options = {
-        "name": "a text test",
-        "surface": ExperimentSurface.TEXT,
-        "start_at": now,
-        "end_at": now + timedelta(days=7),
-        "arms": [ArmSpec("a", None, 50), ArmSpec("b", None, 50)],
-        "created_by": None,
-        **changes,
-    }
-    with pytest.raises(ExperimentInvalid) as refused:
-        experiment_create(**options)
-    return refused.value.fields
+    return experiment_refused(**{"name": "a text test", "surface": ExperimentSurface.TEXT, **changes})
 
 
 def test_text_model_arms_that_cannot_serve_are_refused_and_nothing_is_saved(world):
