@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catalog.models import ItemVector
 from core.conf import recommender_settings
-from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.retrieval.behaviour import active_behaviour_model_id, behaviour_scores
-from recommendations.retrieval.filters import ItemFilters, id_array
+from recommendations.retrieval.filters import ItemFilters
 from recommendations.retrieval.person import PersonState
 from recommendations.retrieval.popular import fresh_candidates, popular_candidates
-from recommendations.retrieval.semantic import semantic_candidates
+from recommendations.retrieval.semantic import item_vectors_for, semantic_candidates
 
 SOURCES = ("behaviour", "semantic", "popular", "fresh")
 
@@ -95,12 +93,6 @@ def item_vectors_with_recent(
     *, state: PersonState, item_ids: list[int], model_name: str
 ) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
     """Vectors of the candidates and of the person's recent items, in one query."""
-    wanted = set(item_ids) | set(state.recent)
-    rows = (
-        ItemVector.objects.filter(item_id__in=id_array(wanted), model_name=model_name)
-        .annotate(raw=VectorBytes("embedding"))
-        .values_list("item_id", "raw")
-    )
-    vectors = {item_id: vector_from_bytes(raw) for item_id, raw in rows}
+    vectors = item_vectors_for(item_ids=set(item_ids) | set(state.recent), model_name=model_name)
     recent = [vectors[item_id] for item_id in state.recent if item_id in vectors]
     return vectors, (np.stack(recent) if recent else None)

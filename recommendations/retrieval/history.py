@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -86,6 +86,21 @@ class InteractionHistory:
     first_choices: _Events  # each (item, person)'s first interaction: distinct people
     texts: _Events  # activities about an item with text (reviews, comments, tags ...)
     all_times: np.ndarray  # every interaction's time, ascending: the catalog's trending sum
+    # Item vectors read during the block, per model (None: the item has none). They do not
+    # depend on the moment asked; at most the items the block touches are held.
+    vectors: dict[str, dict[int, np.ndarray | None]] = field(default_factory=dict)
+
+    def item_vectors(
+        self, *, item_ids: Iterable[int], model_name: str, read: Callable[..., dict[int, np.ndarray]]
+    ) -> dict[int, np.ndarray]:
+        """The items' vectors, those not held yet fetched with `read(item_ids=, model_name=)`."""
+        held = self.vectors.setdefault(model_name, {})
+        wanted = list(item_ids)
+        missing = [item_id for item_id in wanted if item_id not in held]
+        if missing:
+            found = read(item_ids=missing, model_name=model_name)
+            held.update({item_id: found.get(item_id) for item_id in missing})
+        return {item_id: vector for item_id in wanted if (vector := held[item_id]) is not None}
 
     def popularity(
         self, *, item_ids: list[int], as_of: datetime, half_life_seconds: float

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
@@ -22,6 +22,7 @@ from core.replicas import read_alias, read_connection
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.ml.encoder import model_dimensions
 from recommendations.retrieval.filters import ItemFilters, id_array
+from recommendations.retrieval.history import interaction_history
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -167,7 +168,16 @@ def _nearest_to_any(*, vectors: list[np.ndarray], model_name: str, k: int, where
     )
 
 
-def item_vectors_for(*, item_ids: list[int], model_name: str) -> dict[int, np.ndarray]:
+def item_vectors_for(*, item_ids: Iterable[int], model_name: str) -> dict[int, np.ndarray]:
+    """The items' served vectors of one model (an item without one is left out). Inside
+    interactions_snapshot() each is read once for the block (the re-ranker's training asks the
+    same candidates' vectors person after person)."""
+    if (history := interaction_history()) is not None:
+        return history.item_vectors(item_ids=item_ids, model_name=model_name, read=_item_vectors_read)
+    return _item_vectors_read(item_ids=item_ids, model_name=model_name)
+
+
+def _item_vectors_read(*, item_ids: Iterable[int], model_name: str) -> dict[int, np.ndarray]:
     rows = (
         ItemVector.objects.filter(item_id__in=id_array(item_ids), model_name=model_name)
         .annotate(raw=VectorBytes("embedding"))

@@ -11,6 +11,7 @@ from recommendations.ranking.features import INDEX, _item_evidence
 from recommendations.ranking.training import training_data_build
 from recommendations.retrieval.history import interaction_history, interactions_snapshot
 from recommendations.retrieval.popular import item_popularity
+from recommendations.retrieval.semantic import item_vectors_for
 from tests.factories import ActivityFactory, ItemFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
@@ -113,3 +114,18 @@ def test_the_rankers_training_data_is_the_same_with_and_without_the_snapshot(the
     assert np.array_equal(with_snapshot.labels, without.labels)
     assert np.allclose(with_snapshot.matrix, without.matrix, equal_nan=True, rtol=1e-9, atol=1e-12)
     assert np.any(with_snapshot.matrix[:, INDEX["popularity"]] > 0)  # popularity was read as of each cut-off
+
+
+def test_item_vectors_are_read_once_inside_a_snapshot(themes_world, django_assert_num_queries):
+    item_ids = [item.id for item in themes_world["items"].values()]
+    outside = item_vectors_for(item_ids=item_ids[:5], model_name="all-MiniLM-L6-v2")
+    with interactions_snapshot():
+        with django_assert_num_queries(1):
+            first = item_vectors_for(item_ids=item_ids[:5], model_name="all-MiniLM-L6-v2")
+        with django_assert_num_queries(1):  # only the three not read yet
+            second = item_vectors_for(item_ids=item_ids[3:8], model_name="all-MiniLM-L6-v2")
+        with django_assert_num_queries(0):
+            again = item_vectors_for(item_ids=item_ids[:8], model_name="all-MiniLM-L6-v2")
+
+    assert len(outside) == 5 and all(np.array_equal(first[key], outside[key]) for key in outside)
+    assert set(second) == set(item_ids[3:8]) and set(again) == set(item_ids[:8])
