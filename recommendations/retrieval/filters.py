@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Q
+from django.db.models import F, Lookup, Q
 from django.db.models.expressions import RawSQL
 
 
@@ -14,6 +14,27 @@ def id_array(ids) -> RawSQL:
     """`field__in=id_array(ids)`: the ids as one array parameter. A list of a few hundred ids as
     separate parameters costs Django and psycopg about 2 ms a query to build and split."""
     return RawSQL("SELECT unnest(%s::bigint[])", [sorted(ids)])
+
+
+class _AnyOfArray(Lookup):
+    """`lhs = ANY(%s::bigint[])`, the right-hand side one array parameter."""
+
+    lookup_name = "any_of_array"
+    prepare_rhs = False  # a list of ids, not one value of the field
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY({rhs}::bigint[])", (*lhs_params, *rhs_params)
+
+
+def id_among(ids, field: str = "id") -> Lookup:
+    """`.filter(id_among(ids))`: `id = ANY(%s::bigint[])`, the ids as one array parameter, for
+    reading a known set of rows. The planner reads them through the primary key: 200 of 10,000
+    items in 0.27 ms and 229 buffers, where `id__in=id_array(ids)` (IN (SELECT unnest(...))) was
+    planned as a hash semi-join over a sequential scan of the whole table, 3.6 ms and 646
+    buffers (BENCHMARKS.md, the precomputed-list path)."""
+    return _AnyOfArray(F(field), sorted(ids))
 
 
 @dataclass(frozen=True)

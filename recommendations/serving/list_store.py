@@ -40,7 +40,7 @@ from core.conf import recommender_settings
 from core.replicas import read_connection
 from recommendations.models import PrecomputedList, RankerModel
 from recommendations.retrieval.candidates import Candidate
-from recommendations.retrieval.filters import ItemFilters, id_array
+from recommendations.retrieval.filters import ItemFilters, id_among
 from users.models import Activity
 
 
@@ -190,8 +190,12 @@ def list_store(
 
 def list_candidates(row: PrecomputedList, filters: ItemFilters) -> tuple[list[Candidate], dict[int, str]]:
     """The kept list as candidates, best first, without the items the filters (and deactivation
-    or a ban since it was computed) now leave out; and the categories of those that remain."""
-    allowed = dict(Item.objects.filter(filters.q(), id__in=id_array(row.item_ids)).values_list("id", "category"))
+    or a ban since it was computed) now leave out; and the categories of those that remain.
+
+    The list's ids through the primary key (id_among), in no order (the list has its own): as
+    `id IN (SELECT unnest(...))` sorted by the items' title, this statement read the whole
+    catalog at 10,000 items and was the costliest of the path."""
+    allowed = dict(Item.objects.filter(filters.q(), id_among(row.item_ids)).order_by().values_list("id", "category"))
     candidates = []
     for item_id, score, sources in zip(row.item_ids, row.scores, row.sources, strict=True):
         if item_id in allowed:
