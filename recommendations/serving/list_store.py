@@ -82,6 +82,33 @@ def list_row(*, user_id: int, model_name: str) -> PrecomputedList | None:
     return PrecomputedList.objects.filter(user_id=user_id, model_name=model_name).first()
 
 
+def list_row_and_signature(*, user_id: int, model_name: str) -> tuple[PrecomputedList | None, ListSignature]:
+    """The kept list with the signature it must have now: list_signature's figures read in the
+    list's own statement (one round trip where a request answered from its list made two, and
+    both from one snapshot). Without a kept list, the signature alone (a second query, on the
+    path that computes the list)."""
+    statement = (
+        "SELECT kept.*, now.activity_count AS signature_activity_count, "  # noqa: S608 - table names from the models
+        "now.last_activity_id AS signature_last_activity_id, now.ranker_id AS signature_ranker_id "
+        f"FROM {PrecomputedList._meta.db_table} AS kept, "
+        "(SELECT count(*) AS activity_count, coalesce(max(id), 0) AS last_activity_id, "
+        f"(SELECT id FROM {RankerModel._meta.db_table} WHERE is_active) AS ranker_id "
+        f"FROM {Activity._meta.db_table} WHERE user_id = %s) AS now "
+        "WHERE kept.user_id = %s AND kept.model_name = %s"
+    )
+    # (user, model_name) is unique: one row or none.
+    row = next(iter(PrecomputedList.objects.raw(statement, [user_id, user_id, model_name])), None)
+    if row is None:
+        return None, list_signature(user_id=user_id)
+    signature = ListSignature(
+        activity_count=row.signature_activity_count,  # type: ignore[attr-defined]  # the statement's extra column
+        last_activity_id=row.signature_last_activity_id,  # type: ignore[attr-defined]  # likewise
+        ranker_id=row.signature_ranker_id,  # type: ignore[attr-defined]  # likewise
+        settings_digest=settings_digest(),
+    )
+    return row, signature
+
+
 def list_current(row: PrecomputedList | None, signature: ListSignature) -> bool:
     """Whether the kept list is still what a live computation would give."""
     if row is None:

@@ -29,7 +29,10 @@ from users.models import Activity, User
 def list_signature_for(*, user_id: int, arm: Arm | None) -> list_store.ListSignature:
     """The signature a list must have to answer this person now: in an experiment, the ranker
     of their arm replaces the active one (None: the blend arm)."""
-    signature = list_store.list_signature(user_id=user_id)
+    return _for_arm(list_store.list_signature(user_id=user_id), arm)
+
+
+def _for_arm(signature: list_store.ListSignature, arm: Arm | None) -> list_store.ListSignature:
     return signature if arm is None else replace(signature, ranker_id=arm.ranker_id)
 
 
@@ -130,8 +133,8 @@ def answer_from_list(*, user: User, filters: ItemFilters, offset: int, k: int, a
     list_store.list_catching_up); None when the filters leave too few of its items and the list
     was cut (a live computation must search). `arm`: the person's experiment arm, whose ranker
     the list must be scored with."""
-    signature = list_signature_for(user_id=user.pk, arm=arm)
-    row = list_store.list_row(user_id=user.pk, model_name=recommender_settings().serving_model)
+    row, signature = list_store.list_row_and_signature(user_id=user.pk, model_name=recommender_settings().serving_model)
+    signature = _for_arm(signature, arm)
     notes = []
     if row is None or not list_store.list_current(row, signature):
         touched = list_store.list_catching_up(row, signature)

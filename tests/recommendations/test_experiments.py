@@ -122,17 +122,17 @@ def test_the_arm_does_not_follow_the_active_ranker_and_ends_with_the_experiment(
 
 
 def test_an_experiment_costs_a_request_one_small_query(world, django_assert_num_queries):
-    # A plain request answered from the kept list: the person's signature, the list, the items
-    # the rules keep, pins, the page's items (5 queries before experiments), and the running
-    # experiment's arms, which a request outside any experiment pays as well.
+    # A plain request answered from the kept list: the list with the person's signature (two
+    # queries before experiments, one since), the items the rules keep, pins, the page's items,
+    # and the running experiment's arms, which a request outside any experiment pays as well.
     person = world["people"][3]
     recommend_for_user(user=person, k=5, log=False)  # keeps the list
-    with django_assert_num_queries(6) as outside:
+    with django_assert_num_queries(5) as outside:
         assert recommend_for_user(user=person, k=5, log=False).experiment_id is None
     experiment = _blend_vs(_ranker(4, "popularity"))
     recommend_for_user(user=person, k=5, log=False)  # the arm's list
 
-    with django_assert_num_queries(6) as inside:
+    with django_assert_num_queries(5) as inside:
         answer = recommend_for_user(user=person, k=5, log=False)
 
     assert answer.experiment_id == experiment.pk

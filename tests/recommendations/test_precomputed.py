@@ -39,10 +39,10 @@ def test_the_first_request_keeps_the_list_and_the_next_is_answered_from_it_alike
     with CaptureQueriesContext(connection) as queries:
         second = recommend_for_user(user=person, k=10, log=False)
 
-    # The running experiment's arms (1: none here), the signature (1), the kept list (1), which
+    # The running experiment's arms (1: none here), the kept list with its signature (1), which
     # of its items pass the filters now (1), pins (1), the page's items (1): no candidate
     # source, no feature, no ranker runs.
-    assert len(queries) == 6, [query["sql"][:80] for query in queries]
+    assert len(queries) == 5, [query["sql"][:80] for query in queries]
     assert _page(second) == _page(first) == _page(_live(person, k=10))
     assert [result.score for result in second.results] == [result.score for result in _live(person, k=10).results]
     assert (second.ranker, second.fallback, second.notes) == (first.ranker, first.fallback, first.notes)
@@ -107,10 +107,10 @@ def test_right_after_an_activity_the_kept_list_answers_without_what_it_touched_u
     with CaptureQueriesContext(connection) as queries:
         during = recommend_for_user(user=person, k=10, log=False)
 
-    # The running experiment's arms (none here), the signature, the kept list, the new
+    # The running experiment's arms (none here), the kept list with its signature, the new
     # activities, the list's items that pass the filters, pins, the page's items: no candidate
     # source, no feature, no ranker runs.
-    assert len(queries) == 7, [query["sql"][:80] for query in queries]
+    assert len(queries) == 6, [query["sql"][:80] for query in queries]
     assert [result.item.id for result in during.results] == [result.item.id for result in before.results[1:]] + [
         kept.item_ids[10]
     ]
