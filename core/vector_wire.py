@@ -10,7 +10,7 @@ then big-endian float32s), which numpy reads in microseconds.
 from __future__ import annotations
 
 import numpy as np
-from django.db.models import BinaryField, Func
+from django.db.models import BinaryField, CharField, Func
 
 
 class VectorBytes(Func):
@@ -22,3 +22,10 @@ class VectorBytes(Func):
 
 def vector_from_bytes(data: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(data, dtype=">f4", offset=4).astype(np.float32)
+
+
+class VectorDigest(Func):
+    """md5 of a vector's binary form: tells whether a vector changed without reading it."""
+
+    template = "md5(vector_send(%(expressions)s))"
+    output_field = CharField()

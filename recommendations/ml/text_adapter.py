@@ -23,14 +23,25 @@ import numpy as np
 
 ALGORITHM = "linear_adapter"
 
-# Set once, not tuned (EVALUATION.md "P4 with the learned text model"): the first values tried,
-# never tuned (on test queries or otherwise).
-TEMPERATURE = 0.05
-LEARNING_RATE = 2e-3
-# Penalty on the distance of each map from the identity (squared Frobenius norm), added to each batch's loss.
-IDENTITY_PENALTY = 1e-3
-BATCH_SIZE = 256
-MAX_EPOCHS = 60
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """The training's hyper-parameters. The defaults were set once, not tuned (EVALUATION.md
+    "P4 with the learned text model"); P4's validation split compares others."""
+
+    temperature: float = 0.05
+    learning_rate: float = 2e-3
+    # Penalty on the distance of each map from the identity (squared Frobenius norm), added to
+    # each batch's loss.
+    identity_penalty: float = 1e-3
+    batch_size: int = 256
+    max_epochs: int = 60
+
+    def describe(self) -> str:
+        return (
+            f"temperature {self.temperature:g}, identity penalty {self.identity_penalty:g}, "
+            f"learning rate {self.learning_rate:g}, batch {self.batch_size}"
+        )
 
 
 def normalised(vectors: np.ndarray) -> np.ndarray:
@@ -111,21 +122,24 @@ def adapter_train(
     query_vectors: np.ndarray,
     item_vectors: np.ndarray,
     pair_items: np.ndarray,
-    epochs: int = MAX_EPOCHS,
+    epochs: int | None = None,
     validate: Callable[[LinearAdapter], float] | None = None,
     patience: int = 8,
     seed: int = 0,
     threads: int = 1,
+    hyper: AdapterSettings | None = None,
 ) -> Training:
     """Train on pairs (query_vectors[i] -> item_vectors[pair_items[i]]).
 
     With `validate` (a figure to maximise), training stops after `patience` epochs without a
     better figure and returns the best epoch's adapter; without it, runs `epochs` epochs (the
-    refit on every pair, for as many epochs as the validation chose).
+    refit on every pair, for as many epochs as the validation chose). epochs None: the
+    settings' max_epochs.
     """
     import torch
 
     started = time.monotonic()
+    hyper = hyper or AdapterSettings()
     # One thread: the batches are small (256 x 384 by 384 x 384), and torch's thread pool on a
     # busy machine costs more than it gives: 60 epochs of 300 pairs took 24.8 s with the default
     # pool and 1.9 s with one thread here (2 cores, load 12). The caller's setting (an encoder
@@ -138,11 +152,12 @@ def adapter_train(
             query_vectors=query_vectors,
             item_vectors=item_vectors,
             pair_items=pair_items,
-            epochs=epochs,
+            epochs=hyper.max_epochs if epochs is None else epochs,
             validate=validate,
             patience=patience,
             seed=seed,
             started=started,
+            hyper=hyper,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -159,6 +174,7 @@ def _train(
     patience: int,
     seed: int,
     started: float,
+    hyper: AdapterSettings,
 ) -> Training:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -169,7 +185,7 @@ def _train(
     eye = torch.eye(dimensions)
     query_delta = torch.zeros(dimensions, dimensions, requires_grad=True)
     item_delta = torch.zeros(dimensions, dimensions, requires_grad=True)
-    optimiser = torch.optim.Adam([query_delta, item_delta], lr=LEARNING_RATE)
+    optimiser = torch.optim.Adam([query_delta, item_delta], lr=hyper.learning_rate)
 
     def current() -> LinearAdapter:
         with torch.no_grad():
@@ -179,20 +195,20 @@ def _train(
     n_pairs = len(targets)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n_pairs, generator=generator)
-        for start in range(0, n_pairs, BATCH_SIZE):
-            batch = order[start : start + BATCH_SIZE]
+        for start in range(0, n_pairs, hyper.batch_size):
+            batch = order[start : start + hyper.batch_size]
             if len(batch) < 2:
                 continue
             batch_items = targets[batch]
             query = torch.nn.functional.normalize(queries[batch] @ (eye + query_delta), dim=1)
             item = torch.nn.functional.normalize(items[batch_items] @ (eye + item_delta), dim=1)
-            logits = query @ item.T / TEMPERATURE
+            logits = query @ item.T / hyper.temperature
             # Another pair of the batch with the same item is no negative: it is the same answer.
             same = batch_items[:, None] == batch_items[None, :]
             same.fill_diagonal_(False)
             logits = logits.masked_fill(same, float("-inf"))
             loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
-            penalty = IDENTITY_PENALTY * (query_delta.square().sum() + item_delta.square().sum())
+            penalty = hyper.identity_penalty * (query_delta.square().sum() + item_delta.square().sum())
             optimiser.zero_grad()
             (loss + penalty).backward()
             optimiser.step()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -344,7 +344,69 @@ def served_vectors_apply(*, item_ids: Sequence[int], model_name: str, weight: fl
     CommunityVector.objects.filter(item_id__in=[row[1] for row in rows], model_name=model_name).update(
         applied_weight=weight
     )
+    # The active text model adapts the served vector: its vectors of these items follow now
+    # (the sweep's text_model_vectors_catch_up would find them behind, but a deleted person's
+    # words must leave every vector in the same job). Imported here: text_model reads this
+    # module's served vectors (served_vectors_without), the module-level import goes that way.
+    from recommendations.vectors.text_model import text_model_items_refresh
+
+    text_model_items_refresh(item_ids=[row[1] for row in rows])
     return len(updated)
+
+
+def served_vectors_without(*, model_name: str, activity_ids: Collection[int]) -> dict[int, np.ndarray]:
+    """The served vectors of the items these texts are part of, recombined as if the texts had
+    never been written: what a question nobody has asked yet meets (the text model validates on
+    them, vectors.text_model). The other texts keep the weights they were built with (the fading
+    from the newest text and the per-person cap are not recomputed). Items whose served vector
+    these texts do not touch are absent."""
+    hidden = sorted(set(activity_ids))
+    if not hidden:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT community.item_id
+            FROM recommendations_communityvector AS community, jsonb_array_elements(community.texts) AS entry
+            WHERE community.model_name = %s AND community.applied_weight IS NOT NULL
+              AND (entry ->> 'activity')::bigint = ANY(%s)
+            """,
+            [model_name, hidden],
+        )
+        item_ids = [row[0] for row in cursor.fetchall()]
+    if not item_ids:
+        return {}
+    hidden_set = set(hidden)
+    passages = {
+        activity_id: vector_from_bytes(raw)
+        for activity_id, raw in CommunityTextVector.objects.filter(activity_id__in=hidden, model_name=model_name)
+        .annotate(raw=VectorBytes("embedding"))
+        .values_list("activity_id", "raw")
+    }
+    catalog = {
+        item_id: vector_from_bytes(raw_text if raw_text is not None else raw)
+        for item_id, raw, raw_text in ItemVector.objects.filter(item_id__in=item_ids, model_name=model_name)
+        .annotate(raw=VectorBytes("embedding"), raw_text=VectorBytes("text_embedding"))
+        .values_list("item_id", "raw", "raw_text")
+    }
+    recombined = {}
+    for item_id, raw, texts, weight in (
+        CommunityVector.objects.filter(item_id__in=item_ids, model_name=model_name)
+        .annotate(raw=VectorBytes("embedding"))
+        .values_list("item_id", "raw", "texts", "applied_weight")
+    ):
+        if item_id not in catalog:
+            continue
+        total = sum(abs(entry["weight"]) for entry in texts)
+        # community_vector's sum, before its division by max(total, 1).
+        summed = vector_from_bytes(raw).astype(np.float64) * max(total, 1.0)
+        for entry in texts:
+            if entry["activity"] in hidden_set and entry["activity"] in passages:
+                summed -= entry["weight"] * passages[entry["activity"]]
+                total -= abs(entry["weight"])
+        community = (summed / max(total, 1.0)).astype(np.float32) if total > 1e-6 else None
+        recombined[item_id] = served_vector(catalog[item_id], community, weight)
+    return recombined
 
 
 def community_items_waiting(model_name: str) -> dict[str, int]:

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -47,8 +47,15 @@ from catalog.models import ItemVector
 from core.conf import recommender_settings
 from core.exceptions import ApplicationError
 from core.vector_indexes import vector_index_ensure
-from core.vector_wire import VectorBytes, vector_from_bytes
-from recommendations.ml.text_adapter import ALGORITHM, LinearAdapter, adapter_ndcg, adapter_train, normalised
+from core.vector_wire import VectorBytes, VectorDigest, vector_from_bytes
+from recommendations.ml.text_adapter import (
+    ALGORITHM,
+    AdapterSettings,
+    LinearAdapter,
+    adapter_ndcg,
+    adapter_train,
+    normalised,
+)
 from recommendations.models import ExperimentArm, TextModel, text_model_vector_key
 from users.models import BEHAVIOUR_KINDS, Activity, ActivityKind, ActivityVector
 
@@ -80,6 +87,7 @@ FLOOR_QUESTIONS = 2_000
 VECTOR_CHUNK = 2_000
 
 PAIR_KINDS = ("question_then_item", "text_about_item", "recent_items_then_next")
+TEXT_KINDS = ("question_then_item", "text_about_item")
 
 
 # --- the served item vector -----------------------------------------------------------------------
@@ -89,8 +97,10 @@ def served_item_vectors(
     *, model_name: str, item_ids: Sequence[int] | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
     """The item vectors free text is answered with under the frozen encoder, in chunks of
-    (item ids, vectors, text hashes): what the text model adapts. The one place to compose
-    another description of the item (community vectors) before the adapter sees it."""
+    (item ids, vectors, digests of those vectors): what the text model adapts, the catalog text
+    and the community text composed (vectors.community). A text model's item vector keeps the
+    digest of the served vector it was made from as its text_hash, so it is behind (items_behind)
+    whenever the served vector changed: a new catalog text, new community text, a new weight."""
     rows = ItemVector.objects.filter(model_name=model_name)
     if item_ids is not None:
         rows = rows.filter(item_id__in=list(item_ids))
@@ -99,17 +109,17 @@ def served_item_vectors(
         chunk = ids[start : start + VECTOR_CHUNK]
         found = (
             ItemVector.objects.filter(model_name=model_name, item_id__in=chunk)
-            .annotate(raw=VectorBytes("embedding"))
+            .annotate(raw=VectorBytes("embedding"), digest=VectorDigest("embedding"))
             .order_by("item_id")
-            .values_list("item_id", "raw", "text_hash")
+            .values_list("item_id", "raw", "digest")
         )
-        item_id_list, vectors, hashes = [], [], []
-        for item_id, raw, hash_ in found:
+        item_id_list, vectors, digests = [], [], []
+        for item_id, raw, digest in found:
             item_id_list.append(item_id)
             vectors.append(vector_from_bytes(raw))
-            hashes.append(hash_)
+            digests.append(digest)
         if item_id_list:
-            yield np.array(item_id_list, dtype=np.int64), np.stack(vectors), hashes
+            yield np.array(item_id_list, dtype=np.int64), np.stack(vectors), digests
 
 
 def _all_served_item_vectors(model_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -312,6 +322,37 @@ def questions_of(pairs: Pairs, *, item_index: dict[int, int], sequences: bool = 
     )
 
 
+def _validation_item_vectors(
+    base_model: str, *, item_index: dict[int, int], item_vectors: np.ndarray, questions: Pairs
+) -> tuple[np.ndarray, int]:
+    """The served item vectors with every text that reads as one of the validation questions
+    taken out of their community vectors (vectors.community.served_vectors_without), and how
+    many items changed."""
+    from recommendations.vectors.community import served_vectors_without
+
+    keys = sorted({group for group, kind in zip(questions.groups, questions.kinds, strict=True) if kind in TEXT_KINDS})
+    if not keys:
+        return item_vectors, 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id FROM users_activity
+            WHERE text IS NOT NULL AND kind = ANY(%s)
+              AND lower(regexp_replace(btrim(text), '\\s+', ' ', 'g')) = ANY(%s)
+            """,
+            [[str(kind) for kind in (*ABOUT_ITEM_KINDS, *QUESTION_KINDS)], keys],
+        )
+        hidden = [row[0] for row in cursor.fetchall()]
+    recombined = served_vectors_without(model_name=base_model, activity_ids=hidden)
+    vectors = item_vectors.copy()
+    changed = 0
+    for item_id, vector in recombined.items():
+        if (row := item_index.get(item_id)) is not None:
+            vectors[row] = vector
+            changed += 1
+    return vectors, changed
+
+
 # --- training -------------------------------------------------------------------------------------
 
 
@@ -379,20 +420,25 @@ def _active_comparison(
     )
 
 
-def text_model_train(*, activate: bool = True, seed: int = 0) -> TextModel:
-    """Train, validate and store a new version; activate it if it earns it (module docstring)."""
+def text_model_train(
+    *, activate: bool = True, seed: int = 0, hyper: AdapterSettings | None = None, epochs: int | None = None
+) -> TextModel:
+    """Train, validate and store a new version; activate it if it earns it (module docstring).
+
+    hyper: the adapter's hyper-parameters (None: AdapterSettings' defaults). epochs: the refit's
+    epochs (None: the validation's best epoch); the validation is run and reported either way."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [TRAINING_LOCK_KEY])
         if not cursor.fetchone()[0]:
             raise TextModelError("a text model is being trained already")
     try:
-        return _train(activate=activate, seed=seed)
+        return _train(activate=activate, seed=seed, hyper=hyper or AdapterSettings(), epochs=epochs)
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [TRAINING_LOCK_KEY])
 
 
-def _train(*, activate: bool, seed: int) -> TextModel:
+def _train(*, activate: bool, seed: int, hyper: AdapterSettings, epochs: int | None) -> TextModel:
     from recommendations.ml.model_cards import model_card
 
     started = time.monotonic()
@@ -423,8 +469,17 @@ def _train(*, activate: bool, seed: int) -> TextModel:
         )
     prepared = time.monotonic()
 
+    # The items as a question nobody has asked yet meets them: without the validation texts in
+    # their community vectors (else the frozen encoder finds each validation question's items by
+    # its own words and no model can be shown to beat it).
+    validation_items, recombined = _validation_item_vectors(
+        base_model, item_index=item_index, item_vectors=item_vectors, questions=validation
+    )
+
     def validate(adapter: LinearAdapter) -> float:
-        return adapter_ndcg(adapter, queries=questions.queries, items=item_vectors, relevant=questions.relevant, k=k)
+        return adapter_ndcg(
+            adapter, queries=questions.queries, items=validation_items, relevant=questions.relevant, k=k
+        )
 
     frozen = round(validate(LinearAdapter.identity(item_vectors.shape[1])), 4)
     train_rows = [item_index[int(item_id)] for item_id in training.item_ids]
@@ -434,6 +489,7 @@ def _train(*, activate: bool, seed: int) -> TextModel:
         pair_items=np.array(train_rows),
         validate=validate,
         seed=seed,
+        hyper=hyper,
     )
     score = round(validate(validated.adapter), 4)
     sequence_questions = questions_of(validation, item_index=item_index, sequences=True)
@@ -461,15 +517,16 @@ def _train(*, activate: bool, seed: int) -> TextModel:
                 4,
             ),
         }
-    active = _active_comparison(base_model, questions, item_vectors, validated.adapter, k)
+    active = _active_comparison(base_model, questions, validation_items, validated.adapter, k)
     # Refit on every pair (the validation's too) for the epochs the validation chose: the stored
     # model learns the newest questions as well; the held-out figure is what decides.
     refit = adapter_train(
         query_vectors=pairs.queries,
         item_vectors=item_vectors,
         pair_items=np.array([item_index[int(item_id)] for item_id in pairs.item_ids]),
-        epochs=max(1, validated.epochs),
+        epochs=max(1, validated.epochs) if epochs is None else epochs,
         seed=seed,
+        hyper=hyper,
     )
     everything = questions_of(pairs, item_index=item_index).queries
     # A seeded sample keeps the (questions x items) products small on a large catalog.
@@ -487,9 +544,12 @@ def _train(*, activate: bool, seed: int) -> TextModel:
         },
         **sequence_figures,
         "validation_questions": len(questions.relevant),
+        "validation_items_without_their_texts": recombined,
         "validation_pairs": len(validation),
         "training_pairs": len(training),
         "best_epoch": validated.epochs,
+        "refit_epochs": refit.epochs,
+        "hyper_parameters": asdict(hyper),
         "curve": validated.curve,
         "seconds": {
             "pairs": round(prepared - started, 1),
@@ -554,7 +614,7 @@ def _write_adapted(text_model: TextModel, adapter: LinearAdapter, item_ids: Sequ
     key = text_model.vector_key
     written = 0
     now = timezone.now()
-    for ids, vectors, hashes in served_item_vectors(model_name=text_model.base_model, item_ids=item_ids):
+    for ids, vectors, digests in served_item_vectors(model_name=text_model.base_model, item_ids=item_ids):
         adapted = adapter.items(vectors)
         ItemVector.objects.bulk_create(
             [
@@ -563,10 +623,10 @@ def _write_adapted(text_model: TextModel, adapter: LinearAdapter, item_ids: Sequ
                     model_name=key,
                     dimensions=adapter.dimensions,
                     embedding=vector,
-                    text_hash=hash_,
+                    text_hash=digest,
                     created_at=now,
                 )
-                for item_id, vector, hash_ in zip(ids, adapted, hashes, strict=True)
+                for item_id, vector, digest in zip(ids, adapted, digests, strict=True)
             ],
             update_conflicts=True,
             unique_fields=["item_id", "model_name"],
@@ -577,12 +637,14 @@ def _write_adapted(text_model: TextModel, adapter: LinearAdapter, item_ids: Sequ
 
 
 def items_behind(text_model: TextModel) -> list[int]:
-    """Items whose served vector has no vector of this version made from the same text."""
+    """Items whose served vector has no vector of this version made from it as it is now (the
+    digest of the served vector, served_item_vectors: its catalog text and community text)."""
     current = ItemVector.objects.filter(
-        item_id=OuterRef("item_id"), model_name=text_model.vector_key, text_hash=OuterRef("text_hash")
+        item_id=OuterRef("item_id"), model_name=text_model.vector_key, text_hash=OuterRef("digest")
     )
     return list(
         ItemVector.objects.filter(model_name=text_model.base_model)
+        .annotate(digest=VectorDigest("embedding"))
         .exclude(Exists(current))
         .values_list("item_id", flat=True)
     )
