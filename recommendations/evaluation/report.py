@@ -16,7 +16,7 @@ CHART_NAMES = ("metrics", "activity_buckets", "latency")
 
 def report_markdown(payload: dict, *, title: str) -> str:
     k = payload["k"]
-    unit = "queries" if payload["protocol"] in ("p3", "p4-text-model", "bilingual") else "people"
+    unit = "queries" if payload["protocol"] in ("p3", "bilingual") or payload["protocol"].startswith("p4") else "people"
     lines = [
         f"# {title}",
         "",
@@ -76,8 +76,9 @@ def report_markdown(payload: dict, *, title: str) -> str:
             lines.append(
                 f"- v{text_model['version']} {text_model['algorithm']}{active}: "
                 f"validation NDCG {ndcg}, frozen encoder {frozen}, on {metrics.get('validation_questions')} "
-                f"questions; pairs {text_model['training_pairs']}; best epoch {metrics.get('best_epoch')}; "
-                f"seconds {metrics.get('seconds')}"
+                f"questions; pairs {text_model['training_pairs']}; best epoch {metrics.get('best_epoch')}, "
+                f"refit {metrics.get('refit_epochs')}; {metrics.get('hyper_parameters')}; "
+                f"seconds {metrics.get('seconds')}; {text_model['notes']}"
             )
     lines += ["", "Seconds: " + ", ".join(f"{name} {value}" for name, value in payload["seconds"].items())]
     return "\n".join(lines) + "\n"

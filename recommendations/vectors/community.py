@@ -395,7 +395,7 @@ def served_vectors_without(*, model_name: str, activity_ids: Collection[int]) ->
         .annotate(raw=VectorBytes("embedding"))
         .values_list("item_id", "raw", "texts", "applied_weight")
     ):
-        if item_id not in catalog:
+        if item_id not in catalog or weight is None:
             continue
         total = sum(abs(entry["weight"]) for entry in texts)
         # community_vector's sum, before its division by max(total, 1).

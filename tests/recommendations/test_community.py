@@ -384,3 +384,29 @@ def test_an_item_found_by_meaning_for_a_person_is_explained_by_what_others_wrote
     found = {result.item.id: result for result in answer.results}
     assert "semantic" in found[other_tent.id].sources
     assert found[other_tent.id].reason == 'people say "Pitched it in five minutes in the wind."'
+
+
+def test_served_vectors_without_a_text_are_what_the_batch_builds_once_that_text_is_gone():
+    from recommendations.vectors.community import served_vectors_without
+
+    tent = _item("tent", "Dome tent", "Two-person dome tent.")
+    stove = _item("stove", "Camping stove", "A small gas stove.")
+    written = timezone.now()
+    # Two people, one text each, written at the same moment: each weighs 1, nothing fades.
+    kept = Activity.objects.create(
+        user=UserFactory(), kind="tag", item=tent, text="survived a storm", created_at=written
+    )
+    hidden = Activity.objects.create(user=UserFactory(), kind="tag", item=tent, text="very light", created_at=written)
+    Item.objects.filter(id__in=[tent.id, stove.id]).update(community_stale=True)
+    _batch()
+    served_with_both = _served(tent)
+
+    recombined = served_vectors_without(model_name="all-MiniLM-L6-v2", activity_ids=[hidden.id])
+
+    # Only the item the hidden text describes; the stored vectors are left as they were.
+    assert list(recombined) == [tent.id]
+    assert np.allclose(_served(tent), served_with_both)
+    activity_delete(activity=hidden)
+    _batch()
+    assert CommunityVector.objects.get(item=tent).texts[0]["activity"] == kept.id
+    assert np.allclose(recombined[tent.id], _served(tent), atol=1e-5)

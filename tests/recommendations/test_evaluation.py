@@ -452,12 +452,8 @@ def _p4_bundle(path):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_and_a_learned_side(
-    tmp_path, monkeypatch, settings
-):
+def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_and_a_learned_side(tmp_path, monkeypatch):
     import json
-
-    settings.RECOMMENDER = {**settings.RECOMMENDER, "COMMUNITY_WEIGHT": 2.0}  # P4's reference weight
 
     from django.db import connection
 
@@ -493,7 +489,7 @@ def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_an
     assert names == [
         "catalog text only (no popularity term)",
         "catalog text + 0.02 x log popularity",
-        "+ community text (weight 2, served)",
+        "+ community text (weight 4, chosen on the validation split)",
         "+ learned text model (test builder)",
         "baseline: popularity",
     ]
@@ -504,7 +500,7 @@ def test_evaluate_command_runs_p4_rows_catalog_text_popularity_community_text_an
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_evaluate_p4_text_model_asks_the_same_split_and_keeps_the_frozen_encoder_when_too_little_is_learned(
+def test_p4_trains_its_text_model_rows_in_the_run_and_keeps_the_frozen_encoder_when_too_little_is_learned(
     tmp_path,
 ):
     import json
@@ -519,7 +515,7 @@ def test_evaluate_p4_text_model_asks_the_same_split_and_keeps_the_frozen_encoder
         "evaluate",
         str(folder),
         "--protocol",
-        "p4-text-model",
+        "p4",
         "--k",
         "3",
         "--out",
@@ -530,11 +526,13 @@ def test_evaluate_p4_text_model_asks_the_same_split_and_keeps_the_frozen_encoder
 
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     test, _train = protocols.p4_query_split(["brew", "hot drinks", "mountains", "trail"])
-    assert report["protocol"] == "p4-text-model" and report["n_users"] == len(test) == 2
+    assert report["protocol"] == "p4" and report["n_users"] == len(test) == 2
     names = [method["method"] for method in report["methods"]]
-    # Four train tags are far fewer pairs than a text model needs: refused, the frozen encoder serves.
-    assert names[:2] == [
-        "served (no text model activated: frozen encoder) + 0.02 x log popularity",
-        "served (no text model activated: frozen encoder), no popularity term",
-    ]
-    assert "frozen encoder, no popularity term" in names
+    # The learned rows of P4_TEXT_SIDES (the text model over the community vectors, then over
+    # the catalog text alone), each trained inside the run by the product's text_model_train.
+    assert names[3:5] == [name for name, _side in protocols.P4_TEXT_SIDES]
+    # Two train tags are far fewer pairs than a text model needs: refused, no version stored,
+    # the frozen encoder answers those rows as it would in production.
+    assert "text_models" not in report["models"]
+    by_name = {method["method"]: method for method in report["methods"]}
+    assert by_name[names[3]]["ndcg"] == by_name[names[2]]["ndcg"]

@@ -6,9 +6,11 @@ import io
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from catalog.models import Item, ItemVector
 from catalog.services import item_save
+from core.vector_wire import VectorDigest
 from recommendations.ml.text_adapter import LinearAdapter
 from recommendations.models import TextModel
 from recommendations.serving.service import recommend_for_text
@@ -24,6 +26,7 @@ from recommendations.vectors.text_model import (
 )
 from tests.recommendations.conftest import community_words_world_build
 from tests.worlds import module_world
+from users.models import Activity
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +40,15 @@ def world(_rows, db):
     reset_text_models()
     yield _copy(_rows)
     reset_text_models()
+
+
+def _digest(row: ItemVector) -> str:
+    """The digest of a served vector, as a text model's vector of the item records it."""
+    return (
+        ItemVector.objects.filter(pk=row.pk)
+        .annotate(digest=VectorDigest("embedding"))
+        .values_list("digest", flat=True)[0]
+    )
 
 
 def _series_of(answer) -> list[str]:
@@ -117,7 +129,7 @@ def test_activation_catches_up_items_embedded_after_the_version_was_trained(worl
 
     served = ItemVector.objects.get(item=late, model_name=MODEL)
     adapted = ItemVector.objects.get(item=late, model_name=version.vector_key)
-    assert adapted.text_hash == served.text_hash
+    assert adapted.text_hash == _digest(served)
     expected = LinearAdapter.from_bytes(version.artifact).items(np.asarray(served.embedding))
     assert np.allclose(np.asarray(adapted.embedding), expected, atol=1e-5)
 
@@ -133,7 +145,7 @@ def test_an_item_embedded_or_edited_while_a_version_serves_gets_its_vector_at_on
     embedding.item_embeddings_refresh(item_ids=[item.id])
 
     edited = ItemVector.objects.get(item=item, model_name=version.vector_key)
-    assert edited.text_hash == ItemVector.objects.get(item=item, model_name=MODEL).text_hash != first.text_hash
+    assert edited.text_hash == _digest(ItemVector.objects.get(item=item, model_name=MODEL)) != first.text_hash
     assert embedding.embeddings_waiting_count()["text_model_items"] == 0
 
 
@@ -184,3 +196,46 @@ def test_too_few_pairs_refuses_with_a_clear_message_and_keeps_the_frozen_encoder
 
     assert not TextModel.objects.exists()
     assert text_space(base_model=MODEL).is_frozen
+
+
+def test_a_new_community_text_or_weight_refreshes_the_active_versions_item_vectors(world, settings):
+    # Before the fix they followed the catalog text's hash only: new words about an item, or a
+    # new COMMUNITY_WEIGHT, left the text model answering with the item as it was described before.
+    version = text_model_train()
+    adapter = LinearAdapter.from_bytes(version.artifact)
+    item = world["items"][("A", 0)]
+    before = np.asarray(ItemVector.objects.get(item=item, model_name=version.vector_key).embedding)
+
+    Activity.objects.create(
+        user=world["people"][0], item=item, kind="tag", text="a quiet piano ballad", created_at=timezone.now()
+    )
+    Item.objects.filter(id=item.id).update(community_stale=True)
+    embedding.embeddings_process_pending()
+
+    served = np.asarray(ItemVector.objects.get(item=item, model_name=MODEL).embedding)
+    adapted = np.asarray(ItemVector.objects.get(item=item, model_name=version.vector_key).embedding)
+    assert not np.allclose(adapted, before, atol=1e-4)
+    assert np.allclose(adapted, adapter.items(served), atol=1e-5)
+
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "COMMUNITY_WEIGHT": 3.0}
+    embedding.embeddings_process_pending()
+    served = np.asarray(ItemVector.objects.get(item=item, model_name=MODEL).embedding)
+    assert np.allclose(
+        np.asarray(ItemVector.objects.get(item=item, model_name=version.vector_key).embedding),
+        adapter.items(served),
+        atol=1e-5,
+    )
+    assert items_behind(version) == []
+
+
+def test_the_sweep_finds_a_version_behind_when_only_the_served_vector_changed(world):
+    version = text_model_train()
+    item = world["items"][("B", 1)]
+    # As a stopped task would leave it: the served vector rewritten, the text model's not.
+    ItemVector.objects.filter(item=item, model_name=MODEL).update(
+        embedding=np.asarray(ItemVector.objects.get(item=world["items"][("C", 1)], model_name=MODEL).embedding)
+    )
+
+    assert items_behind(version) == [item.id]
+    assert embedding.embeddings_process_pending()["text_model_items"] == 1
+    assert items_behind(version) == []
