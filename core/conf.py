@@ -83,6 +83,8 @@ class RecommenderSettings:
     text_model_validation_share: float
     text_model_window_minutes: int
     text_model_sequence_pairs: int
+    text_model_temperature: float
+    text_model_learning_rate: float
 
     @property
     def serving_model(self) -> str:

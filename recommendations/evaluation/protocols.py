@@ -670,14 +670,22 @@ class TextModelSide:
 # run in this order, after the community row; a builder leaves its model active for the rows
 # after it.
 TextSideBuilder = Callable[[TextSideData], None]
+# The text model's settings P4's rows train with: the best row of p4-validation-text-model
+# (EVALUATION.md "P4": temperature 0.01, learning rate 5e-5, NDCG@20 0.1334 on the validation
+# queries against 0.1115 without a text model; at the adapter's defaults no version beat the
+# frozen encoder on its own validation and none was activated), never the test queries.
+P4_TEXT_MODEL_SETTINGS = AdapterSettings(temperature=0.01, learning_rate=5e-5)
 P4_TEXT_SIDES: list[tuple[str, TextSideBuilder]] = [
     (
         f"+ learned text model over the community vectors (full served system: community weight "
         f"{P4_COMMUNITY_WEIGHT:g}, text model, popularity)",
-        TextModelSide(community_weight=P4_COMMUNITY_WEIGHT),
+        TextModelSide(community_weight=P4_COMMUNITY_WEIGHT, hyper=P4_TEXT_MODEL_SETTINGS),
     ),
-    # The text model over the catalog text alone (was the protocol p4-text-model).
-    ("learned text model over catalog text only (community weight 0)", TextModelSide(community_weight=0.0)),
+    # The text model over the catalog text alone (was the protocol p4-text-model, at the defaults).
+    (
+        "learned text model over catalog text only (community weight 0)",
+        TextModelSide(community_weight=0.0, hyper=P4_TEXT_MODEL_SETTINGS),
+    ),
 ]
 
 

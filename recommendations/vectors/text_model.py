@@ -425,14 +425,19 @@ def text_model_train(
 ) -> TextModel:
     """Train, validate and store a new version; activate it if it earns it (module docstring).
 
-    hyper: the adapter's hyper-parameters (None: AdapterSettings' defaults). epochs: the refit's
+    hyper: the adapter's hyper-parameters (None: TEXT_MODEL_TEMPERATURE and _LEARNING_RATE, the
+    other AdapterSettings defaults). epochs: the refit's
     epochs (None: the validation's best epoch); the validation is run and reported either way."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [TRAINING_LOCK_KEY])
         if not cursor.fetchone()[0]:
             raise TextModelError("a text model is being trained already")
     try:
-        return _train(activate=activate, seed=seed, hyper=hyper or AdapterSettings(), epochs=epochs)
+        config = recommender_settings()
+        hyper = hyper or AdapterSettings(
+            temperature=config.text_model_temperature, learning_rate=config.text_model_learning_rate
+        )
+        return _train(activate=activate, seed=seed, hyper=hyper, epochs=epochs)
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [TRAINING_LOCK_KEY])
