@@ -15,7 +15,10 @@ Training (`text_model_train`, run by the Celery task and `manage.py train_text_m
    the figure says how the model answers questions it never saw; the sequence pairs of the
    people active latest validate theirs (reported, not decisive: serving uses the model for
    free text). The figure is NDCG@RANKER_VALIDATION_K of ranking every item for each
-   validation question, the frozen encoder's on the same questions beside it.
+   validation question, the frozen encoder's on the same questions beside it. The items are
+   ranked as a question nobody asked yet meets them: the validation texts are taken out of
+   their community vectors (_validation_item_vectors), else the frozen encoder finds each
+   validation question's items by its own words in them and no version can beat it.
 3. An adapter (ml/text_adapter.py) trains on the earlier pairs, stopping at its best
    validation epoch; it is refit on every pair for that many epochs and stored as a version.
 4. It is activated only if it beats the frozen encoder on that validation, and the active
