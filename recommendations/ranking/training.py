@@ -56,6 +56,8 @@ from recommendations.retrieval.history import interactions_snapshot
 from recommendations.retrieval.person import PersonState, person_state
 from users.models import BEHAVIOUR_KINDS, Activity
 
+logger = logging.getLogger(__name__)
+
 # One interaction of past and one to predict: on sparse purchase data (a handful of purchases a
 # person) a floor of five left nine people in ten out of the training.
 MIN_INTERACTIONS = 2
@@ -580,6 +582,3 @@ def ranker_train(
         versions, k=k, best_source=best_source, active_ndcg=active_ndcg, activate=activate, data_note=data_note
     )
     return versions
-
-
-logger = logging.getLogger(__name__)
