@@ -35,7 +35,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import cast
 
@@ -202,6 +202,11 @@ class _Rows:
     owners: list[int] = field(default_factory=list)
     cold: list[bool] = field(default_factory=list)
 
+    def extend(self, other: _Rows) -> None:
+        """Append another share's groups after these (a forked process's, in people order)."""
+        for column in fields(self):
+            getattr(self, column.name).extend(getattr(other, column.name))
+
     def add(
         self, candidates: dict[int, Candidate], *, labels: set[int], person: _Learner, owner: int, cold: bool
     ) -> None:
@@ -246,30 +251,14 @@ def _described(
     return candidates
 
 
-def _training_rows(
-    people: list[_Learner],
-    *,
-    behaviour_model_id: int,
-    cold: frozenset[int],
-    progress: Callable[[Iterable, str], Iterable],
-) -> TrainingData:
-    """The serving code's candidates and features of each person as of their cut-off: their warm
-    group, and the cold items alone when they went on to choose one of them."""
-    rows = _Rows()
-    _people_rows(
-        rows,
-        progress(people, "ranker training data"),
-        first_owner=0,
-        behaviour_model_id=behaviour_model_id,
-        cold=cold,
-    )
-    return rows.data()
-
-
 def _people_rows(
-    rows: _Rows, people: Iterable[_Learner], *, first_owner: int, behaviour_model_id: int, cold: frozenset[int]
-) -> None:
+    people: Iterable[_Learner], *, first_owner: int, behaviour_model_id: int, cold: frozenset[int]
+) -> _Rows:
+    """The serving code's candidates and features of each person as of their cut-off: their warm
+    group, and the cold items alone when they went on to choose one of them. `first_owner`: the
+    first person's position among everyone read (a process's share starts part-way)."""
     model_name = recommender_settings().serving_model
+    rows = _Rows()
     for owner, person in enumerate(people, start=first_owner):
         state = person_state(user_id=person.user_id, model_name=model_name, as_of=person.cutoff)
         filters = ItemFilters(exclude_ids=frozenset(state.seen | person.past))
@@ -287,17 +276,18 @@ def _people_rows(
                 sources=COLD_SOURCES,
             )
             rows.add(candidates, labels=cold_labels, person=person, owner=owner, cold=True)
-
-
-def _rows_of_people(people: list[_Learner], first_owner: int, behaviour_model_id: int, cold: frozenset[int]) -> _Rows:
-    """One process's share of _training_rows (a forked child: its own database connection)."""
-    rows = _Rows()
-    _people_rows(rows, people, first_owner=first_owner, behaviour_model_id=behaviour_model_id, cold=cold)
-    connections.close_all()
     return rows
 
 
-def _training_rows_in_processes(
+def _rows_of_people(people: list[_Learner], first_owner: int, behaviour_model_id: int, cold: frozenset[int]) -> _Rows:
+    """One forked process's share of the people (on a database connection of its own)."""
+    try:
+        return _people_rows(people, first_owner=first_owner, behaviour_model_id=behaviour_model_id, cold=cold)
+    finally:
+        connections.close_all()
+
+
+def _training_rows(
     people: list[_Learner],
     *,
     processes: int,
@@ -305,17 +295,18 @@ def _training_rows_in_processes(
     cold: frozenset[int],
     progress: Callable[[Iterable, str], Iterable],
 ) -> TrainingData:
-    """_training_rows over `processes` forked children, each a contiguous share of the people
-    (so the groups come back in the same order as from one process). The children inherit the
-    interactions snapshot; the parent's connections are closed first so that no child shares
-    their sockets."""
+    """_people_rows of everyone, in this process or over `processes` forked children, each a
+    contiguous share of the people (so the groups come back in the same order as from one
+    process). The children inherit the interactions snapshot; the parent's connections are
+    closed first so that no child shares their sockets."""
     if processes > 1 and (connection.in_atomic_block or multiprocessing.current_process().daemon):
         # Inside a transaction the children could not see its rows (nor may its connection be
         # closed); a daemonic process (a Celery prefork child) may not have children.
         logger.warning("ranker training data in one process: processes=%d cannot fork here", processes)
         processes = 1
     if processes <= 1 or len(people) < 2 * processes:
-        return _training_rows(people, behaviour_model_id=behaviour_model_id, cold=cold, progress=progress)
+        described = progress(people, "ranker training data")
+        return _people_rows(described, first_owner=0, behaviour_model_id=behaviour_model_id, cold=cold).data()
     bounds = np.linspace(0, len(people), processes + 1).astype(int)
     shares = [(people[low:high], int(low), behaviour_model_id, cold) for low, high in itertools.pairwise(bounds)]
     connections.close_all()
@@ -330,8 +321,7 @@ def _training_rows_in_processes(
     )
     rows = _Rows()
     for part in parts:
-        for name in ("matrices", "labels", "groups", "relevant", "cutoffs", "owners", "cold"):
-            getattr(rows, name).extend(getattr(part, name))
+        rows.extend(part)
     return rows.data()
 
 
@@ -361,7 +351,7 @@ def training_data_build(
         # Every person is read as of their own cut-off: popularity and evidence from one copy of
         # the interactions in memory rather than two aggregates over the database per person.
         with interactions_snapshot():
-            data = _training_rows_in_processes(
+            data = _training_rows(
                 people,
                 processes=recommender_settings().ranker_processes if processes is None else processes,
                 behaviour_model_id=shadow.id,
