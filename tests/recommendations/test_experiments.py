@@ -136,9 +136,7 @@ def test_an_experiment_costs_a_request_one_small_query(world, django_assert_num_
         answer = recommend_for_user(user=person, k=5, log=False)
 
     assert answer.experiment_id == experiment.pk
-    for captured in (outside, inside):
-        lookups = [query["sql"] for query in captured.captured_queries if ExperimentArm._meta.db_table in query["sql"]]
-        assert len(lookups) == 1 and "end_at" in lookups[0]
+    assert_one_arm_lookup(outside, inside)
 
 
 def test_anonymous_visitors_and_other_surfaces_take_no_part(world):
@@ -150,6 +148,13 @@ def test_anonymous_visitors_and_other_surfaces_take_no_part(world):
     assert logged.experiment_id is None and logged.arm_id is None
     assert arm_for_person(surface=ExperimentSurface.USER, person_id=None) is None
     assert arm_for_person(surface=ExperimentSurface.TEXT, person_id=world["people"][0].pk) is None
+
+
+def assert_one_arm_lookup(*captured_requests) -> None:
+    """Each request's queries read the running experiment's arms once, by the (surface, end_at) index."""
+    for captured in captured_requests:
+        lookups = [query["sql"] for query in captured.captured_queries if ExperimentArm._meta.db_table in query["sql"]]
+        assert len(lookups) == 1 and "end_at" in lookups[0]
 
 
 def _refused(**changes) -> dict[str, list[str]]:

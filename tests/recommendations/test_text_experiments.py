@@ -41,7 +41,7 @@ from recommendations.vectors.text_model import (
 )
 from tests.factories import StaffUserFactory, UserFactory
 from tests.recommendations.conftest import community_words_world_build
-from tests.recommendations.test_experiments import experiment_refused
+from tests.recommendations.test_experiments import assert_one_arm_lookup, experiment_refused
 from tests.worlds import module_world
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_ranker_cache")]
@@ -170,9 +170,7 @@ def test_an_experiment_on_free_text_costs_a_signed_in_question_one_small_query(w
         answer = _ask(user=person, k=5, log=False)
 
     assert answer.experiment_id == experiment.pk
-    for captured in (outside, inside):
-        lookups = [query["sql"] for query in captured.captured_queries if ExperimentArm._meta.db_table in query["sql"]]
-        assert len(lookups) == 1 and "end_at" in lookups[0]
+    assert_one_arm_lookup(outside, inside)
     assert not any(ExperimentArm._meta.db_table in query["sql"] for query in anonymous.captured_queries)
 
 
