@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -374,6 +374,40 @@ def test_an_answer_is_logged_with_its_items_in_one_statement(django_assert_num_q
         (item.id, position, 1.0 - position / 10, ["popular", "fresh"], f"reason {position}")
         for position, item in enumerate(items)
     ]
+
+
+def _wal_flushes_of_this_connection() -> int:
+    """How many times this connection's own backend has waited for the WAL to reach the disk."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT 1")  # a statement ends, so the backend's statistics are reported
+        cursor.execute(
+            "SELECT COALESCE(SUM(fsyncs), 0) FROM pg_stat_get_backend_io(pg_backend_pid()) WHERE object = 'wal'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_log_commits_without_waiting_for_the_disk_unless_inside_a_transaction():
+    person = UserFactory()
+    item = Item.objects.create(external_id="logged-once", title="Logged once")
+    results = [Result(item=item, score=1.0, sources=["popular"], reason="popular")]
+
+    before = _wal_flushes_of_this_connection()
+    logged = [answer_log(context=RecommendationContext.USER, user=person, results=results) for _ in range(5)]
+    assert _wal_flushes_of_this_connection() == before  # committed, never waited on the disk
+    assert Recommendation.objects.filter(id__in=logged).count() == 5
+    # A write the API acknowledges still waits for the disk on the same connection.
+    Item.objects.create(external_id="acknowledged", title="Acknowledged")
+    assert _wal_flushes_of_this_connection() == before + 1
+
+    # Inside a caller's transaction the log must not make the caller's own writes asynchronous:
+    # the transaction commits as durably as it would without the log.
+    with transaction.atomic():
+        Item.objects.create(external_id="written-with-the-log", title="Written with the log")
+        inside = answer_log(context=RecommendationContext.USER, user=person, results=results)
+    assert _wal_flushes_of_this_connection() == before + 2
+    assert Recommendation.objects.filter(id=inside).exists()
 
 
 @pytest.mark.django_db
