@@ -10,6 +10,7 @@ model changes); Celery workers load it after forking.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import importlib.util
 import json
@@ -350,6 +351,12 @@ def encoder_warm_up(model: str) -> threading.Thread:
 
     A request arriving meanwhile waits for this load (get_encoder's lock) instead of starting a
     second one. A failure is logged; the next get_encoder tries again and reports it.
+
+    Once loaded, everything the process holds is moved out of the garbage collector's reach
+    (gc.freeze): the encoder and the framework are about 440,000 objects that live as long as the
+    process, and each full collection went through all of them, 0.2 to 0.8 s during which that
+    web process answered nothing (two in 1,500 requests; the tail of BENCHMARKS.md "API
+    throughput"). Later collections see only what requests create.
     """
 
     def load() -> None:
@@ -357,6 +364,8 @@ def encoder_warm_up(model: str) -> threading.Thread:
         try:
             # One text through it: ONNX Runtime and torch do lazy set-up on their first run.
             get_encoder(model).encode(["warm up"], kind="query")
+            gc.collect()
+            gc.freeze()
             logger.info("encoder warmed up model=%s ms=%d", model, (time.monotonic() - started) * 1000)
         except Exception:
             logger.exception("encoder warm-up failed model=%s", model)
