@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import Item, ItemVector
@@ -20,7 +22,7 @@ from recommendations.vectors.community import (
     community_weights,
     served_vector,
 )
-from tests.factories import UserFactory
+from tests.factories import StaffUserFactory, UserFactory
 from users.community import CommunityText, community_texts, items_described_by
 from users.models import Activity
 from users.services import activity_delete, activity_record, user_data_export, user_delete
@@ -249,6 +251,36 @@ def test_deleting_an_activity_marks_its_item_and_the_batch_rebuilds_it():
     _batch()
     assert not CommunityVector.objects.filter(item=tent).exists()
     assert np.allclose(_served(tent), _catalog(tent))
+
+
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_staff_deleting_a_review_in_the_admin_takes_its_words_out_of_the_item_too(how):
+    tent = _item("tent", "Dome tent", "Two-person dome tent.")
+    review = activity_record(user=UserFactory(), kind="review", item=tent, text="Leaked in the first rain.")
+    _batch()
+    assert CommunityVector.objects.filter(item=tent).exists()
+    staff = Client()
+    staff.force_login(StaffUserFactory(is_superuser=True))
+
+    if how == "delete page":
+        response = staff.post(reverse("admin:users_activity_delete", args=[review.id]), {"post": "yes"})
+    else:
+        response = staff.post(
+            reverse("admin:users_activity_changelist"),
+            {"action": "delete_selected", "_selected_action": [review.id], "post": "yes"},
+        )
+
+    assert response.status_code == 302 and not Activity.objects.filter(id=review.id).exists()
+    assert Item.objects.get(id=tent.id).community_stale  # the admin's own delete left it unmarked
+    _batch()
+    assert not CommunityVector.objects.filter(item=tent).exists()
+    assert np.allclose(_served(tent), _catalog(tent))
+    # Staff read what people did and may delete it, never rewrite it: an edit would bypass the
+    # vectors, the interest and the community text a write sets off.
+    kept = activity_record(user=UserFactory(), kind="review", item=tent, text="Roomy for two.")
+    edited = staff.post(reverse("admin:users_activity_change", args=[kept.id]), {"text": "Rewritten by staff."})
+    assert edited.status_code == 403 and Activity.objects.get(id=kept.id).text == "Roomy for two."
+    assert staff.post(reverse("admin:users_activity_add"), {}).status_code == 403
 
 
 def test_the_sweep_heals_stale_items_and_recombines_after_the_weight_changes(settings):
