@@ -2,7 +2,8 @@
 
 Everything here is private to one run, so stopping a part never touches anybody else's: a
 PostgreSQL cluster in its own data folder and socket (core.embedded_postgres), a redis-server on
-a free port, and in front of each a TCP proxy that can cut the network between them and the
+a free port (and, with broker="rabbitmq", a RabbitMQ node of its own as the broker), and in
+front of the database and the broker a TCP proxy that can cut the network between them and the
 processes (a partition: open connections reset, new ones refused) and heal it again. The
 processes are the production ones, started as the README says: gunicorn
 (`gunicorn -c config/gunicorn.conf.py`, 2 workers), a Celery worker and Celery beat, all pointed at the
@@ -251,6 +252,91 @@ class RedisServer:
         self.process = None
 
 
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class RabbitmqNode:
+    """A RabbitMQ node of the run's own: its own data folder, node name, ports, Erlang cookie (HOME
+    in the folder) and configuration, one user and virtual host. The machine's own RabbitMQ
+    (127.0.0.1:5672) is never touched. Its queues are on disk: a stop and start keeps them.
+
+    `launcher` runs it elsewhere (core.netns_layout: in the broker host's namespace).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        password: str,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        user: str = "recommender",
+        vhost: str = "recommender",
+        launcher: Sequence[str] = (),
+    ) -> None:
+        self.folder, self.host, self.password, self.user, self.vhost = folder, host, password, user, vhost
+        self.port = port or free_port()
+        # The node's distribution port (CLI tools, clustering): its own, not AMQP's port + 20000.
+        self.distribution_port = free_port()
+        self.launcher = list(launcher)
+        self.process: subprocess.Popen | None = None
+
+    def url(self, host: str | None = None, port: int | None = None) -> str:
+        return f"amqp://{self.user}:{self.password}@{host or self.host}:{port or self.port}/{self.vhost}"
+
+    def start(self) -> None:
+        if not RABBITMQ_SERVER.exists():
+            raise RuntimeError(f"{RABBITMQ_SERVER} is not installed (Debian's rabbitmq-server)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "rabbitmq.conf"
+        config.write_text(
+            f"listeners.tcp.default = {self.host}:{self.port}\n"
+            f"default_user = {self.user}\n"
+            f"default_pass = {self.password}\n"
+            f"default_vhost = {self.vhost}\n"
+            "default_permissions.configure = .*\n"
+            "default_permissions.read = .*\n"
+            "default_permissions.write = .*\n"
+        )
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / "rabbitmq-env.conf").write_text("")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": str(self.folder),  # a fresh Erlang cookie, never the machine node's
+            "RABBITMQ_NODENAME": f"recommender-{self.port}@localhost",
+            "RABBITMQ_DIST_PORT": str(self.distribution_port),
+            "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.folder / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
+            "RABBITMQ_PID_FILE": str(self.folder / "rabbitmq.pid"),
+        }
+        self.process = process_start(
+            [*self.launcher, str(RABBITMQ_SERVER)], env=env, log_path=self.folder / "rabbitmq.log"
+        )
+
+        def answers() -> bool:
+            from kombu import Connection
+
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited; see {self.folder / 'log'}")
+            try:
+                with Connection(self.url(), connect_timeout=2) as connection:
+                    connection.ensure_connection(max_retries=1, timeout=2)
+                return True
+            except Exception:  # noqa: BLE001 - still starting: any failure means "not yet"
+                return False
+
+        wait_until(answers, what="RabbitMQ", seconds=120, every=1.0)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            process_stop(self.process)
+            self.process = None
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -362,17 +448,27 @@ class FaultStack:
     replicas: int = 0
     # PostgreSQL settings (ALTER SYSTEM) of the primary, copied to its replicas by their base backup.
     postgres_settings: dict[str, str] = field(default_factory=dict)
+    # The Celery broker: "redis" (the redis-server is the broker and the cache) or "rabbitmq" (a
+    # node of the run's own is the broker, the redis-server only the shared cache, as deploy/ says).
+    broker: str = "redis"
 
     def __post_init__(self) -> None:
+        if self.broker not in ("redis", "rabbitmq"):
+            raise ValueError(f"broker must be redis or rabbitmq, not {self.broker!r}")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.postgres = PostgresCluster(self.folder / "postgres")
         self.redis = RedisServer()
+        self.rabbitmq = (
+            RabbitmqNode(self.folder / "rabbitmq", password="fault-stack-only") if self.broker == "rabbitmq" else None
+        )
+        # What the broker faults stop and start, and what broker_proxy stands in front of.
+        self.broker_server: RedisServer | RabbitmqNode = self.rabbitmq or self.redis
         self.database_proxy = TcpProxy(self.postgres.socket_path)
         self.replica_servers = [
             ReplicaCluster(self.folder / f"replica-{number}", self.postgres) for number in range(1, self.replicas + 1)
         ]
         self.replica_proxies = [TcpProxy(replica.socket_path) for replica in self.replica_servers]
-        self.broker_proxy = TcpProxy(("127.0.0.1", self.redis.port))
+        self.broker_proxy = TcpProxy(("127.0.0.1", self.broker_server.port))
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -392,8 +488,7 @@ class FaultStack:
             "DATABASE_REPLICA_URLS": ",".join(
                 f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE_NAME}" for proxy in self.replica_proxies
             ),
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.broker_proxy.port}/0",
-            "DJANGO_CACHE_URL": f"redis://127.0.0.1:{self.broker_proxy.port}/1",
+            **self._broker_env(),
             "RECOMMENDER_SWEEP_SECONDS": "5",
             "RECOMMENDER_ENCODER_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
@@ -403,6 +498,18 @@ class FaultStack:
             "GUNICORN_BIND": f"127.0.0.1:{self.web_port}",
             "WEB_CONCURRENCY": str(self.web_workers),
             **self.environment,
+        }
+
+    def _broker_env(self) -> dict[str, str]:
+        if self.rabbitmq is not None:
+            # The cache is a server of its own beside RabbitMQ: a broker fault leaves it alone.
+            return {
+                "CELERY_BROKER_URL": self.rabbitmq.url(port=self.broker_proxy.port),
+                "DJANGO_CACHE_URL": f"redis://127.0.0.1:{self.redis.port}/1",
+            }
+        return {
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.broker_proxy.port}/0",
+            "DJANGO_CACHE_URL": f"redis://127.0.0.1:{self.broker_proxy.port}/1",
         }
 
     def manage(self, *arguments: str, timeout: float = 600) -> str:
@@ -417,6 +524,8 @@ class FaultStack:
         if self.postgres_settings:
             self.postgres.query("SELECT pg_reload_conf()")
         self.redis.start()
+        if self.rabbitmq is not None:
+            self.rabbitmq.start()
         self.database_proxy.start()
         self.broker_proxy.start()
         # Replicas before the schema: the tables and their vector indexes reach them through
@@ -491,6 +600,8 @@ class FaultStack:
         self.database_proxy.close()
         self.broker_proxy.close()
         self.redis.stop()
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
         for replica, proxy in zip(self.replica_servers, self.replica_proxies, strict=True):
             proxy.close()
             with contextlib.suppress(Exception):

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.fault_stack import (
+    RABBITMQ_SERVER,
     ROOT,
     PostgresCluster,
+    RabbitmqNode,
     RedisServer,
     ReplicaCluster,
     http,
@@ -67,7 +69,6 @@ HOSTS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("broker", 41, ("broker.internal", "cache.internal")),
 )
 ENV_EXAMPLE = ROOT / "deploy" / "recommender.env.example"
-RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 START_SECONDS = 300
 # A web host asked directly, as HAProxy's check asks it (haproxy.cfg: hdr Host localhost).
 LOCAL = {"Host": "localhost"}
@@ -185,73 +186,6 @@ class Network:
         _ip("link", "del", self.bridge, check=False)
 
 
-class RabbitmqNode:
-    """A RabbitMQ node of the run's own on the broker host: its own data folder, node name, Erlang
-    cookie (HOME in the folder) and configuration, one user and virtual host (deploy's names).
-
-    The machine's own RabbitMQ (127.0.0.1:5672 of the machine) is not touched: this node lives
-    in the broker's namespace, with an epmd of its own there.
-    """
-
-    def __init__(self, folder: Path, *, launcher: list[str], host: str, password: str) -> None:
-        self.folder, self.launcher, self.host, self.password = folder, launcher, host, password
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"amqp://{DATABASE_USER}:{self.password}@broker.internal:5672/{RABBITMQ_VHOST}"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        config = self.folder / "rabbitmq.conf"
-        config.write_text(
-            "listeners.tcp.default = 5672\n"
-            f"default_user = {DATABASE_USER}\n"
-            f"default_pass = {self.password}\n"
-            f"default_vhost = {RABBITMQ_VHOST}\n"
-            "default_permissions.configure = .*\n"
-            "default_permissions.read = .*\n"
-            "default_permissions.write = .*\n"
-        )
-        (self.folder / "enabled_plugins").write_text("[].\n")
-        (self.folder / "rabbitmq-env.conf").write_text("")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "HOME": str(self.folder),  # a fresh Erlang cookie, never the machine node's
-            "RABBITMQ_NODENAME": "rabbit@localhost",
-            "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
-            "RABBITMQ_CONFIG_FILE": str(config),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.folder / "advanced.config"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
-            "RABBITMQ_PID_FILE": str(self.folder / "rabbitmq.pid"),
-        }
-        self.process = process_start(
-            [*self.launcher, str(RABBITMQ_SERVER)], env=env, log_path=self.folder / "rabbitmq.log"
-        )
-
-        def answers() -> bool:
-            from kombu import Connection
-
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited; see {self.folder / 'log'}")
-            url = self.url.replace("broker.internal", self.host)
-            try:
-                with Connection(url, connect_timeout=2) as connection:
-                    connection.ensure_connection(max_retries=1, timeout=2)
-                return True
-            except Exception:  # noqa: BLE001 - still starting: any failure means "not yet"
-                return False
-
-        wait_until(answers, what="RabbitMQ on the broker host", seconds=120, every=1.0)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            process_stop(self.process)
-            self.process = None
-
-
 @dataclass
 class NetnsLayout:
     """deploy/'s layout across namespaces: start(), then clients reach `base_url`; stop() always."""
@@ -289,11 +223,15 @@ class NetnsLayout:
         self.redis = RedisServer(
             host=net.address("broker"), port=6379, launcher=net.launcher("broker"), password=self.password
         )
+        # In the broker's namespace, with an epmd of its own there, on deploy's port.
         self.rabbitmq = RabbitmqNode(
             self.folder / "rabbitmq",
             launcher=net.launcher("broker"),
             host=net.address("broker"),
+            port=5672,
+            user=DATABASE_USER,
             password=self.password,
+            vhost=RABBITMQ_VHOST,
         )
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -320,7 +258,7 @@ class NetnsLayout:
                 example[name] = value
         database = f"postgres://{DATABASE_USER}:{self.password}@%s:5432/{DATABASE}"
         redis = f"redis://:{self.password}@%s:6379/%d"
-        broker = self.rabbitmq.url if self.broker == "rabbitmq" else redis % ("broker.internal", 0)
+        broker = self.rabbitmq.url("broker.internal") if self.broker == "rabbitmq" else redis % ("broker.internal", 0)
         return {
             **os.environ,
             **example,

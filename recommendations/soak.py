@@ -161,7 +161,7 @@ def _kill_worker(stack: FaultStack) -> None:
 
 
 FAULTS = (
-    Fault("broker stopped", lambda stack: stack.redis.stop(), lambda stack: stack.redis.start()),
+    Fault("broker stopped", lambda stack: stack.broker_server.stop(), lambda stack: stack.broker_server.start()),
     Fault("database stopped", lambda stack: stack.postgres.stop(), lambda stack: stack.postgres.start()),
     Fault("worker killed -9", _kill_worker, lambda stack: stack.start_worker()),
     Fault(

@@ -1,7 +1,8 @@
 """Faults of a whole served system, with real parts (issue #13, items 3 and 4).
 
-One system of the module's own (core.fault_stack): a PostgreSQL cluster in its own folder and
-socket, a redis-server on a free port, a TCP proxy in front of each (to cut the network), and
+One system of the module's own per broker (core.fault_stack): a PostgreSQL cluster in its own
+folder and socket, a redis-server on a free port (the broker, or the cache beside a RabbitMQ node
+of the run's own), a TCP proxy in front of the database and the broker (to cut the network), and
 the production processes: gunicorn (`config/gunicorn.conf.py`, 2 workers), a Celery worker, Celery beat sweeping
 every 5 s. Each test sends traffic as a good client does (recommendations.soak.GoodClient:
 every write has a unique text and an Idempotency-Key and is retried on a timeout, 5xx or 503),
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from core.fault_stack import FaultStack, http, wait_until
+from core.fault_stack import RABBITMQ_SERVER, FaultStack, http, wait_until
 from recommendations.reconciliation import reconcile
 from recommendations.soak import GoodClient, Traffic
 
@@ -31,19 +32,25 @@ PEOPLE_PER_TEST = 3
 SETTLE_SECONDS = 120
 
 
-@pytest.fixture(scope="module")
-def stack():
+# Every fault on both supported brokers (#15 item 2): Redis, and RabbitMQ, deploy/'s recommendation
+# (durable quorum queues, publisher confirms; the redis-server is then only the shared cache).
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def stack(request):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
+    if request.param == "rabbitmq" and not RABBITMQ_SERVER.exists():
+        pytest.skip("rabbitmq-server is not installed (Debian's rabbitmq-server package)")
     # Not under pytest's basetemp: every pytest run on the machine (other checkouts too) resets
     # /tmp/pytest-of-<user> to 0700, and the cluster's server user (as root) must reach its folder.
     folder = Path(tempfile.mkdtemp(prefix="recommender-faults-"))
-    stack = FaultStack(folder)
+    stack = FaultStack(folder, broker=request.param)
     try:
         stack.start_servers()
         stack.start_web()
         stack.start_worker()
         stack.start_beat()
+        # The worker's banner names the transport it took: the broker under test, nothing else.
+        assert f"transport:   {'amqp' if request.param == 'rabbitmq' else 'redis'}://" in stack.log("worker")
         # Each web process loads the encoder in the background when it starts and answers
         # readiness 503 "warming" until it is loaded: wait for every process before any fault.
         for _ in range(4):
@@ -184,10 +191,12 @@ def test_network_to_postgres_cut_and_healed(stack, people):
 def test_broker_stopped_and_started_writes_are_answered_and_swept(stack, people):
     with Writers(stack, people, "broker") as writers:
         time.sleep(2)
-        stack.redis.stop()  # what was queued and not yet taken is gone with it (no persistence)
+        # Redis: what was queued and not yet taken is gone with it (no persistence); RabbitMQ
+        # keeps its durable queues. Either way the sweep finds rows whose task never ran.
+        stack.broker_server.stop()
         ready = _ready(stack)
         time.sleep(4)
-        stack.redis.start()
+        stack.broker_server.start()
         time.sleep(2)
 
     assert set(_statuses(writers.traffic)) == {201}, writers.traffic.statuses
@@ -217,8 +226,9 @@ def test_worker_killed_mid_task_loses_nothing(stack, people):
         time.sleep(2)
 
     assert set(_statuses(writers.traffic)) == {201}, writers.traffic.statuses
-    # The killed task's message stays unacknowledged in Redis (visibility timeout: an hour); its
-    # row is still pending, and the sweep embeds it and rebuilds the person's interest.
+    # The killed task's message stays unacknowledged in Redis (visibility timeout: an hour) or goes
+    # back to its RabbitMQ queue when the connection drops; its row is still pending either way,
+    # and the sweep (or the redelivery) embeds it and rebuilds the person's interest.
     _settled_and_intact(stack, writers.traffic, people)
 
 
@@ -227,9 +237,9 @@ def test_beat_stopped_leaves_rows_waiting_until_it_is_back(stack, people):
     try:
         with Writers(stack, people, "beat") as writers:
             time.sleep(1)
-            stack.redis.stop()  # writes now leave rows that only the sweep queues
+            stack.broker_server.stop()  # writes now leave rows that only the sweep queues
             time.sleep(2)
-            stack.redis.start()
+            stack.broker_server.start()
             time.sleep(1)
         assert set(_statuses(writers.traffic)) == {201}, writers.traffic.statuses
         user_ids = [user_id for user_id, _token in people]
