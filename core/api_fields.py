@@ -62,6 +62,15 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(_strict_number(self, data, PLAIN_DECIMAL))
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false: never "yes", 1 or "on", which DRF's BooleanField would take."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class PlainDecimalField(serializers.DecimalField):
     """A decimal as JSON or as plain text ("12.50"): never true/false, "1_000", "1e3" or full-width digits."""
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("items/<int:pk>/", views.item_detail, name="item"),
     path("items/<int:pk>/words/", views.item_words, name="item_words"),
+    path("items/<int:pk>/reviews/<int:activity_id>/helpful/", views.review_helpful, name="review_helpful"),
     path("ask/", views.ask, name="ask"),
     path("for-you/", views.for_you, name="for_you"),
     path("staff/", views.staff_dashboard, name="staff_dashboard"),

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch, Q
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -57,7 +57,7 @@ from recommendations.staff import charts, dashboard
 from users.forms import ItemWordsForm
 from users.models import Activity, ActivityKind, User
 from users.requests import request_user
-from users.services import activity_record
+from users.services import activity_record, helpful_vote_record
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,10 @@ def _item_context(request: HttpRequest, item: Item, form: ItemWordsForm) -> dict
     reviews = (
         Activity.objects.filter(item=item, kind__in=[ActivityKind.REVIEW, ActivityKind.COMMENT], text__isnull=False)
         .select_related("user")
+        .annotate(
+            helpful_count=Count("helpful_votes", filter=Q(helpful_votes__helpful=True)),
+            unhelpful_count=Count("helpful_votes", filter=Q(helpful_votes__helpful=False)),
+        )
         .order_by("-created_at", "-id")[:REVIEWS_SHOWN]
     )
     context = {
@@ -242,6 +246,24 @@ def item_words(request: HttpRequest, pk: int) -> HttpResponse:
         patch_vary_headers(response, [FRAGMENT_HEADER])
         return response
     return render(request, "recommendations/item.html", _item_context(request, item, form), status=400)
+
+
+@login_required
+@require_POST
+def review_helpful(request: HttpRequest, pk: int, activity_id: int) -> HttpResponse:
+    """Someone else's review or comment helped (helpful=yes) or did not (helpful=no)."""
+    item = get_object_or_404(Item, pk=pk, is_active=True)
+    answer = request.POST.get("helpful")
+    if answer not in ("yes", "no") or activity_id > MAX_ID:
+        messages.error(request, 'Say "helpful" or "not helpful".')
+    else:
+        try:
+            helpful_vote_record(user=request_user(request), activity_id=activity_id, helpful=answer == "yes")
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, "Thank you: helpful words weigh more in how this item is described.")
+    return redirect(reverse("recommendations:item", args=[item.pk]) + "#reviews")
 
 
 # --- staff -------------------------------------------------------------------------------------

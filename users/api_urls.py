@@ -9,6 +9,7 @@ activity_patterns = [
     path("create/", apis.ActivityCreateApi.as_view(), name="activity-create"),
     path("batch/", apis.ActivityBatchCreateApi.as_view(), name="activity-batch"),
     path("<int:activity_id>/delete/", apis.ActivityDeleteApi.as_view(), name="activity-delete"),
+    path("<int:activity_id>/helpful/", apis.ActivityHelpfulApi.as_view(), name="activity-helpful"),
 ]
 me_patterns = [
     path("", apis.MeDetailApi.as_view(), name="me"),

@@ -25,7 +25,7 @@ from catalog.apis import ItemSummarySerializer
 from catalog.item_fields import MAX_ID_LENGTH
 from catalog.models import Item
 from core import database_outage
-from core.api_fields import CleanTextField, StrictFloatField, StrictIntegerField
+from core.api_fields import CleanTextField, StrictBooleanField, StrictFloatField, StrictIntegerField
 from core.apis import ApiPagination, PaginationParametersSerializer, paginated
 from core.idempotency import idempotent
 from core.models import MAX_ID, EmbeddingStatus
@@ -34,7 +34,15 @@ from users.activity_rules import activity_problems
 from users.models import RATING_MAX, RATING_MIN, Activity, ActivityKind, User
 from users.quotas import activity_quotas_consume
 from users.requests import request_user
-from users.services import activity_batch_record, activity_delete, activity_record, user_data_export, user_delete
+from users.services import (
+    activity_batch_record,
+    activity_delete,
+    activity_record,
+    helpful_counts,
+    helpful_vote_record,
+    user_data_export,
+    user_delete,
+)
 
 MAX_BATCH_ACTIVITIES = 100
 # A client clock a little ahead is tolerated; an event further in the future is a mistake.
@@ -289,6 +297,47 @@ class ActivityDeleteApi(APIView):
             raise Http404("No activity of yours with this id.")
         activity_delete(activity=activity)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HelpfulVoteInputSerializer(serializers.Serializer):
+    helpful = StrictBooleanField(help_text="true: the review or comment helped you; false: it did not.")
+
+
+class HelpfulVoteOutputSerializer(serializers.Serializer):
+    activity_id = serializers.IntegerField()
+    helpful = serializers.BooleanField(help_text="Your vote.")
+    helpful_count = serializers.IntegerField(help_text="People who found it helpful, you included.")
+    unhelpful_count = serializers.IntegerField()
+
+
+class ActivityHelpfulApi(APIView):
+    """Say whether someone else's review or comment helped you (signed-in callers; voting again
+    replaces your vote). Helpful words weigh more in how the item is described to everyone (its
+    community vector); your own words, other kinds of activity or unknown ids: 400 / 404."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(tags=["activities"], request=HelpfulVoteInputSerializer, responses=HelpfulVoteOutputSerializer)
+    @idempotent
+    def post(self, request: Request, activity_id: int) -> Response:
+        data = HelpfulVoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if activity_id > MAX_ID:
+            raise Http404("No review or comment with this id.")
+        vote = helpful_vote_record(
+            user=request_user(request), activity_id=activity_id, helpful=data.validated_data["helpful"]
+        )
+        helpful, unhelpful = helpful_counts(activity_ids=[activity_id]).get(activity_id, (0, 0))
+        return Response(
+            HelpfulVoteOutputSerializer(
+                {
+                    "activity_id": activity_id,
+                    "helpful": vote.helpful,
+                    "helpful_count": helpful,
+                    "unhelpful_count": unhelpful,
+                }
+            ).data
+        )
 
 
 # Per-person answer: no browser or proxy cache keeps it (Cache-Control: no-store, private).

@@ -40,6 +40,9 @@ class CommunityText:
     text_hash: str
     rating: float | None
     created_at: datetime
+    # Other people's votes on a review or comment (users.HelpfulVote); none on other texts.
+    helpful: int = 0
+    unhelpful: int = 0
 
 
 def _window() -> int:
@@ -59,14 +62,18 @@ def community_texts(*, item_ids: Sequence[int]) -> list[CommunityText]:
         cursor.execute(
             """
             SELECT written.id, written.item_id, written.user_id, written.kind, written.text, written.text_hash,
-                   written.rating, written.created_at
+                   written.rating, written.created_at,
+                   (SELECT count(*) FROM users_helpfulvote AS vote
+                    WHERE vote.activity_id = written.id AND vote.helpful),
+                   (SELECT count(*) FROM users_helpfulvote AS vote
+                    WHERE vote.activity_id = written.id AND NOT vote.helpful)
             FROM users_activity AS written
             WHERE written.item_id = ANY(%(ids)s) AND written.kind = ANY(%(item_text_kinds)s)
               AND written.text IS NOT NULL AND written.text <> ''
             UNION ALL
             SELECT DISTINCT ON (question.id, choice.item_id)
                    question.id, choice.item_id, question.user_id, question.kind, question.text,
-                   question.text_hash, NULL, question.created_at
+                   question.text_hash, NULL, question.created_at, 0, 0
             FROM users_activity AS choice
             JOIN users_activity AS question
               ON question.user_id = choice.user_id
@@ -108,8 +115,10 @@ def community_texts(*, item_ids: Sequence[int]) -> list[CommunityText]:
             text_hash=hash_,
             rating=rating if rating is not None else ratings.get((user_id, item_id)),
             created_at=created_at,
+            helpful=helpful,
+            unhelpful=unhelpful,
         )
-        for activity_id, item_id, user_id, kind, text, hash_, rating, created_at in rows
+        for activity_id, item_id, user_id, kind, text, hash_, rating, created_at, helpful, unhelpful in rows
     ]
 
 

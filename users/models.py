@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from core.models import EmbeddedTextMixin, TextVector
 
@@ -127,3 +128,23 @@ class ActivityVector(TextVector):
 
     def __str__(self) -> str:
         return f"{self.model_name} vector of activity {self.activity_id}"
+
+
+class HelpfulVote(models.Model):
+    """One person's verdict on another person's review or comment: helpful or not.
+
+    Read by the community vectors: a text others found helpful says more about its item than one
+    they found unhelpful (recommendations.vectors.community). One vote a person a text; voting
+    again replaces it. It goes with either person's account.
+    """
+
+    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="helpful_votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="helpful_votes")
+    helpful = models.BooleanField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["activity", "user"], name="helpful_vote_one_per_person")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {'helpful' if self.helpful else 'not helpful'} on {self.activity_id}"

@@ -11,6 +11,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from catalog.models import Item
+from core.exceptions import ApplicationError, NotFoundError
 from core.models import EmbeddingStatus, IdempotencyRecord
 from core.queueing import EMBED_ACTIVITY, EMBED_ACTIVITY_BATCH, REFRESH_USER_INTEREST, queue_on_commit
 from core.records import Rejection
@@ -20,7 +21,7 @@ from core.text import text_clean, text_hash, text_max_length
 from users.activity_rules import activity_check, activity_kind_check
 from users.community import community_mark_stale, community_mark_stale_for, has_community_words, items_described_by
 from users.events import EventRow
-from users.models import Activity, ActivityVector, User
+from users.models import Activity, ActivityKind, ActivityVector, HelpfulVote, User
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def user_data_export(*, user: User) -> dict:
         "activities": _export_activities(user),
         "activity_vectors": _export_activity_vectors(user),
         "community_text": _export_community_text(user),
+        "helpful_votes": _export_helpful_votes(user),
         "interests": _export_interests(user),
         "precomputed_lists": _export_precomputed_lists(user),
         "recommendations": _export_recommendations(user),
@@ -305,6 +307,20 @@ def _export_community_text(user: User) -> list[dict]:
         {"item": _item_ref(items[item_id]), "in_community_vector": item_id in in_vector}
         for item_id in sorted(described)
         if item_id in items
+    ]
+
+
+def _export_helpful_votes(user: User) -> list[dict]:
+    """What the person said of other people's reviews and comments (helpful or not)."""
+    votes = HelpfulVote.objects.filter(user=user).select_related("activity__item").order_by("created_at", "id")
+    return [
+        {
+            "activity_id": vote.activity_id,
+            "item": _item_ref(vote.activity.item),
+            "helpful": vote.helpful,
+            "created_at": _when(vote.created_at),
+        }
+        for vote in votes
     ]
 
 
@@ -473,9 +489,12 @@ def user_delete(*, user: User) -> None:
     from django.contrib.sessions.models import Session
 
     user_id = user.id
-    # The items their words describe: marked for the sweep inside the transaction (a crash after
-    # it still heals), then rebuilt without their words right after it, in this same call.
-    described = items_described_by(user_id=user_id)
+    # The items their words describe, and those of the texts they voted on: marked for the sweep
+    # inside the transaction (a crash after it still heals), then rebuilt without their words and
+    # votes right after it, in this same call.
+    described = items_described_by(user_id=user_id) | set(
+        HelpfulVote.objects.filter(user_id=user_id).values_list("activity__item_id", flat=True)
+    )
     with transaction.atomic():
         community_mark_stale(item_ids=described)
         Session.objects.filter(session_key__in=_user_session_keys(user_id)).delete()
@@ -513,3 +532,45 @@ def activity_delete(*, activity: Activity) -> None:
     replica_mark_written(user_id=user_id)
     community_mark_stale(item_ids=described)
     queue_on_commit(REFRESH_USER_INTEREST, user_id=user_id, unqueued=lambda: _interest_mark_stale(user_id=user_id))
+
+
+# The words others may find helpful or not: what a person wrote on an item for others to read.
+VOTED_KINDS = (ActivityKind.REVIEW, ActivityKind.COMMENT)
+
+
+def helpful_vote_record(*, user: User, activity_id: int, helpful: bool) -> HelpfulVote:
+    """Record that `user` found someone else's review or comment helpful, or not; a second vote
+    replaces the first. The item's community vector is rebuilt with the new count (the batch)."""
+    activity = (
+        Activity.objects.filter(id=activity_id, kind__in=VOTED_KINDS, item__isnull=False, text__isnull=False)
+        .exclude(text="")
+        .first()
+    )
+    if activity is None:
+        raise NotFoundError("No review or comment with this id.")
+    if activity.user_id == user.id:
+        raise ApplicationError("you cannot vote on your own review or comment")
+    item_id = activity.item_id
+    assert item_id is not None  # filtered above
+    with transaction.atomic():
+        vote, created = HelpfulVote.objects.select_for_update().get_or_create(
+            activity=activity, user=user, defaults={"helpful": helpful}
+        )
+        if not created and vote.helpful != helpful:
+            vote.helpful = helpful
+            vote.created_at = timezone.now()
+            vote.save(update_fields=["helpful", "created_at"])
+        elif not created:
+            return vote  # the same vote again: nothing changes
+        community_mark_stale(item_ids=[item_id])
+    return vote
+
+
+def helpful_counts(*, activity_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(helpful, not helpful) votes of each of these texts that has any."""
+    rows = (
+        HelpfulVote.objects.filter(activity_id__in=activity_ids)
+        .values("activity_id")
+        .annotate(yes=Count("id", filter=Q(helpful=True)), no=Count("id", filter=Q(helpful=False)))
+    )
+    return {row["activity_id"]: (row["yes"], row["no"]) for row in rows}

@@ -15,8 +15,9 @@ counts COMMUNITY_LOW_RATING_WEIGHT times (negative: the item moves away from tho
 caps, so a few people cannot take an item over: a text one person gave to more than
 COMMUNITY_SPREAD_LIMIT items counts SPREAD_LIMIT / that many on each; one person's texts on one
 item weigh COMMUNITY_PERSON_CAP together at most; the mean divides by max(total weight, 1), so
-an item whose only words are down-weighted spam moves little. No helpfulness votes exist in
-the data model yet: newer and rated texts come first, helpfulness does not count.
+an item whose only words are down-weighted spam moves little. Other people's votes on a review
+or comment (users.HelpfulVote) then scale it by helpfulness(): 1 without votes or with as many
+of each, towards 2 as they find it helpful, towards 0 as they do not.
 
 Kept fresh with the dirty-flag + batch pattern: writes mark Item.community_stale
 (users.community), the pending-embeddings batch (and so the beat sweep) rebuilds the marked
@@ -86,6 +87,16 @@ def _spread_key(text: CommunityText) -> tuple[int, str]:
     return (text.user_id, " ".join(text.text.split()).casefold())
 
 
+# Votes a text starts with, one each way (a Bayesian mean): a single vote moves it a third of
+# the way, not all of it.
+HELPFUL_PRIOR = 1
+
+
+def helpfulness(helpful: int, unhelpful: int) -> float:
+    """2 x the share of helpful votes, smoothed by HELPFUL_PRIOR: 1.0 with no votes, in (0, 2)."""
+    return 2 * (helpful + HELPFUL_PRIOR) / (helpful + unhelpful + 2 * HELPFUL_PRIOR)
+
+
 def community_weights(
     texts: Sequence[CommunityText], *, rules: WeightRules, spread: dict[tuple[int, str], int]
 ) -> list[float]:
@@ -108,8 +119,12 @@ def community_weights(
     per_person: dict[int, float] = defaultdict(float)
     for text, weight in zip(texts, weights, strict=True):
         per_person[text.user_id] += abs(weight)
+    # Helpfulness after the cap: the cap bounds how much one person says, the votes are what
+    # others make of it (a review many found helpful may weigh more than its writer's share).
     return [
-        weight * min(1.0, rules.person_cap / per_person[text.user_id]) if per_person[text.user_id] > 0 else 0.0
+        weight * min(1.0, rules.person_cap / per_person[text.user_id]) * helpfulness(text.helpful, text.unhelpful)
+        if per_person[text.user_id] > 0
+        else 0.0
         for text, weight in zip(texts, weights, strict=True)
     ]
 

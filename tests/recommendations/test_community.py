@@ -22,10 +22,11 @@ from recommendations.vectors.community import (
     community_weights,
     served_vector,
 )
+from tests.api.conftest import client_for
 from tests.factories import StaffUserFactory, UserFactory
 from users.community import CommunityText, community_texts, items_described_by
-from users.models import Activity
-from users.services import activity_delete, activity_record, user_data_export, user_delete
+from users.models import Activity, HelpfulVote
+from users.services import activity_delete, activity_record, helpful_vote_record, user_data_export, user_delete
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +43,7 @@ def _weight_two(settings):
     settings.RECOMMENDER = {**settings.RECOMMENDER, "COMMUNITY_WEIGHT": 2.0}
 
 
-def _text(activity_id, user_id, *, kind="review", rating=None, days_old=0.0, words="good"):
+def _text(activity_id, user_id, *, kind="review", rating=None, days_old=0.0, words="good", votes=(0, 0)):
     return CommunityText(
         activity_id=activity_id,
         item_id=1,
@@ -52,6 +53,8 @@ def _text(activity_id, user_id, *, kind="review", rating=None, days_old=0.0, wor
         text_hash=str(activity_id),
         rating=rating,
         created_at=NOW - timedelta(days=days_old),
+        helpful=votes[0],
+        unhelpful=votes[1],
     )
 
 
@@ -104,6 +107,99 @@ def test_low_rated_words_count_against_and_old_words_fade():
     weights = community_weights(texts, rules=RULES, spread={})
 
     assert weights == [pytest.approx(-0.5), pytest.approx(1.0), pytest.approx(0.5), pytest.approx(0.6)]
+
+
+def test_words_others_found_helpful_weigh_more_and_unhelpful_ones_less_even_past_the_person_cap():
+    texts = [_text(1, 7), _text(2, 8, votes=(3, 0)), _text(3, 9, votes=(0, 3)), _text(4, 10, votes=(2, 2))]
+
+    weights = community_weights(texts, rules=RULES, spread={})
+
+    # 2 x (helpful + 1) / (votes + 2): no votes and as many each way leave a text as it was.
+    assert weights == [pytest.approx(1.0), pytest.approx(1.6), pytest.approx(0.4), pytest.approx(1.0)]
+
+
+def test_a_review_people_found_helpful_pulls_its_item_towards_its_words_through_the_api():
+    tent = _item("tent", "Dome tent", "Two-person dome tent.")
+    dry, leaky = UserFactory(), UserFactory()
+    praised = activity_record(user=dry, kind="review", item=tent, text="Kept us dry through three days of storms.")
+    activity_record(user=leaky, kind="review", item=tent, text="The zip broke on the first morning.")
+    _batch()
+    storm = _query("a tent that stays dry in a storm")
+    before = float(np.dot(_served(tent), storm))
+
+    for voter in UserFactory.create_batch(3):
+        response = client_for(voter).post(f"/api/v1/activities/{praised.id}/helpful/", {"helpful": True}, format="json")
+        assert response.status_code == 200, response.content
+    assert response.json() == {"activity_id": praised.id, "helpful": True, "helpful_count": 3, "unhelpful_count": 0}
+    assert Item.objects.get(id=tent.id).community_stale
+    _batch()
+
+    weights = {entry["activity"]: entry["weight"] for entry in CommunityVector.objects.get(item=tent).texts}
+    assert weights[praised.id] == pytest.approx(1.6)
+    assert float(np.dot(_served(tent), storm)) > before
+
+
+def test_deleting_a_voter_takes_their_votes_out_of_the_item_and_the_export_lists_them():
+    tent = _item("tent", "Dome tent", "Two-person dome tent.")
+    review = activity_record(user=UserFactory(), kind="review", item=tent, text="Kept us dry in the rain.")
+    voter = UserFactory()
+    helpful_vote_record(user=voter, activity_id=review.id, helpful=False)
+    _batch()
+    assert CommunityVector.objects.get(item=tent).texts[0]["weight"] == pytest.approx(2 / 3, abs=1e-4)
+
+    (vote,) = user_data_export(user=voter)["helpful_votes"]
+    assert (vote["activity_id"], vote["item"]["external_id"], vote["helpful"]) == (review.id, "tent", False)
+
+    user_delete(user=voter)
+
+    # In the same call: the review weighs as if the vote had never been.
+    assert CommunityVector.objects.get(item=tent).texts[0]["weight"] == pytest.approx(1.0)
+    assert not Item.objects.get(id=tent.id).community_stale
+
+
+def test_helpful_votes_refuse_bad_input_with_a_clear_answer():
+    tent = _item("tent", "Dome tent", "Two-person dome tent.")
+    writer, other = UserFactory(), UserFactory()
+    review = activity_record(user=writer, kind="review", item=tent, text="Roomy.")
+    viewed = activity_record(user=writer, kind="view", item=tent)
+    url = f"/api/v1/activities/{review.id}/helpful/"
+
+    own = client_for(writer).post(url, {"helpful": True}, format="json")
+    not_a_boolean = client_for(other).post(url, {"helpful": "yes"}, format="json")
+    missing = client_for(other).post(url, {}, format="json")
+    not_words = client_for(other).post(f"/api/v1/activities/{viewed.id}/helpful/", {"helpful": True}, format="json")
+    anonymous = client_for(None).post(url, {"helpful": True}, format="json")
+
+    assert own.status_code == 400 and "your own" in own.json()["error"]["message"]
+    assert not_a_boolean.status_code == 400 and "helpful" in not_a_boolean.json()["error"]["fields"]
+    assert missing.status_code == 400 and "helpful" in missing.json()["error"]["fields"]
+    assert not_words.status_code == 404
+    assert anonymous.status_code == 401
+    assert not HelpfulVote.objects.exists()
+    # Voting again replaces the vote: one row a person a text.
+    client_for(other).post(url, {"helpful": True}, format="json")
+    again = client_for(other).post(url, {"helpful": False}, format="json")
+    assert again.json()["helpful_count"] == 0 and again.json()["unhelpful_count"] == 1
+    assert HelpfulVote.objects.get().helpful is False
+
+
+def test_the_item_page_offers_helpful_buttons_on_other_peoples_reviews_and_records_the_vote():
+    tent = _item("tent", "Dome tent", "Two-person dome tent.")
+    writer, reader = UserFactory(), UserFactory()
+    review = activity_record(user=writer, kind="review", item=tent, text="Roomy for two.")
+    page = Client()
+    page.force_login(reader)
+    vote_url = reverse("recommendations:review_helpful", args=[tent.id, review.id])
+
+    shown = page.get(reverse("recommendations:item", args=[tent.id]))
+    voted = page.post(vote_url, {"helpful": "yes"})
+    after = page.get(reverse("recommendations:item", args=[tent.id]))
+
+    assert vote_url in shown.content.decode()
+    assert voted.status_code == 302 and HelpfulVote.objects.get(user=reader).helpful is True
+    assert "1 found it helpful, 0 not." in after.content.decode()
+    page.force_login(writer)
+    assert vote_url not in page.get(reverse("recommendations:item", args=[tent.id])).content.decode()
 
 
 def test_the_served_vector_is_the_catalog_vector_without_community_text():
