@@ -23,8 +23,13 @@ def check_encoder() -> dict[str, Any]:
 
 
 def encoder_warm_up_start() -> None:
-    """Load the serving encoder in the background: the first free-text question after a start
-    then answers in milliseconds instead of waiting seconds for the model."""
+    """Load the serving encoder in the background, and the English model its card asks for a
+    second opinion (serving.second_opinion): the first free-text question after a start then
+    answers in milliseconds instead of waiting seconds for either model."""
     from recommendations.ml.encoder import encoder_warm_up
+    from recommendations.ml.model_cards import model_card
 
-    encoder_warm_up(recommender_settings().serving_model)
+    model = recommender_settings().serving_model
+    encoder_warm_up(model)
+    if second := model_card(model).english_second_opinion:
+        encoder_warm_up(second)

@@ -1012,10 +1012,11 @@ def _bilingual_variants(setup: Setup, options: Options) -> list[Variant]:
         return Variant(name, ask, matches)
 
     model_name = recommender_settings().serving_model
-    floor = model_card(model_name).match_floor
+    card = model_card(model_name)
+    second = f" and {card.english_second_opinion}'s second opinion" if card.english_second_opinion else ""
     return [
-        # "card": the floor the API answers with.
-        variant(f"served ({model_name}, match floor {floor})", "card"),
+        # "card": the floor the API answers with (and the card's second opinion on English questions).
+        variant(f"served ({model_name}, match floor {card.match_floor}{second})", "card"),
         variant(f"served ({model_name}) without a match floor", None),
     ]
 
@@ -1100,6 +1101,11 @@ class FloorCalibration:
     n_none: int
     n_answerable: int
     meets_targets: bool
+    # With the card's English second opinion (serving.second_opinion) beside the floor: its model
+    # and the same two shares, the calibration questions asked again as served.
+    second_opinion: str | None = None
+    second_none_told: float | None = None
+    second_answerable_told: float | None = None
 
 
 def match_floor_choose(similarities: list[tuple[float, bool]]) -> tuple[float, float, float]:
@@ -1137,6 +1143,8 @@ def match_floor_calibrate(
     evaluation builds it, and each question asked through recommend_for_text with no floor.
     `pairs` keeps the questions of those language pairs only (an English-only model is
     calibrated on en-en: its Chinese answers are not what it is deployed for)."""
+    from recommendations.ml.model_cards import model_card
+    from recommendations.serving.answers import MATCH_NONE
     from recommendations.serving.service import recommend_for_text
 
     setup = _bilingual_prepare(source, Options(queries_file=queries_file))
@@ -1144,15 +1152,29 @@ def match_floor_calibrate(
         key for key, label in setup.labels.items() if label["split"] == "calibration" and label["pair"] in pairs
     ]
     similarities: list[tuple[float, bool]] = []
+    model_name = recommender_settings().serving_model
+    second = model_card(model_name).english_second_opinion
     with isolated_database(database):
         _build(_in_memory_source(source, setup.items, setup.imported), {}, progress=progress)
         for text in progress(calibration, "calibration questions"):
             answer = recommend_for_text(text=text, k=1, log=False, match_floor=None)
             best = answer.best_similarity if answer.best_similarity is not None else -1.0
             similarities.append((best, text in setup.split.test))
-    floor, told, wrong = match_floor_choose(similarities)
+        floor, told, wrong = match_floor_choose(similarities)
+        # The floor is chosen on the serving model's similarity alone; the second opinion (its
+        # own model's floor) is then measured beside it, as the API answers.
+        told_none = (
+            {
+                text: recommend_for_text(text=text, k=1, log=False, match_floor=floor).match == MATCH_NONE
+                for text in progress(calibration, "with the second opinion")
+            }
+            if second
+            else {}
+        )
+    unanswerable_texts = [text for text in calibration if text not in setup.split.test]
+    answerable_texts = [text for text in calibration if text in setup.split.test]
     return FloorCalibration(
-        model=recommender_settings().serving_model,
+        model=model_name,
         pairs=pairs,
         floor=floor,
         none_told=round(told, 4),
@@ -1160,6 +1182,9 @@ def match_floor_calibrate(
         n_none=sum(not answerable for _value, answerable in similarities),
         n_answerable=sum(answerable for _value, answerable in similarities),
         meets_targets=told >= NO_MATCH_TARGET and wrong <= WRONG_NO_MATCH_LIMIT,
+        second_opinion=second,
+        second_none_told=_mean(told_none[text] for text in unanswerable_texts) if second else None,
+        second_answerable_told=_mean(told_none[text] for text in answerable_texts) if second else None,
     )
 
 

@@ -121,7 +121,7 @@ def _community_quotes(
     texts = [sentence for item_id in item_ids for sentence in others.get(item_id, [])]
     if not texts:
         return {}
-    similarities = _snippet_matrix(texts, model_name) @ state.interests[0]
+    similarities = passage_matrix(texts, model_name) @ state.interests[0]
     quotes = {}
     position = 0
     for item_id in item_ids:
@@ -185,8 +185,9 @@ def community_snippets(
     return quoted
 
 
-def _snippet_matrix(texts: list[str], model_name: str) -> np.ndarray:
-    """Passage vectors of the snippets, from the cache or encoded once (one batch for the new ones)."""
+def passage_matrix(texts: list[str], model_name: str) -> np.ndarray:
+    """Passage vectors of the texts (snippets, or an item's text for serving.second_opinion) by
+    model_name, from the cache or encoded once (one batch for the new ones)."""
     from recommendations.ml.encoder import get_encoder
 
     with _snippet_lock:
@@ -255,7 +256,7 @@ def reasons_for_text(
         for candidate in quoted
     }
     texts = [words for snippets in per_item.values() for _kind, words in snippets]
-    similarities = _snippet_matrix(texts, model_name) @ query if texts else np.zeros(0)
+    similarities = passage_matrix(texts, model_name) @ query if texts else np.zeros(0)
     position = 0
     for candidate in page:
         snippets = per_item.get(candidate.item_id)

@@ -41,6 +41,7 @@ from recommendations.serving.precomputed import answer_from_list
 from recommendations.serving.reasons import reasons_for_text, reasons_for_user
 from recommendations.serving.rules import apply_rules, item_categories, pinned_items
 from recommendations.serving.scoring import ranked_for_user, similarity_and_popularity
+from recommendations.serving.second_opinion import second_opinion
 from recommendations.vectors.text_model import TextSpace, text_space, text_space_of
 from users.models import User
 
@@ -211,10 +212,12 @@ def recommend_for_text(
     popularity_weight None is the TEXT_POPULARITY setting (the evaluation asks with 0.0 too).
 
     Honest answers: when the best candidate's cosine is below the serving model's calibrated
-    floor (its ModelCard's match_floor; `match_floor` overrides it, None turns it off), nothing
-    is close: the answer says `match="none"` and holds the popular items instead, explained as
-    popular. Otherwise `match="close"` and each reason quotes the item's own words closest to
-    the text (serving.reasons.reasons_for_text).
+    floor (its ModelCard's match_floor; `match_floor` overrides it, None turns it off), or the
+    card's English second opinion finds none of the nearest items close to an English question
+    (serving.second_opinion, by its own model's floor), nothing is close: the answer says
+    `match="none"` and holds the popular items instead, explained as popular. Otherwise
+    `match="close"` and each reason quotes the item's own words closest to the text
+    (serving.reasons.reasons_for_text).
 
     The active text model (vectors.text_model) answers when there is one: the text's vector
     goes through its query map and is searched among its own item vectors, both read from the
@@ -265,7 +268,12 @@ def recommend_for_text(
     notes = []
     if encoded.truncated[0]:
         notes.append("the text is longer than the encoder reads: only its beginning was used")
-    if floor is not None and (best is None or best < floor):
+    opinion = None
+    if floor is not None and best is not None and best >= floor:
+        opinion = second_opinion(text=text, candidates=candidates, model_name=model_name)
+        if opinion is not None and opinion.nothing_close:
+            notes.append(f"a second opinion on English text ({opinion.model}) found nothing close")
+    if floor is not None and (best is None or best < floor or (opinion is not None and opinion.nothing_close)):
         answer = _popular_instead(filters=filters, offset=offset, k=k, notes=notes)
         answer.best_similarity = best
     else:

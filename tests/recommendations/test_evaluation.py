@@ -377,6 +377,39 @@ def test_calibrate_match_floor_reads_only_the_calibration_questions_and_prints_t
     assert "told 'none': 1.000 of 1" in printed  # the one calibration question nothing answers
     assert "wrongly told 'none': 0.000 of 2" in printed
     assert "targets met" in printed
+    assert "second opinion" not in printed  # MiniLM's card asks for none
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_calibrate_match_floor_prints_the_rates_with_the_cards_second_opinion_beside_the_floor(tmp_path, monkeypatch):
+    import dataclasses
+    import io
+
+    from django.db import connection
+
+    from recommendations.ml.model_cards import MODEL_CARDS, model_card
+
+    # The served model (MiniLM here) made to ask an English second opinion: MiniLM itself, at its
+    # own floor, so the path runs without loading a second model.
+    name = "all-MiniLM-L6-v2"
+    monkeypatch.setitem(MODEL_CARDS, name, dataclasses.replace(model_card(name), english_second_opinion=name))
+    output = io.StringIO()
+
+    call_command(
+        "calibrate_match_floor",
+        "--bundle",
+        str(_bilingual_bundle(tmp_path / "bundle")),
+        "--database",
+        f"{connection.settings_dict['NAME']}_calibration_test",
+        stdout=output,
+    )
+
+    printed = output.getvalue()
+    assert "with the card's English second opinion (all-MiniLM-L6-v2, at its own floor)" in printed
+    # The weather question was already below the chosen floor; the two tea and hiking questions
+    # are close to MiniLM too: the rates stay those of the floor.
+    assert "told 'none' 1.000 of the questions nothing answers, 0.000 of the answerable ones" in printed
 
 
 def test_p4_splits_the_sorted_queries_by_the_seeded_permutation_and_never_imports_a_held_out_tag():

@@ -59,3 +59,11 @@ def test_the_encoder_puts_the_cards_prefix_before_each_kind_of_text(minilm, monk
     assert np.allclose(as_query, minilm.encode(["query: waterproof boots"], kind="query").vectors, atol=1e-6)
     assert np.allclose(as_passage, minilm.encode(["passage: waterproof boots"], kind="query").vectors, atol=1e-6)
     assert not np.allclose(as_query, as_passage, atol=1e-3)
+
+
+def test_e5s_english_second_opinion_is_a_packaged_english_model_with_its_own_floor():
+    second = model_card(model_card("multilingual-e5-small").english_second_opinion or "")
+
+    assert second.name in MODEL_CARDS and second.languages == "English" and second.commercial_use
+    assert second.match_floor is not None
+    assert second.english_second_opinion is None  # one second opinion, never a chain

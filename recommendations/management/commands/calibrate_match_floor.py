@@ -65,6 +65,12 @@ class Command(BaseCommand):
             f"  answerable calibration questions wrongly told 'none': {result.answerable_told:.3f}"
             f" of {result.n_answerable} (target <= {WRONG_NO_MATCH_LIMIT})"
         )
+        if result.second_opinion is not None:
+            self.stdout.write(
+                f"  with the card's English second opinion ({result.second_opinion}, at its own floor) beside"
+                f" it: told 'none' {result.second_none_told:.3f} of the questions nothing answers,"
+                f" {result.second_answerable_told:.3f} of the answerable ones"
+            )
         if result.meets_targets:
             self.stdout.write(self.style.SUCCESS("targets met on the calibration questions"))
         else:
