@@ -379,14 +379,34 @@ class MeDeleteApi(APIView):
     """Delete the signed-in person's account and everything derived from it (signed-in only).
 
     Activities, vectors, interest vectors, recommendation logs, feedback, tokens and sessions
-    go with it; nothing can be undone.
+    go with it; nothing can be undone. The person confirms with their password in the body, as
+    on the account page, so a leaked token or a borrowed session cannot erase the account; wrong
+    passwords count toward the sign-in lockout. An account made without a password (imported
+    people, whose integrator holds their token) is deleted on the token alone.
     """
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(tags=["me"], responses={204: None})
+    class InputSerializer(serializers.Serializer):
+        password = serializers.CharField(
+            max_length=128,
+            trim_whitespace=False,
+            required=False,
+            style={"input_type": "password"},
+            help_text="Your password; required when the account has one.",
+        )
+
+    @extend_schema(tags=["me"], request=InputSerializer, responses={204: None})
     def delete(self, request: Request) -> Response:
         user = request_user(request)
+        if user.has_usable_password():
+            data = self.InputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            password = data.validated_data.get("password")
+            if password is None:
+                raise ValidationError({"password": ["confirm the deletion with your password"]})
+            if authenticate(request._request, username=user.get_username(), password=password) != user:
+                raise ValidationError({"password": ["that is not your password"]})
         logout(request._request)
         user_delete(user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)

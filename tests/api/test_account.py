@@ -228,7 +228,9 @@ def test_deleting_the_account_over_the_api_with_a_session_leaves_nothing(client)
     person_id = person.id
     csrf_free = client  # Django's test client skips CSRF checks unless asked
 
-    response = csrf_free.delete("/api/v1/me/delete/")
+    response = csrf_free.delete(
+        "/api/v1/me/delete/", data={"password": "correct horse battery"}, content_type="application/json"
+    )
 
     assert response.status_code == 204
     assert not User.objects.filter(id=person_id).exists()
@@ -236,6 +238,24 @@ def test_deleting_the_account_over_the_api_with_a_session_leaves_nothing(client)
     for model, field in _user_foreign_keys():
         assert not model.objects.filter(**{field.attname: person_id}).exists(), f"{model.__name__}.{field.name}"
     assert csrf_free.get("/api/v1/me/").status_code in {401, 403}
+
+
+def test_deleting_the_account_over_the_api_needs_the_persons_password_unless_it_has_none():
+    person = UserFactory.create()
+    api = client_for(person)
+
+    missing = api.delete("/api/v1/me/delete/", format="json")
+    wrong = api.delete("/api/v1/me/delete/", {"password": "a guess"}, format="json")
+
+    assert missing.status_code == 400 and "password" in missing.json()["error"]["fields"]
+    assert wrong.status_code == 400 and wrong.json()["error"]["fields"]["password"] == ["that is not your password"]
+    assert User.objects.filter(id=person.id).exists()
+    # An imported person has no password: their integrator's token is the only key they have.
+    imported = UserFactory.create(password=None)
+    imported.set_unusable_password()
+    imported.save()
+    assert client_for(imported).delete("/api/v1/me/delete/").status_code == 204
+    assert not User.objects.filter(id=imported.id).exists()
 
 
 @pytest.mark.parametrize(

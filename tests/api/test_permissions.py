@@ -154,7 +154,7 @@ MATRIX = {
     "delete my account": (
         "delete",
         lambda s: "/api/v1/me/delete/",
-        None,
+        lambda s: {"password": "correct horse battery"},  # the factories' password
         {"anonymous": 401, "person": 204, "other": 204, "staff": 204},
     ),
     "revoke my token": (
