@@ -555,6 +555,10 @@ RECOMMENDER = {
     # chose 0.01 and 5e-5 (EVALUATION.md "P4"); the defaults are the first values set.
     "TEXT_MODEL_TEMPERATURE": env_float("RECOMMENDER_TEXT_MODEL_TEMPERATURE", 0.05),
     "TEXT_MODEL_LEARNING_RATE": env_float("RECOMMENDER_TEXT_MODEL_LEARNING_RATE", 2e-3),
+    # Catalog items each training batch's answers are also scored against (0: the batch's own
+    # answers only): each batch maps that many item vectors (ml/text_adapter.py). Over
+    # MovieLens' community vectors P4's validation chose every item (EVALUATION.md "P4").
+    "TEXT_MODEL_CATALOG_NEGATIVES": env_int("RECOMMENDER_TEXT_MODEL_CATALOG_NEGATIVES", 0, minimum=0),
 }
 
 LOGGING = {

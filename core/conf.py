@@ -85,6 +85,7 @@ class RecommenderSettings:
     text_model_sequence_pairs: int
     text_model_temperature: float
     text_model_learning_rate: float
+    text_model_catalog_negatives: int
 
     @property
     def serving_model(self) -> str:

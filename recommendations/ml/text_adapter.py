@@ -3,10 +3,13 @@
 Arrays in, numbers out; no database. The frozen encoder's vectors go in (a question's query
 vector, an item's served vector); the adapter maps each side with its own square matrix and
 normalises, so a question and the items people chose after asking it come closer than the
-frozen encoder puts them. Trained with an in-batch softmax (each pair's item against the other
-items of its batch, items that are also the batch's other answers masked out), starting from
+frozen encoder puts them. Trained with a softmax of each pair's item against other items, starting from
 the identity (the frozen encoder itself) and pulled back towards it by a penalty, so what few
-pairs teach moves the space only where they agree.
+pairs teach moves the space only where they agree. The other items are the batch's (an
+in-batch softmax) or, with catalog_negatives, that many items of the whole catalog as well
+(every item when the catalog is smaller): the answer must beat the catalog it is searched in,
+not only the few items other questions of its batch chose. Another answer of the same
+question is never a negative.
 
 The artifact is numpy's .npz of two float32 arrays, read with allow_pickle=False: loading a
 stored version cannot run code.
@@ -38,11 +41,16 @@ class AdapterSettings:
     identity_penalty: float = 1e-3
     batch_size: int = 256
     max_epochs: int = 60
+    # Items of the catalog each batch's answers are also scored against (0: the batch's own
+    # answers only). Each batch maps this many item vectors: a (n x d) by (d x d) product
+    # forward and back, 9,742 items x 384 dims about 0.1 s on one core.
+    catalog_negatives: int = 0
 
     def describe(self) -> str:
+        negatives = f", {self.catalog_negatives} catalog negatives" if self.catalog_negatives else ""
         return (
             f"temperature {self.temperature:g}, identity penalty {self.identity_penalty:g}, "
-            f"learning rate {self.learning_rate:g}, batch {self.batch_size}"
+            f"learning rate {self.learning_rate:g}, batch {self.batch_size}{negatives}"
         )
 
 
@@ -124,6 +132,7 @@ def adapter_train(
     query_vectors: np.ndarray,
     item_vectors: np.ndarray,
     pair_items: np.ndarray,
+    pair_groups: np.ndarray | None = None,
     epochs: int | None = None,
     validate: Callable[[LinearAdapter], float] | None = None,
     patience: int = 8,
@@ -132,6 +141,9 @@ def adapter_train(
     hyper: AdapterSettings | None = None,
 ) -> Training:
     """Train on pairs (query_vectors[i] -> item_vectors[pair_items[i]]).
+
+    pair_groups: which question each pair is (an integer per pair; None: each pair its own):
+    with catalog negatives, the other items of the same question are no negatives.
 
     With `validate` (a figure to maximise), training stops after `patience` epochs without a
     better figure and returns the best epoch's adapter; without it, runs `epochs` epochs (the
@@ -154,6 +166,7 @@ def adapter_train(
             query_vectors=query_vectors,
             item_vectors=item_vectors,
             pair_items=pair_items,
+            pair_groups=np.arange(len(pair_items)) if pair_groups is None else np.asarray(pair_groups),
             epochs=hyper.max_epochs if epochs is None else epochs,
             validate=validate,
             patience=patience,
@@ -171,6 +184,7 @@ def _train(
     query_vectors: np.ndarray,
     item_vectors: np.ndarray,
     pair_items: np.ndarray,
+    pair_groups: np.ndarray,
     epochs: int,
     validate: Callable[[LinearAdapter], float] | None,
     patience: int,
@@ -184,6 +198,10 @@ def _train(
     queries = torch.from_numpy(np.ascontiguousarray(query_vectors, dtype=np.float32))
     items = torch.from_numpy(np.ascontiguousarray(item_vectors, dtype=np.float32))
     targets = torch.from_numpy(np.asarray(pair_items, dtype=np.int64))
+    groups = torch.from_numpy(np.asarray(pair_groups, dtype=np.int64))
+    answers_of: dict[int, list[int]] = {}
+    for group, item_row in zip(groups.tolist(), targets.tolist(), strict=True):
+        answers_of.setdefault(group, []).append(item_row)
     eye = torch.eye(dimensions)
     query_delta = torch.zeros(dimensions, dimensions, requires_grad=True)
     item_delta = torch.zeros(dimensions, dimensions, requires_grad=True)
@@ -203,13 +221,26 @@ def _train(
                 continue
             batch_items = targets[batch]
             query = torch.nn.functional.normalize(queries[batch] @ (eye + query_delta), dim=1)
-            item = torch.nn.functional.normalize(items[batch_items] @ (eye + item_delta), dim=1)
-            logits = query @ item.T / hyper.temperature
-            # Another pair of the batch with the same item is no negative: it is the same answer.
-            same = batch_items[:, None] == batch_items[None, :]
-            same.fill_diagonal_(False)
-            logits = logits.masked_fill(same, float("-inf"))
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+            if hyper.catalog_negatives:
+                logits, answers = _catalog_logits(
+                    torch,
+                    query,
+                    items,
+                    eye + item_delta,
+                    batch_items=batch_items,
+                    answers_of=[answers_of[group] for group in groups[batch].tolist()],
+                    negatives=hyper.catalog_negatives,
+                    generator=generator,
+                )
+                loss = torch.nn.functional.cross_entropy(logits / hyper.temperature, answers)
+            else:
+                item = torch.nn.functional.normalize(items[batch_items] @ (eye + item_delta), dim=1)
+                logits = query @ item.T / hyper.temperature
+                # Another pair of the batch with the same item is no negative: it is the same answer.
+                same = batch_items[:, None] == batch_items[None, :]
+                same.fill_diagonal_(False)
+                logits = logits.masked_fill(same, float("-inf"))
+                loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
             penalty = hyper.identity_penalty * (query_delta.square().sum() + item_delta.square().sum())
             optimiser.zero_grad()
             (loss + penalty).backward()
@@ -227,3 +258,39 @@ def _train(
     if validate is None:
         best, best_epoch = current(), epochs
     return Training(adapter=best, epochs=best_epoch, curve=curve, seconds=round(time.monotonic() - started, 1))
+
+
+def _catalog_logits(
+    torch,
+    query,
+    items,
+    item_map,
+    *,
+    batch_items,
+    answers_of: list[list[int]],
+    negatives: int,
+    generator,
+):
+    """Cosines of each query with its batch's answers and `negatives` items of the catalog (all
+    of them when there are no more), the other answers of the same question masked out; and the
+    column of each query's own answer."""
+    n_items = items.shape[0]
+    if negatives >= n_items:
+        columns = torch.arange(n_items)
+    else:
+        sampled = torch.randperm(n_items, generator=generator)[:negatives]
+        columns = torch.unique(torch.cat([batch_items, sampled]))
+    position = torch.full((n_items,), -1, dtype=torch.int64)
+    position[columns] = torch.arange(len(columns))
+    item = torch.nn.functional.normalize(items[columns] @ item_map, dim=1)
+    logits = query @ item.T
+    column_of = position.tolist()
+    rows, masked = [], []
+    for row, (own, answers) in enumerate(zip(batch_items.tolist(), answers_of, strict=True)):
+        for other in answers:
+            if other != own and column_of[other] >= 0:
+                rows.append(row)
+                masked.append(column_of[other])
+    if rows:
+        logits = logits.index_put((torch.tensor(rows), torch.tensor(masked)), torch.tensor(float("-inf")))
+    return logits, position[batch_items]

@@ -19,8 +19,10 @@ Training (`text_model_train`, run by the Celery task and `manage.py train_text_m
    ranked as a question nobody asked yet meets them: the validation texts are taken out of
    their community vectors (_validation_item_vectors), else the frozen encoder finds each
    validation question's items by its own words in them and no version can beat it.
-3. An adapter (ml/text_adapter.py) trains on the earlier pairs, stopping at its best
-   validation epoch; it is refit on every pair for that many epochs and stored as a version.
+3. An adapter (ml/text_adapter.py; each answer against its batch's other answers, or against
+   TEXT_MODEL_CATALOG_NEGATIVES items of the catalog) trains on the earlier pairs, stopping at
+   its best validation epoch; it is refit on every pair for that many epochs and stored as a
+   version.
 4. It is activated only if it beats the frozen encoder on that validation, and the active
    version on the validation questions written since that one was trained (it learned from the
    older ones): its item vectors are written under its own key first, then one transaction
@@ -359,6 +361,12 @@ def _validation_item_vectors(
 # --- training -------------------------------------------------------------------------------------
 
 
+def _group_numbers(groups: list[str]) -> np.ndarray:
+    """One integer per question (or person): the adapter masks a question's other answers."""
+    numbers: dict[str, int] = {}
+    return np.array([numbers.setdefault(group, len(numbers)) for group in groups], dtype=np.int64)
+
+
 def _floor_mapped(base_floor: float | None, *, base_best: np.ndarray, adapted_best: np.ndarray) -> float | None:
     """The frozen encoder's free-text floor carried into the adapter's space: the floor that
     tells the same share of the catalog's own questions "nothing is close" (their best cosines
@@ -438,7 +446,9 @@ def text_model_train(
     try:
         config = recommender_settings()
         hyper = hyper or AdapterSettings(
-            temperature=config.text_model_temperature, learning_rate=config.text_model_learning_rate
+            temperature=config.text_model_temperature,
+            learning_rate=config.text_model_learning_rate,
+            catalog_negatives=config.text_model_catalog_negatives,
         )
         return _train(activate=activate, seed=seed, hyper=hyper, epochs=epochs)
     finally:
@@ -495,6 +505,7 @@ def _train(*, activate: bool, seed: int, hyper: AdapterSettings, epochs: int | N
         query_vectors=training.queries,
         item_vectors=item_vectors,
         pair_items=np.array(train_rows),
+        pair_groups=_group_numbers(training.groups),
         validate=validate,
         seed=seed,
         hyper=hyper,
@@ -532,6 +543,7 @@ def _train(*, activate: bool, seed: int, hyper: AdapterSettings, epochs: int | N
         query_vectors=pairs.queries,
         item_vectors=item_vectors,
         pair_items=np.array([item_index[int(item_id)] for item_id in pairs.item_ids]),
+        pair_groups=_group_numbers(pairs.groups),
         epochs=max(1, validated.epochs) if epochs is None else epochs,
         seed=seed,
         hyper=hyper,

@@ -561,9 +561,10 @@ def test_p4_trains_its_text_model_rows_in_the_run_and_keeps_the_frozen_encoder_w
     test, _train = protocols.p4_query_split(["brew", "hot drinks", "mountains", "trail"])
     assert report["protocol"] == "p4" and report["n_users"] == len(test) == 2
     names = [method["method"] for method in report["methods"]]
-    # The learned rows of P4_TEXT_SIDES (the text model over the community vectors, then over
-    # the catalog text alone), each trained inside the run by the product's text_model_train.
-    assert names[3:5] == [name for name, _side in protocols.P4_TEXT_SIDES]
+    # The learned rows of P4_TEXT_SIDES (the text model over the community vectors, against the
+    # catalog then in-batch only, then over the catalog text alone), each trained inside the run
+    # by the product's text_model_train.
+    assert names[3:6] == [name for name, _side in protocols.P4_TEXT_SIDES]
     # Two train tags are far fewer pairs than a text model needs: refused, no version stored,
     # the frozen encoder answers those rows as it would in production.
     assert "text_models" not in report["models"]

@@ -96,6 +96,19 @@ def test_serving_answers_unseen_questions_with_the_active_text_model(world):
         assert not any("text model" in note for note in frozen.notes)
 
 
+def test_training_against_the_whole_catalog_is_a_setting_and_serves_unseen_questions(world, settings):
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "TEXT_MODEL_CATALOG_NEGATIVES": 1_000}
+
+    version = text_model_train()
+
+    metrics = version.validation_metrics
+    assert metrics["hyper_parameters"]["catalog_negatives"] == 1_000
+    assert metrics["ndcg@20"] > metrics["frozen_ndcg@20"] + 0.2 and version.is_active
+    for series, question in UNSEEN.items():
+        answer = recommend_for_text(text=question, k=5, log=False, match_floor=None, popularity_weight=0.0)
+        assert _series_of(answer).count(series) >= 4, (question, _series_of(answer))
+
+
 def test_a_version_not_activated_leaves_serving_on_the_frozen_encoder_until_it_is_activated(world):
     version = text_model_train(activate=False)
     question = UNSEEN["A"]
