@@ -550,9 +550,10 @@ RECOMMENDER = {
     "TEXT_MODEL_VALIDATION_SHARE": env_float("RECOMMENDER_TEXT_MODEL_VALIDATION_SHARE", 0.2),
     "TEXT_MODEL_WINDOW_MINUTES": env_int("RECOMMENDER_TEXT_MODEL_WINDOW_MINUTES", 30, minimum=1),
     "TEXT_MODEL_SEQUENCE_PAIRS": env_int("RECOMMENDER_TEXT_MODEL_SEQUENCE_PAIRS", 0, minimum=0),
-    # The adapter's in-batch softmax temperature and Adam's learning rate (ml/text_adapter.py):
-    # per catalog, like COMMUNITY_WEIGHT. Over MovieLens' community vectors P4's validation
-    # chose 0.01 and 5e-5 (EVALUATION.md "P4"); the defaults are the first values set.
+    # The adapter's softmax temperature and Adam's learning rate (ml/text_adapter.py): per
+    # catalog, like COMMUNITY_WEIGHT. Over MovieLens' community vectors P4's validation chose
+    # 0.02 and 5e-5 with every item a negative (0.01 with the in-batch softmax; EVALUATION.md
+    # "P4"); the defaults are the first values set.
     "TEXT_MODEL_TEMPERATURE": env_float("RECOMMENDER_TEXT_MODEL_TEMPERATURE", 0.05),
     "TEXT_MODEL_LEARNING_RATE": env_float("RECOMMENDER_TEXT_MODEL_LEARNING_RATE", 2e-3),
     # Catalog items each training batch's answers are also scored against (0: the batch's own

@@ -30,9 +30,9 @@ ALGORITHM = "linear_adapter"
 @dataclass(frozen=True)
 class AdapterSettings:
     """The training's hyper-parameters. The defaults were set once, not tuned; over MovieLens'
-    community vectors P4's validation split chose temperature 0.01 and learning rate 5e-5
-    (EVALUATION.md "P4"), which a deployment sets per catalog (TEXT_MODEL_TEMPERATURE,
-    TEXT_MODEL_LEARNING_RATE)."""
+    community vectors P4's validation split chose every item as a negative, temperature 0.02
+    and learning rate 5e-5 (EVALUATION.md "P4"), which a deployment sets per catalog
+    (TEXT_MODEL_CATALOG_NEGATIVES, TEXT_MODEL_TEMPERATURE, TEXT_MODEL_LEARNING_RATE)."""
 
     temperature: float = 0.05
     learning_rate: float = 2e-3
