@@ -52,7 +52,7 @@ from recommendations.ranking.features import FEATURES, INDEX, features_compute
 from recommendations.retrieval.behaviour_build import behaviour_model_build
 from recommendations.retrieval.candidates import SOURCES, Candidate, candidates_gather
 from recommendations.retrieval.filters import ItemFilters
-from recommendations.retrieval.history import interactions_snapshot
+from recommendations.retrieval.history import interactions_snapshot, one_blas_thread
 from recommendations.retrieval.person import PersonState, person_state
 from users.models import BEHAVIOUR_KINDS, Activity
 
@@ -259,23 +259,24 @@ def _people_rows(
     first person's position among everyone read (a process's share starts part-way)."""
     model_name = recommender_settings().serving_model
     rows = _Rows()
-    for owner, person in enumerate(people, start=first_owner):
-        state = person_state(user_id=person.user_id, model_name=model_name, as_of=person.cutoff)
-        filters = ItemFilters(exclude_ids=frozenset(state.seen | person.past))
-        candidates = _described(
-            state, filters=filters, behaviour_model_id=behaviour_model_id, cold=cold, sources=SOURCES
-        )
-        rows.add(candidates, labels=person.labels, person=person, owner=owner, cold=False)
-        cold_labels = person.labels & cold
-        if cold_labels:
+    with one_blas_thread():
+        for owner, person in enumerate(people, start=first_owner):
+            state = person_state(user_id=person.user_id, model_name=model_name, as_of=person.cutoff)
+            filters = ItemFilters(exclude_ids=frozenset(state.seen | person.past))
             candidates = _described(
-                state,
-                filters=ItemFilters(exclude_ids=filters.exclude_ids, only_ids=cold),
-                behaviour_model_id=behaviour_model_id,
-                cold=cold,
-                sources=COLD_SOURCES,
+                state, filters=filters, behaviour_model_id=behaviour_model_id, cold=cold, sources=SOURCES
             )
-            rows.add(candidates, labels=cold_labels, person=person, owner=owner, cold=True)
+            rows.add(candidates, labels=person.labels, person=person, owner=owner, cold=False)
+            cold_labels = person.labels & cold
+            if cold_labels:
+                candidates = _described(
+                    state,
+                    filters=ItemFilters(exclude_ids=filters.exclude_ids, only_ids=cold),
+                    behaviour_model_id=behaviour_model_id,
+                    cold=cold,
+                    sources=COLD_SOURCES,
+                )
+                rows.add(candidates, labels=cold_labels, person=person, owner=owner, cold=True)
     return rows
 
 

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from django.db.models import Q
+from django.db.models import BooleanField, Case, Q, Value, When
 
 from users.models import BEHAVIOUR_KINDS, Activity
 
@@ -81,11 +81,36 @@ class _Events:
 
 
 @dataclass(frozen=True)
+class _PersonActivities:
+    """Every activity sorted by (person, time, id): a person's activities before a moment are
+    the start of their run, newest first when read backwards (the SQL's -created_at, -id)."""
+
+    users: np.ndarray  # the distinct person ids, sorted
+    starts: np.ndarray  # users[i]'s activities are rows starts[i]:starts[i + 1]
+    times: np.ndarray  # microseconds since the epoch
+    ids: np.ndarray
+    item_ids: np.ndarray  # 0: no item (a search, a chat message)
+    kinds: np.ndarray  # str objects
+    ratings: np.ndarray  # NaN: none
+    with_text: np.ndarray  # bool: the activity has text (only those have an ActivityVector)
+
+    def rows_before(self, user_id: int, moment: int) -> range:
+        """The person's rows strictly before `moment`, newest first."""
+        position = int(np.searchsorted(self.users, user_id))
+        if position == len(self.users) or self.users[position] != user_id:
+            return range(0)
+        start, stop = int(self.starts[position]), int(self.starts[position + 1])
+        stop = start + int(np.searchsorted(self.times[start:stop], moment, side="left"))
+        return range(stop - 1, start - 1, -1)
+
+
+@dataclass(frozen=True)
 class InteractionHistory:
     interactions: _Events  # every behaviour interaction (BEHAVIOUR_KINDS, with an item)
     first_choices: _Events  # each (item, person)'s first interaction: distinct people
     texts: _Events  # activities about an item with text (reviews, comments, tags ...)
     all_times: np.ndarray  # every interaction's time, ascending: the catalog's trending sum
+    people: _PersonActivities  # every activity, per person: the person as of a moment
     # Item vectors read during the block, per model (None: the item has none). They do not
     # depend on the moment asked; at most the items the block touches are held.
     vectors: dict[str, dict[int, np.ndarray | None]] = field(default_factory=dict)
@@ -132,6 +157,37 @@ class InteractionHistory:
             for row, item_id in enumerate(ids)
             if stops[row] > starts[row]
         }
+
+    def person_item_rows(self, *, user_id: int, as_of: datetime) -> list[tuple[int, str, float | None, datetime]]:
+        """The person's activities with an item before as_of, newest first: (item, kind, rating,
+        created_at), what person_state reads with SQL."""
+        people = self.people
+        return [
+            (int(people.item_ids[row]), people.kinds[row], _rating(people.ratings[row]), _moment(people.times[row]))
+            for row in people.rows_before(user_id, _microseconds(as_of))
+            if people.item_ids[row]
+        ]
+
+    def person_activities(self, *, user_id: int, as_of: datetime, limit: int) -> list[dict]:
+        """The person's newest `limit` activities before as_of, newest first, as the SQL's
+        values("id", "kind", "rating", "created_at", "item_id") plus "with_text"."""
+        people = self.people
+        return [
+            {
+                "id": int(people.ids[row]),
+                "kind": people.kinds[row],
+                "rating": _rating(people.ratings[row]),
+                "created_at": _moment(people.times[row]),
+                "item_id": int(people.item_ids[row]) or None,
+                "with_text": bool(people.with_text[row]),
+            }
+            for row in people.rows_before(user_id, _microseconds(as_of))[:limit]
+        ]
+
+    def person_wrote_before(self, *, user_id: int, as_of: datetime) -> bool:
+        """Whether the person has an activity with text before as_of (their words' vectors)."""
+        people = self.people
+        return any(people.with_text[row] for row in people.rows_before(user_id, _microseconds(as_of)))
 
     def evidence(self, *, item_ids: list[int], as_of: datetime) -> dict[int, tuple[int, int]]:
         """item -> (interactions, activities with text about it) before as_of."""
@@ -191,6 +247,7 @@ def interaction_history_load() -> InteractionHistory:
         first_choices=_Events.of(item_ids[order][first], times[order][first]),
         texts=_Events.of(texts[0], texts[2]),
         all_times=np.sort(times),
+        people=_person_activities(),
     )
     logger.info(
         "interactions snapshot loaded interactions=%d texts=%d ms=%d",
@@ -199,6 +256,43 @@ def interaction_history_load() -> InteractionHistory:
         (time.monotonic() - started) * 1000,
     )
     return history
+
+
+def _person_activities() -> _PersonActivities:
+    columns: tuple[list, ...] = ([], [], [], [], [], [], [])
+    rows = Activity.objects.annotate(
+        with_text=Case(
+            When(Q(text__isnull=False) & ~Q(text=""), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    ).values_list("user_id", "created_at", "id", "item_id", "kind", "rating", "with_text")
+    for row in rows.order_by().iterator(chunk_size=CHUNK):
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    user_ids, created, ids, item_ids, kinds, ratings, with_text = columns
+    times = np.array([_microseconds(moment) for moment in created], dtype=np.int64)
+    user_array, id_array = np.array(user_ids, dtype=np.int64), np.array(ids, dtype=np.int64)
+    order = np.lexsort((id_array, times, user_array))
+    users, starts = np.unique(user_array[order], return_index=True)
+    return _PersonActivities(
+        users=users,
+        starts=np.append(starts, len(order)).astype(np.int64),
+        times=times[order],
+        ids=id_array[order],
+        item_ids=np.array([item_id or 0 for item_id in item_ids], dtype=np.int64)[order],
+        kinds=np.array(kinds, dtype=object)[order],
+        ratings=np.array([np.nan if rating is None else rating for rating in ratings], dtype=np.float64)[order],
+        with_text=np.array(with_text, dtype=bool)[order],
+    )
+
+
+def _rating(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _moment(microseconds: np.int64) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(microseconds))
 
 
 def _columns(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,3 +315,16 @@ def _microseconds(moment: datetime) -> int:
     """Exact microseconds since the epoch (an aware datetime)."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * MICROSECONDS + delta.microseconds
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside the block: for loops of many small matrix products (a person's
+    candidates against a few vectors), as the re-ranker's training and an offline replay run.
+    OpenBLAS's second thread costs more than it saves there, and far more on a busy machine:
+    433 x 384 candidate vectors against 2 + 3 + 5 vectors took 35 ms with two threads and 2.5 ms
+    with one at load average 10 on the 2-core machine (machine B, 2026-12-07)."""
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -17,6 +17,7 @@ from django.db.models import Q
 from core.conf import recommender_settings
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.models import UserInterest
+from recommendations.retrieval.history import interaction_history
 from recommendations.vectors.embedding import user_interests_compute
 from users.models import Activity, ActivityKind, ActivityVector
 
@@ -99,6 +100,9 @@ def _interests(*, user_id: int, model_name: str, as_of: datetime | None) -> list
 
 
 def _texts(*, user_id: int, model_name: str, as_of: datetime | None) -> list[tuple[str, np.ndarray]]:
+    snapshot = interaction_history() if as_of is not None else None
+    if snapshot is not None and as_of is not None and not snapshot.person_wrote_before(user_id=user_id, as_of=as_of):
+        return []  # nothing they wrote before as_of: no vector to read
     return [
         (text, vector_from_bytes(raw))
         for text, raw in ActivityVector.objects.filter(
@@ -117,14 +121,19 @@ def _texts(*, user_id: int, model_name: str, as_of: datetime | None) -> list[tup
 def person_state(*, user_id: int, model_name: str, as_of: datetime | None = None) -> PersonState:
     """The person now (as_of None) or as they were just before as_of. Three or four queries."""
     config = recommender_settings()
-    activities = Activity.objects.filter(_before(as_of), user_id=user_id)
     # All their item activities in one read (a few thousand rows for the heaviest MovieLens
     # person): everything they ever touched is "seen", not only the recent items the behaviour
-    # source reads, so an old purchase never comes back as a recommendation.
-    every: list[ItemActivityRow] = list(
-        activities.filter(item__isnull=False)
-        .order_by("-created_at", "-id")
-        .values_list("item_id", "kind", "rating", "created_at")
+    # source reads, so an old purchase never comes back as a recommendation. As of a past
+    # moment inside interactions_snapshot() (training, offline replay), read from memory.
+    snapshot = interaction_history() if as_of is not None else None
+    every: list[ItemActivityRow] = (
+        snapshot.person_item_rows(user_id=user_id, as_of=as_of)
+        if snapshot is not None and as_of is not None
+        else list(
+            Activity.objects.filter(_before(as_of), user_id=user_id, item__isnull=False)
+            .order_by("-created_at", "-id")
+            .values_list("item_id", "kind", "rating", "created_at")
+        )
     )
     excluded_kinds = set(config.exclude_seen_kinds)
     seen = {row[0] for row in every if row[1] in excluded_kinds}

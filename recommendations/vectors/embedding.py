@@ -190,30 +190,49 @@ def embedding_mark_failed(*, model, ids: Sequence[int], error: str) -> int:
 
 
 def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | None = None) -> list[Interest]:
-    """The person's interest vectors from their recent activities (before as_of, if given)."""
+    """The person's interest vectors from their recent activities (before as_of, if given; as of
+    a past moment inside interactions_snapshot(), the activities and item vectors from memory)."""
+    from recommendations.retrieval.history import interaction_history
+    from recommendations.retrieval.semantic import item_vectors_for
+
     config = recommender_settings()
-    before = Activity.objects.filter(user_id=user_id)
-    if as_of is not None:
-        before = before.filter(created_at__lt=as_of)
-    activities = list(
-        before.order_by("-created_at", "-id").values("id", "kind", "rating", "created_at", "item_id")[
-            : config.interest_history
+    snapshot = interaction_history() if as_of is not None else None
+    activities: list[dict]
+    if snapshot is not None and as_of is not None:
+        activities = snapshot.person_activities(user_id=user_id, as_of=as_of, limit=config.interest_history)
+        item_vectors = item_vectors_for(
+            item_ids={activity["item_id"] for activity in activities if activity["item_id"]}, model_name=model_name
+        )
+        written = [activity["id"] for activity in activities if activity["with_text"]]
+    else:
+        before = Activity.objects.filter(user_id=user_id)
+        if as_of is not None:
+            before = before.filter(created_at__lt=as_of)
+        activities = [
+            dict(row)
+            for row in before.order_by("-created_at", "-id").values("id", "kind", "rating", "created_at", "item_id")[
+                : config.interest_history
+            ]
         ]
-    )
-    text_vectors = dict(
-        ActivityVector.objects.filter(
-            activity_id__in=[activity["id"] for activity in activities], model_name=model_name
-        )
-        .annotate(raw=VectorBytes("embedding"))
-        .values_list("activity_id", "raw")
-    )
-    item_vectors = dict(
-        ItemVector.objects.filter(
-            item_id__in={activity["item_id"] for activity in activities if activity["item_id"]},
-            model_name=model_name,
-        )
-        .annotate(raw=VectorBytes("embedding"))
-        .values_list("item_id", "raw")
+        item_vectors = {
+            item_id: vector_from_bytes(raw)
+            for item_id, raw in ItemVector.objects.filter(
+                item_id__in={activity["item_id"] for activity in activities if activity["item_id"]},
+                model_name=model_name,
+            )
+            .annotate(raw=VectorBytes("embedding"))
+            .values_list("item_id", "raw")
+        }
+        written = [activity["id"] for activity in activities]
+    text_vectors = (
+        {
+            activity_id: vector_from_bytes(raw)
+            for activity_id, raw in ActivityVector.objects.filter(activity_id__in=written, model_name=model_name)
+            .annotate(raw=VectorBytes("embedding"))
+            .values_list("activity_id", "raw")
+        }
+        if written
+        else {}
     )
     evidence = []
     for activity in activities:
@@ -222,9 +241,7 @@ def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | N
         if vector is None:
             vector = item_vectors.get(activity["item_id"])
         if vector is not None:
-            evidence.append(
-                Evidence(vector_from_bytes(vector), activity["kind"], activity["rating"], activity["created_at"])
-            )
+            evidence.append(Evidence(vector, activity["kind"], activity["rating"], activity["created_at"]))
     return interests_build(
         evidence,
         now=as_of or timezone.now(),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from core.conf import recommender_settings
 from recommendations.ranking.features import INDEX, _item_evidence
 from recommendations.ranking.training import training_data_build
 from recommendations.retrieval.history import interaction_history, interactions_snapshot
@@ -129,3 +130,48 @@ def test_item_vectors_are_read_once_inside_a_snapshot(themes_world, django_asser
 
     assert len(outside) == 5 and all(np.array_equal(first[key], outside[key]) for key in outside)
     assert set(second) == set(item_ids[3:8]) and set(again) == set(item_ids[:8])
+
+
+def _state_fields(state):
+    return (
+        state.history,
+        state.recent,
+        state.liked,
+        state.evidence,
+        state.seen,
+        [vector.tolist() for vector in state.interests],
+        [(text, vector.tolist()) for text, vector in state.texts],
+        state.moment,
+        state.previous_moment,
+    )
+
+
+def test_a_person_as_of_a_moment_read_from_memory_equals_the_sql(history_rows):
+    """person_state(as_of) inside a snapshot (activities, interests and their words from
+    memory, their vectors read once) is the person the SQL reads, at every moment."""
+    from recommendations.retrieval.person import person_state
+    from recommendations.vectors.embedding import embeddings_process_pending
+    from users.models import User
+
+    searcher = User.objects.order_by("id").first()
+    ActivityFactory.create(
+        user=searcher, item=None, kind="search", text="a dry tent", created_at=START + timedelta(days=1)
+    )
+    embeddings_process_pending()
+    model_name = recommender_settings().serving_model
+    people = list(User.objects.order_by("id").values_list("id", flat=True))
+    from_sql = [
+        person_state(user_id=user_id, model_name=model_name, as_of=moment) for user_id in people for moment in MOMENTS
+    ]
+    with interactions_snapshot():
+        from_memory = [
+            person_state(user_id=user_id, model_name=model_name, as_of=moment)
+            for user_id in people
+            for moment in MOMENTS
+        ]
+
+    for sql_state, memory_state in zip(from_sql, from_memory, strict=True):
+        assert _state_fields(memory_state) == _state_fields(sql_state), (sql_state.user_id, sql_state.as_of)
+    # Not a comparison of empties: some states hold interests, words and ratings.
+    assert any(state.interests for state in from_sql) and any(state.texts for state in from_sql)
+    assert any(rating is not None for state in from_sql for _kind, rating in state.evidence.values())
