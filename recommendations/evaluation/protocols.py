@@ -36,7 +36,7 @@ from recommendations.evaluation.databases import isolated_database
 from recommendations.evaluation.metrics import MethodResult, reciprocal_rank, score_rankings
 from recommendations.evaluation.split import EvaluationError, Split, split_per_user
 from recommendations.ml.text_adapter import AdapterSettings
-from recommendations.retrieval.history import interactions_snapshot
+from recommendations.retrieval.history import interactions_snapshot, one_blas_thread
 from users.events import EventRow
 from users.models import ActivityKind
 
@@ -64,6 +64,9 @@ class Options:
     with_blend: bool = False
     # The bilingual protocol's questions (bilingual_queries.jsonl beside the bundle's items).
     queries_file: str | None = None
+    # Personal protocols: processes that build the re-ranker's training data and that ask the
+    # people of each variant (forked, each a contiguous share of the people; 1: this one).
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ def protocol_run(
             _in_memory_source(source, setup.items, setup.imported),
             timings,
             ranker=protocol.personal,
+            processes=options.processes,
             progress=progress,
         )
         if protocol.personal:
@@ -174,7 +178,15 @@ def protocol_run(
         try:
             with snapshot:
                 for variant in protocol.variants(setup, options):
-                    method, rankings = _run_variant(variant, setup, k=options.k, timings=timings, progress=progress)
+                    method, rankings = _run_variant(
+                        variant,
+                        setup,
+                        k=options.k,
+                        timings=timings,
+                        progress=progress,
+                        personal=protocol.personal,
+                        processes=options.processes,
+                    )
                     methods.append(method)
                     if protocol.breakdown is not None:
                         breakdown += protocol.breakdown(setup, variant, rankings)
@@ -222,6 +234,7 @@ def _build(
     timings: dict[str, float],
     *,
     ranker: bool = False,
+    processes: int = 1,
     progress: Progress = _no_progress,
 ) -> None:
     """Everything the served system needs, made by the product's own services: the same
@@ -234,7 +247,7 @@ def _build(
 
     def train_ranker() -> None:
         try:
-            ranker_train(progress=progress)
+            ranker_train(progress=progress, processes=processes)
         except RankerError as error:
             # Too little to learn from (a tiny bundle): the service answers with its blend,
             # as it would in production, and the report names what served.
@@ -299,22 +312,116 @@ def _models() -> dict:
 
 
 def _run_variant(
-    variant: Variant, setup: Setup, *, k: int, timings: dict[str, float], progress: Progress
+    variant: Variant,
+    setup: Setup,
+    *,
+    k: int,
+    timings: dict[str, float],
+    progress: Progress,
+    personal: bool = False,
+    processes: int = 1,
 ) -> tuple[MethodResult, Rankings]:
-    """Ask the service once per test key (a person, a query), timing each answer, and score."""
+    """Ask the service once per test key (a person, a query), timing each answer, and score.
+    Personal variants (they read stored vectors only) are asked with BLAS on one thread, and over
+    `processes` forked processes when there are enough people."""
     step = time.monotonic()
     if variant.prepare is not None:
         variant.prepare()
         timings[f"{variant.name}: preparing"] = time.monotonic() - step
         step = time.monotonic()
+    keys = sorted(setup.split.test) + sorted(setup.also_asked)
+    if personal and processes > 1 and len(keys) >= 2 * processes:
+        rankings, latencies = _asked_in_processes(variant, keys, processes=processes)
+    else:
+        with one_blas_thread() if personal else contextlib.nullcontext():
+            rankings, latencies = _asked(variant, progress(keys, variant.name))
+    timings[variant.name] = time.monotonic() - step
+    logger.info(
+        "evaluation variant asked variant=%r keys=%d processes=%d ms=%d",
+        variant.name,
+        len(keys),
+        processes if personal else 1,
+        timings[variant.name] * 1000,
+    )
+    scored = score_rankings(variant.name, rankings, setup.split, k=k, n_items=setup.n_items, latency_ms=latencies)
+    return scored, rankings
+
+
+def _asked(variant: Variant, keys: Iterable[str]) -> tuple[Rankings, list[float]]:
     rankings, latencies = {}, []
-    for key in progress(sorted(setup.split.test) + sorted(setup.also_asked), variant.name):
+    for key in keys:
         asked = time.perf_counter()
         rankings[key] = variant.ask(key)
         latencies.append((time.perf_counter() - asked) * 1000)
-    timings[variant.name] = time.monotonic() - step
-    scored = score_rankings(variant.name, rankings, setup.split, k=k, n_items=setup.n_items, latency_ms=latencies)
-    return scored, rankings
+    return rankings, latencies
+
+
+# The variant the forked processes of _asked_in_processes ask (its `ask` is a closure over the
+# evaluation's state, which a fork inherits and a pickle could not carry).
+_forked_variant: Variant | None = None
+
+
+def _asked_share(keys: list[str]) -> tuple[Rankings, list[float]]:
+    """One forked process's share of the keys, on a database connection of its own."""
+    from django.db import connections
+
+    assert _forked_variant is not None
+    try:
+        with one_blas_thread():
+            return _asked(_forked_variant, keys)
+    finally:
+        connections.close_all()
+
+
+def _active_ranker_parse() -> None:
+    """Load the active ranker here, before the fork, so the children inherit it parsed. A
+    LightGBM model parsed in a child forked after this process trained one never returns:
+    parsing runs on OpenMP, whose thread pool does not survive a fork (the children waited on
+    futexes at 0% CPU; measured with lightgbm 4.7). Scoring with an inherited one (one thread)
+    is safe."""
+    from recommendations.ranking.active import active_ranker
+
+    _version, ranker = active_ranker()
+    if ranker is not None:
+        ranker.score(np.zeros((1, len(ranker.features))))
+
+
+def _asked_in_processes(variant: Variant, keys: list[str], *, processes: int) -> tuple[Rankings, list[float]]:
+    """_asked over `processes` forked children, each a contiguous share of the keys: the same
+    answers as one process (each is computed as of its own moment from the same database and
+    snapshot), in the same order. Personal variants only: they read stored vectors, so the
+    children start no encoder. The parent's connections are closed first so that no child
+    shares their sockets."""
+    import multiprocessing
+
+    from django.db import connections
+
+    from recommendations.ml.encoder import children_without_encoders
+
+    global _forked_variant
+    if connections["default"].in_atomic_block or multiprocessing.current_process().daemon:
+        # Inside a transaction the children could not see its rows; a daemonic process may not fork.
+        logger.warning(
+            "evaluation variant %r asked in one process: processes=%d cannot fork here", variant.name, processes
+        )
+        with one_blas_thread():
+            return _asked(variant, keys)
+    _active_ranker_parse()
+    bounds = np.linspace(0, len(keys), processes + 1).astype(int)
+    shares = [keys[low:high] for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+    connections.close_all()
+    _forked_variant = variant
+    try:
+        with children_without_encoders(), multiprocessing.get_context("fork").Pool(processes) as pool:
+            parts = pool.map(_asked_share, shares)
+    finally:
+        _forked_variant = None
+    rankings: Rankings = {}
+    latencies: list[float] = []
+    for part_rankings, part_latencies in parts:
+        rankings.update(part_rankings)
+        latencies += part_latencies
+    return rankings, latencies
 
 
 # A variant of recommend_for_user: its name in the report, the sources it gathers, its scoring.

@@ -570,3 +570,28 @@ def test_p4_trains_its_text_model_rows_in_the_run_and_keeps_the_frozen_encoder_w
     assert "text_models" not in report["models"]
     by_name = {method["method"]: method for method in report["methods"]}
     assert by_name[names[3]]["ndcg"] == by_name[names[2]]["ndcg"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_p1_asked_over_two_forked_processes_answers_as_one_process_does(tmp_path, caplog):
+    """`evaluate --processes 2`: the ranker's training data and every variant's people are split
+    over two forked processes; the answers, hence every figure, are those of one process."""
+    from django.db import connection
+
+    from bundles.reading import bundle_open
+    from recommendations.evaluation.protocols import P1, Options, protocol_run
+
+    database = f"{connection.settings_dict['NAME']}_eval_test"
+    folder = _tiny_bundle(tmp_path / "bundle")
+
+    one = protocol_run(P1, source=bundle_open(folder), database=database, options=Options(k=3))
+    two = protocol_run(P1, source=bundle_open(folder), database=database, options=Options(k=3, processes=2))
+
+    assert "cannot fork here" not in caplog.text  # the two processes were forked
+    assert len(two.methods) == len(one.methods) >= 5
+    for forked, single in zip(two.methods, one.methods, strict=True):
+        assert {key: value for key, value in forked.items() if "latency" not in key} == {
+            key: value for key, value in single.items() if "latency" not in key
+        }
+    assert len(two.latencies[two.methods[0]["method"]]) == 12  # every person asked once

@@ -43,6 +43,12 @@ class Command(BaseCommand):
             default=None,
             help="bilingual: the questions file (default: bilingual_queries.jsonl in the bundle folder)",
         )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="P1, P2: processes that build the ranker's training data and ask each variant's people (forked)",
+        )
         parser.add_argument("--database", default=None, help="name of the isolated database (default: <live>_eval)")
         parser.add_argument("--out", default=None, help="folder for report.json and report.md")
 
@@ -64,10 +70,13 @@ class Command(BaseCommand):
         include_seen,
         with_blend,
         queries,
+        processes,
         database,
         out,
         **options,
     ):
+        if processes < 1:
+            raise CommandError("--processes must be 1 or more")
         folder = Path(bundle)
         try:
             source = movielens_open(folder) if (folder / "movies.csv").is_file() else bundle_open(folder)
@@ -83,6 +92,7 @@ class Command(BaseCommand):
             include_seen=include_seen,
             with_blend=with_blend,
             queries_file=queries or str(folder / "bilingual_queries.jsonl"),
+            processes=processes,
         )
         try:
             report = protocol_run(
