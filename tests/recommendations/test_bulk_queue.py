@@ -116,3 +116,15 @@ def test_another_persons_review_is_embedded_while_a_large_batch_is_encoded(worke
         "the batch's vectors",
         workers.values(),
     )
+    # The vectors set off more work (interests, the item's community text, kept lists): the test
+    # database is emptied after the test, and a worker still writing then deadlocked with it.
+    _wait_for(lambda: _idle(workers.values()), "the workers to finish what the writes set off", workers.values())
+
+
+def _idle(logs) -> bool:
+    """Nothing queued, and every task the workers took has ended (succeeded, raised or retried)."""
+    broker = redis.Redis.from_url(BROKER_URL)
+    if broker.llen("interactive") or broker.llen("bulk"):
+        return False
+    text = "".join(log.read_text() for log in logs)
+    return text.count("] received") == sum(text.count(end) for end in ("] succeeded in", "] raised", "] retry"))
