@@ -121,8 +121,9 @@ class Protocol:
     baselines_step: str | None = None
     # NDCG per group of people by how active they were in the train part (P1).
     activity_buckets: bool = False
-    # Rows of figures per group of keys, from each variant's rankings (the bilingual protocol).
-    breakdown: Callable[[Setup, Variant, Rankings], list[dict]] | None = None
+    # Rows of figures per group of keys, from each variant's rankings and K (the bilingual protocol,
+    # P3's validation queries).
+    breakdown: Callable[[Setup, Variant, Rankings, int], list[dict]] | None = None
 
 
 @dataclass
@@ -189,7 +190,7 @@ def protocol_run(
                     )
                     methods.append(method)
                     if protocol.breakdown is not None:
-                        breakdown += protocol.breakdown(setup, variant, rankings)
+                        breakdown += protocol.breakdown(setup, variant, rankings, options.k)
             # P4's learned text sides train text models while their rows are prepared.
             if text_models := _text_models():
                 models = {**models, "text_models": text_models}
@@ -644,6 +645,21 @@ def _p3_prepare(source: BundleSource, options: Options) -> Setup:
     return Setup(items=items, imported=interactions, split=split)
 
 
+# The popularity weight (TEXT_POPULARITY) P3's MovieLens catalog is served with, per encoder:
+# chosen on P3's validation queries (P4's 271 train queries, never a P4 test query; EVALUATION.md
+# "P3"), as P4_COMMUNITY_WEIGHT was on P4's. TEXT_POPULARITY is a per-catalog setting: the
+# cosine's scale differs per encoder and the popularity's per catalog, so the product's default
+# stays what the bilingual demo set and P4 were measured with. A model without a chosen weight
+# gets no such row.
+P3_TEXT_POPULARITY = {"all-MiniLM-L6-v2": 0.08}
+
+
+def p3_validation_queries(queries: Iterable[str]) -> set[str]:
+    """P3's validation queries: P4's train half (p4_query_split), so a choice made on them never
+    reads a P4 test query, and P3's figure on its other queries stays unseen by the choice."""
+    return set(p4_query_split(queries)[1])
+
+
 def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
 
     from catalog.models import Item
@@ -658,11 +674,35 @@ def _p3_variants(setup: Setup, options: Options) -> list[Variant]:
 
         return Variant(name, ask)
 
-    served_weight = recommender_settings().text_popularity
+    config = recommender_settings()
+    # None: the weight the service reads from its settings, as the API asks.
+    variants = [variant(f"text + {config.text_popularity} x log popularity (served default)", None)]
+    if (chosen := P3_TEXT_POPULARITY.get(config.serving_model)) is not None:
+        variants.append(variant(f"text + {chosen} x log popularity (chosen on the validation queries)", chosen))
+    return [*variants, variant("text only (served, no popularity term)", 0.0)]
+
+
+def _p3_breakdown(setup: Setup, variant: Variant, rankings: Rankings, k: int) -> list[dict]:
+    """Each row's figures on P3's validation queries alone (what a choice may be made on)."""
+    validation = p3_validation_queries(setup.split.test)
+    if not validation:
+        return []
+    split = Split(
+        train=[],
+        test={key: relevant for key, relevant in setup.split.test.items() if key in validation},
+        n_interactions=setup.split.n_interactions,
+        fingerprint=setup.split.fingerprint,
+    )
+    scored = score_rankings(variant.name, rankings, split, k=k, n_items=setup.n_items)
     return [
-        # None: the weight the service reads from its settings, as the API asks.
-        variant(f"text + {served_weight} x log popularity (served)", None),
-        variant("text only (served, no popularity term)", 0.0),
+        {
+            "method": variant.name,
+            "split": "validation",
+            "group": "P4's train queries",
+            "queries": len(split.test),
+            "recall": round(scored.recall, 4),
+            "ndcg": round(scored.ndcg, 4),
+        }
     ]
 
 
@@ -685,6 +725,7 @@ P3 = Protocol(
     baselines=_p3_baselines,
     personal=False,
     split_step=False,
+    breakdown=_p3_breakdown,
 )
 
 # --- P4: tags as queries, learned without leakage ------------------------------------------------
@@ -1135,10 +1176,11 @@ def _bilingual_variants(setup: Setup, options: Options) -> list[Variant]:
     ]
 
 
-def _bilingual_breakdown(setup: Setup, variant: Variant, rankings: Rankings) -> list[dict]:
+def _bilingual_breakdown(setup: Setup, variant: Variant, rankings: Rankings, k: int) -> list[dict]:
     """hit@1, hit@5, MRR@10 and the no-match rate per split, overall, per language pair and per
-    kind. For answerable questions the no-match rate is the share wrongly told "nothing is
-    close"; for the questions nothing answers, the share rightly told so."""
+    kind (whatever K the answers were asked with). For answerable questions the no-match rate is
+    the share wrongly told "nothing is close"; for the questions nothing answers, the share
+    rightly told so."""
     matches = variant.matches or {}
     rows = []
     for split in (*BILINGUAL_SPLITS, "all"):

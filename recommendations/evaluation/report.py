@@ -98,9 +98,16 @@ def _warm_and_cold(metrics: dict) -> str:
 
 
 def _breakdown_markdown(payload: dict) -> list[str]:
-    """The bilingual protocol's figures: one table per split and method."""
+    """The bilingual protocol's figures (one table per split and method), or P3's on its
+    validation queries (one table)."""
     lines = []
     rows = payload["breakdown"]
+    if "ndcg" in rows[0]:
+        k = payload["k"]
+        lines += ["", f"On the {rows[0]['group']} alone ({rows[0]['split']}, {rows[0]['queries']} queries):", ""]
+        lines += [f"| method | Recall@{k} | NDCG@{k} |", "|---|---|---|"]
+        lines += [f"| {row['method']} | {row['recall']:.4f} | {row['ndcg']:.4f} |" for row in rows]
+        return lines
     if "match_floor" in payload:
         lines += ["", f"Match floor of the serving model's card: {payload.get('match_floor')}."]
     for split in dict.fromkeys(row["split"] for row in rows):

@@ -197,8 +197,27 @@ def test_evaluate_command_runs_p3_with_tags_as_queries(tmp_path):
 
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["protocol"] == "p3" and report["n_users"] == 1  # one tag on two or more items
-    assert report["methods"][0]["method"].startswith("text + ")
-    assert "1 queries evaluated" in (tmp_path / "out" / "report.md").read_text()
+    methods = [method["method"] for method in report["methods"]]
+    assert methods[0].startswith("text + ")
+    # The test encoder (MiniLM) has a weight chosen on the validation queries: its row is asked.
+    assert "text + 0.08 x log popularity (chosen on the validation queries)" in methods
+    # The one query is in P4's train half: every row's figures on the validation queries too.
+    assert [row["queries"] for row in report["breakdown"]] == [1] * 3
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "1 queries evaluated" in markdown
+    assert "On the P4's train queries alone (validation, 1 queries)" in markdown
+
+
+def test_p3_validation_queries_are_p4s_train_queries_never_its_test_queries():
+    from recommendations.evaluation.protocols import p3_validation_queries, p4_query_split
+
+    queries = [f"tag {number}" for number in range(542)]
+    test, train = p4_query_split(queries)
+
+    validation = p3_validation_queries(reversed(queries))
+
+    assert validation == set(train) and len(validation) == 271
+    assert not validation & set(test)
 
 
 def test_cold_items_are_a_seeded_tenth_of_the_items_with_five_or_more_events():
