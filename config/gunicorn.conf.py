@@ -14,6 +14,14 @@ from config.env import env_int, env_str
 wsgi_app = "config.wsgi:application"
 bind = [env_str("GUNICORN_BIND", "127.0.0.1:8000")]
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+# The web processes share the machine's cores: each one's encoder and numpy (BLAS) thread pools get
+# cores / processes threads unless the environment says otherwise (deploy/recommender.env.example
+# says 1). Left at all cores, two processes each ran their pools on both cores at once: free text
+# at 4 connections answered 34 requests/s instead of 70 (BENCHMARKS.md "API throughput"). Set here,
+# in the master before the workers fork and import numpy, so every worker starts with them.
+_THREADS_PER_PROCESS = str(max(1, (os.cpu_count() or 1) // workers))
+for _variable in ("RECOMMENDER_ENCODER_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, _THREADS_PER_PROCESS)
 worker_class = "gthread"
 # Threads per worker: more than the stalled connections one worker may hold while still
 # answering others at once (the slow-client test holds 8 on 2 workers). Each thread keeps its
