@@ -123,7 +123,7 @@ def test_another_persons_review_is_embedded_while_a_large_batch_is_encoded(worke
 
 def _idle(logs) -> bool:
     """Nothing queued, and every task the workers took has ended (succeeded, raised or retried)."""
-    broker = redis.Redis.from_url(BROKER_URL)
+    broker = redis.Redis.from_url(str(BROKER_URL))
     if broker.llen("interactive") or broker.llen("bulk"):
         return False
     text = "".join(log.read_text() for log in logs)
