@@ -18,6 +18,7 @@ from core.conf import recommender_settings
 from core.vector_wire import VectorBytes, vector_from_bytes
 from recommendations.models import UserInterest
 from recommendations.retrieval.history import interaction_history
+from recommendations.retrieval.semantic import item_vectors_for
 from recommendations.vectors.embedding import user_interests_compute
 from users.models import Activity, ActivityKind, ActivityVector
 
@@ -96,7 +97,20 @@ def _interests(*, user_id: int, model_name: str, as_of: datetime | None) -> list
             .annotate(raw=VectorBytes("embedding"))
             .values_list("raw", flat=True)
         ]
-    return [interest.vector for interest in user_interests_compute(user_id=user_id, model_name=model_name, as_of=as_of)]
+    history = interaction_history()
+    if history is None:
+        interests = user_interests_compute(user_id=user_id, model_name=model_name, as_of=as_of)
+    else:  # as of a past moment inside interactions_snapshot(): from memory
+        interests = user_interests_compute(
+            user_id=user_id,
+            model_name=model_name,
+            as_of=as_of,
+            remembered=history.person_activities(
+                user_id=user_id, as_of=as_of, limit=recommender_settings().interest_history
+            ),
+            item_vectors_of=lambda item_ids: item_vectors_for(item_ids=item_ids, model_name=model_name),
+        )
+    return [interest.vector for interest in interests]
 
 
 def _texts(*, user_id: int, model_name: str, as_of: datetime | None) -> list[tuple[str, np.ndarray]]:

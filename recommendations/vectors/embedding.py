@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -189,20 +189,24 @@ def embedding_mark_failed(*, model, ids: Sequence[int], error: str) -> int:
     )
 
 
-def user_interests_compute(*, user_id: int, model_name: str, as_of: datetime | None = None) -> list[Interest]:
-    """The person's interest vectors from their recent activities (before as_of, if given; as of
-    a past moment inside interactions_snapshot(), the activities and item vectors from memory)."""
-    from recommendations.retrieval.history import interaction_history
-    from recommendations.retrieval.semantic import item_vectors_for
+def user_interests_compute(
+    *,
+    user_id: int,
+    model_name: str,
+    as_of: datetime | None = None,
+    remembered: list[dict] | None = None,
+    item_vectors_of: Callable[[set[int]], dict[int, np.ndarray]] | None = None,
+) -> list[Interest]:
+    """The person's interest vectors from their recent activities (before as_of, if given).
 
+    `remembered`: those activities already read (the retrieval layer's in-memory snapshot of a
+    past moment: id, kind, rating, created_at, item_id, with_text, newest first), with
+    `item_vectors_of` reading item vectors the same way; else both come from the database."""
     config = recommender_settings()
-    snapshot = interaction_history() if as_of is not None else None
     activities: list[dict]
-    if snapshot is not None and as_of is not None:
-        activities = snapshot.person_activities(user_id=user_id, as_of=as_of, limit=config.interest_history)
-        item_vectors = item_vectors_for(
-            item_ids={activity["item_id"] for activity in activities if activity["item_id"]}, model_name=model_name
-        )
+    if remembered is not None and item_vectors_of is not None:
+        activities = remembered
+        item_vectors = item_vectors_of({activity["item_id"] for activity in activities if activity["item_id"]})
         written = [activity["id"] for activity in activities if activity["with_text"]]
     else:
         before = Activity.objects.filter(user_id=user_id)
