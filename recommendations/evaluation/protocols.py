@@ -36,7 +36,7 @@ from recommendations.evaluation.databases import isolated_database
 from recommendations.evaluation.metrics import MethodResult, reciprocal_rank, score_rankings
 from recommendations.evaluation.split import EvaluationError, Split, split_per_user
 from recommendations.ml.text_adapter import AdapterSettings
-from recommendations.retrieval.history import interactions_snapshot, one_blas_thread
+from recommendations.retrieval.history import forked_shares, interactions_snapshot, one_blas_thread
 from users.events import EventRow
 from users.models import ActivityKind
 
@@ -357,23 +357,6 @@ def _asked(variant: Variant, keys: Iterable[str]) -> tuple[Rankings, list[float]
     return rankings, latencies
 
 
-# The variant the forked processes of _asked_in_processes ask (its `ask` is a closure over the
-# evaluation's state, which a fork inherits and a pickle could not carry).
-_forked_variant: Variant | None = None
-
-
-def _asked_share(keys: list[str]) -> tuple[Rankings, list[float]]:
-    """One forked process's share of the keys, on a database connection of its own."""
-    from django.db import connections
-
-    assert _forked_variant is not None
-    try:
-        with one_blas_thread():
-            return _asked(_forked_variant, keys)
-    finally:
-        connections.close_all()
-
-
 def _active_ranker_parse() -> None:
     """Load the active ranker here, before the fork, so the children inherit it parsed. A
     LightGBM model parsed in a child forked after this process trained one never returns:
@@ -388,35 +371,20 @@ def _active_ranker_parse() -> None:
 
 
 def _asked_in_processes(variant: Variant, keys: list[str], *, processes: int) -> tuple[Rankings, list[float]]:
-    """_asked over `processes` forked children, each a contiguous share of the keys: the same
-    answers as one process (each is computed as of its own moment from the same database and
-    snapshot), in the same order. Personal variants only: they read stored vectors, so the
-    children start no encoder. The parent's connections are closed first so that no child
-    shares their sockets."""
-    import multiprocessing
+    """_asked over `processes` forked children, each a contiguous share of the keys
+    (history.forked_shares): the same answers as one process (each is computed as of its own
+    moment from the same database and snapshot), in the same order. Personal variants only: they
+    read stored vectors, so the children start no encoder."""
+    _active_ranker_parse()
 
-    from django.db import connections
+    def asked_share(share: list[str], _start: int) -> tuple[Rankings, list[float]]:
+        with one_blas_thread():
+            return _asked(variant, share)
 
-    from recommendations.ml.encoder import children_without_encoders
-
-    global _forked_variant
-    if connections["default"].in_atomic_block or multiprocessing.current_process().daemon:
-        # Inside a transaction the children could not see its rows; a daemonic process may not fork.
-        logger.warning(
-            "evaluation variant %r asked in one process: processes=%d cannot fork here", variant.name, processes
-        )
+    parts = forked_shares(asked_share, keys, processes=processes, what=f"evaluation variant {variant.name!r}")
+    if parts is None:
         with one_blas_thread():
             return _asked(variant, keys)
-    _active_ranker_parse()
-    bounds = np.linspace(0, len(keys), processes + 1).astype(int)
-    shares = [keys[low:high] for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
-    connections.close_all()
-    _forked_variant = variant
-    try:
-        with children_without_encoders(), multiprocessing.get_context("fork").Pool(processes) as pool:
-            parts = pool.map(_asked_share, shares)
-    finally:
-        _forked_variant = None
     rankings: Rankings = {}
     latencies: list[float] = []
     for part_rankings, part_latencies in parts:

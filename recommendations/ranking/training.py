@@ -27,10 +27,8 @@ Training (`ranker_train`, run by the Celery task and `manage.py train_ranker`):
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import multiprocessing
 import random
 import time
 from collections import Counter, defaultdict
@@ -40,11 +38,10 @@ from datetime import datetime
 from typing import cast
 
 import numpy as np
-from django.db import connection, connections, transaction
+from django.db import transaction
 from django.db.models import Max
 
 from core.conf import recommender_settings
-from recommendations.ml.encoder import children_without_encoders
 from recommendations.ml.ranker import Ranker, ndcg_of_groups, train_lambdarank, train_logistic_regression
 from recommendations.models import BehaviourModel, RankerAlgorithm, RankerModel
 from recommendations.ranking.active import RankerError, active_ranker, blend_scores, feature_matrix, ranker_activate
@@ -52,7 +49,7 @@ from recommendations.ranking.features import FEATURES, INDEX, features_compute
 from recommendations.retrieval.behaviour_build import behaviour_model_build
 from recommendations.retrieval.candidates import SOURCES, Candidate, candidates_gather
 from recommendations.retrieval.filters import ItemFilters
-from recommendations.retrieval.history import interactions_snapshot, one_blas_thread
+from recommendations.retrieval.history import forked_shares, interactions_snapshot, one_blas_thread
 from recommendations.retrieval.person import PersonState, person_state
 from users.models import BEHAVIOUR_KINDS, Activity
 
@@ -280,14 +277,6 @@ def _people_rows(
     return rows
 
 
-def _rows_of_people(people: list[_Learner], first_owner: int, behaviour_model_id: int, cold: frozenset[int]) -> _Rows:
-    """One forked process's share of the people (on a database connection of its own)."""
-    try:
-        return _people_rows(people, first_owner=first_owner, behaviour_model_id=behaviour_model_id, cold=cold)
-    finally:
-        connections.close_all()
-
-
 def _training_rows(
     people: list[_Learner],
     *,
@@ -297,23 +286,18 @@ def _training_rows(
     progress: Callable[[Iterable, str], Iterable],
 ) -> TrainingData:
     """_people_rows of everyone, in this process or over `processes` forked children, each a
-    contiguous share of the people (so the groups come back in the same order as from one
-    process). The children inherit the interactions snapshot; the parent's connections are
-    closed first so that no child shares their sockets."""
-    if processes > 1 and (connection.in_atomic_block or multiprocessing.current_process().daemon):
-        # Inside a transaction the children could not see its rows (nor may its connection be
-        # closed); a daemonic process (a Celery prefork child) may not have children.
-        logger.warning("ranker training data in one process: processes=%d cannot fork here", processes)
-        processes = 1
-    if processes <= 1 or len(people) < 2 * processes:
+    contiguous share of the people (history.forked_shares: the groups come back in the same
+    order as from one process)."""
+    started = time.monotonic()
+    parts = forked_shares(
+        lambda share, start: _people_rows(share, first_owner=start, behaviour_model_id=behaviour_model_id, cold=cold),
+        people,
+        processes=processes,
+        what="ranker training data",
+    )
+    if parts is None:
         described = progress(people, "ranker training data")
         return _people_rows(described, first_owner=0, behaviour_model_id=behaviour_model_id, cold=cold).data()
-    bounds = np.linspace(0, len(people), processes + 1).astype(int)
-    shares = [(people[low:high], int(low), behaviour_model_id, cold) for low, high in itertools.pairwise(bounds)]
-    connections.close_all()
-    started = time.monotonic()
-    with children_without_encoders(), multiprocessing.get_context("fork").Pool(processes) as pool:
-        parts = pool.starmap(_rows_of_people, shares)
     logger.info(
         "ranker training data built people=%d processes=%d ms=%d",
         len(people),

@@ -18,18 +18,25 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar, cast
 
 import numpy as np
+from django.db import connection, connections
 from django.db.models import BooleanField, Case, Q, Value, When
 
+from recommendations.ml.encoder import children_without_encoders
 from users.models import BEHAVIOUR_KINDS, Activity
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 MICROSECONDS = 1_000_000
 # Rows fetched per round trip when loading (about 0.1 s for 20,000 here).
@@ -328,3 +335,45 @@ def one_blas_thread() -> Iterator[None]:
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+# The work forked_shares' children run: a fork inherits it (a closure over the caller's state),
+# where a Pool's pickle could not carry it.
+_share_work: Callable[[list, int], object] | None = None
+
+
+def _share_run(share: tuple[list, int]) -> object:
+    assert _share_work is not None
+    try:
+        return _share_work(*share)
+    finally:
+        connections.close_all()  # the child's own connection, never the parent's
+
+
+def forked_shares(work: Callable[[list[T], int], R], items: list[T], *, processes: int, what: str) -> list[R] | None:
+    """work(share, start) over `processes` forked children, each a contiguous share of `items`
+    (start: the share's position in them), the results in the items' order; None where the
+    caller should do the work itself: one process asked, too few items, or a process that cannot
+    fork (inside a transaction the children could not see its rows, nor may its connection be
+    closed; a daemonic process, a Celery prefork child, may not have children).
+
+    The children inherit the interactions snapshot and start no encoder (children_without_
+    encoders: they read stored vectors); the parent's connections are closed first so that no
+    child shares their sockets. The re-ranker's training data and the personal protocols' asks."""
+    if processes <= 1:
+        return None
+    if connection.in_atomic_block or multiprocessing.current_process().daemon:
+        logger.warning("%s in one process: processes=%d cannot fork here", what, processes)
+        return None
+    if len(items) < 2 * processes:
+        return None
+    global _share_work
+    bounds = np.linspace(0, len(items), processes + 1).astype(int)
+    shares = [(items[low:high], int(low)) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+    connections.close_all()
+    _share_work = work
+    try:
+        with children_without_encoders(), multiprocessing.get_context("fork").Pool(processes) as pool:
+            return cast(list[R], pool.map(_share_run, shares))
+    finally:
+        _share_work = None
